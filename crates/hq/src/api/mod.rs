@@ -1,0 +1,87 @@
+//! The HTTP surface: routes, the JSON body reader, and the small handlers (health, runners).
+
+pub mod sessions;
+
+use agentrelay_protocol::Runner;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::auth::require_admin;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::{runner_data, runner_socket, viewer_socket};
+
+/// Every route HQ serves.
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/api/runners", get(list_runners))
+        .route("/api/sessions", post(sessions::create).get(sessions::list))
+        .route("/api/sessions/{id}", get(sessions::get).delete(sessions::delete))
+        .route("/api/v1/ws/session/{id}", get(viewer_socket::upgrade))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route("/api/v1/ws/register", get(runner_socket::upgrade))
+        .route("/api/v1/ws/runner/session/{id}", get(runner_data::upgrade))
+        .merge(admin)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_size))
+        .with_state(state)
+}
+
+async fn health() -> Json<Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("no such route".to_owned())
+}
+
+async fn list_runners(State(state): State<AppState>) -> Json<Vec<Runner>> {
+    Json(state.registry.list())
+}
+
+/// A JSON object body whose fields are read one by one, so a bad field is named in the 400.
+pub struct JsonObject(Map<String, Value>);
+
+impl JsonObject {
+    /// Parses a request body that must be a JSON object.
+    pub fn parse(
+        body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    ) -> Result<Self, AppError> {
+        let body = body.map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge("request body is too large".to_owned()),
+            _ => AppError::BadRequest { field: None, message: rejection.body_text() },
+        })?;
+        match serde_json::from_slice(&body) {
+            Ok(Value::Object(map)) => Ok(Self(map)),
+            Ok(_) => {
+                Err(AppError::BadRequest { field: None, message: "body must be a JSON object".to_owned() })
+            }
+            Err(e) => Err(AppError::BadRequest { field: None, message: format!("invalid JSON: {e}") }),
+        }
+    }
+
+    /// Removes and decodes an optional field; `null` counts as absent.
+    pub fn take<T: DeserializeOwned>(&mut self, field: &str, expected: &str) -> Result<Option<T>, AppError> {
+        match self.0.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(|_| AppError::bad_field(field, format!("'{field}' must be {expected}"))),
+        }
+    }
+
+    /// Fails on the first field no one took.
+    pub fn finish(self) -> Result<(), AppError> {
+        match self.0.keys().next() {
+            Some(field) => Err(AppError::bad_field(field, format!("unknown field '{field}'"))),
+            None => Ok(()),
+        }
+    }
+}

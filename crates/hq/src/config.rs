@@ -1,0 +1,81 @@
+//! HQ's command-line flags and environment variables (the public contract's names).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Configuration of one HQ process. Every flag also reads `AGENTRELAY_<FLAG>`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "agentrelay-hq",
+    version,
+    about = "AgentRelay HQ: the control plane runners dial into and viewers attach to",
+    after_help = "Example:\n  AGENTRELAY_ADMIN_TOKEN=… RUNNER_TOKEN=… agentrelay-hq --listen 127.0.0.1:8080"
+)]
+pub struct HqConfig {
+    /// Address to listen on for the API, WebSockets and dashboard.
+    #[arg(long, env = "AGENTRELAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for HQ's state (database, session logs, recordings).
+    #[arg(long, env = "AGENTRELAY_DATA_DIR", default_value = "./agentrelay-data")]
+    pub data_dir: PathBuf,
+
+    /// The URL browsers use to reach HQ; WebSocket upgrades from any other origin are refused.
+    #[arg(long, env = "AGENTRELAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Shared enrollment token runners present when they dial in (also read from RUNNER_TOKEN).
+    #[arg(long, env = "AGENTRELAY_RUNNER_TOKEN", hide_env_values = true)]
+    pub runner_token: Option<String>,
+
+    /// Admin token for the REST API and session WebSockets.
+    #[arg(long, env = "AGENTRELAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// In-memory scrollback kept per session for viewers (e.g. 1MiB).
+    #[arg(long, env = "AGENTRELAY_RING_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub ring_size: usize,
+
+    /// How long a session waits for its vanished runner before it is marked lost.
+    #[arg(long, env = "AGENTRELAY_LOST_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lost_after: Duration,
+
+    /// How often HQ and runners exchange heartbeats.
+    #[arg(long, env = "AGENTRELAY_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// A runner silent for this long is marked offline and disconnected.
+    #[arg(long, env = "AGENTRELAY_HEARTBEAT_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub heartbeat_timeout: Duration,
+
+    /// Largest WebSocket message accepted from viewers and runners.
+    #[arg(long, env = "AGENTRELAY_MAX_FRAME_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_frame_size: usize,
+
+    /// Largest REST request body.
+    #[arg(long, env = "AGENTRELAY_MAX_BODY_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_body_size: usize,
+
+    /// Log output: human or json.
+    #[arg(long, env = "AGENTRELAY_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    pub log_format: String,
+}
+
+impl HqConfig {
+    /// The runner enrollment token: the flag or `AGENTRELAY_RUNNER_TOKEN`, else plain `RUNNER_TOKEN`.
+    pub fn resolved_runner_token(&self) -> Option<String> {
+        self.runner_token
+            .clone()
+            .or_else(|| std::env::var("RUNNER_TOKEN").ok())
+            .filter(|token| !token.is_empty())
+    }
+}
+
+/// Parses a size such as `8MiB`, `512KiB` or `1048576`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = text.trim().parse().map_err(|e| format!("bad size '{text}': {e}"))?;
+    usize::try_from(size.as_u64()).map_err(|_| format!("size '{text}' is too large"))
+}

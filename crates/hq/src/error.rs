@@ -1,0 +1,79 @@
+//! `AppError`: the one error type at the HTTP edge, rendered as the contract's JSON error body.
+
+use agentrelay_protocol::{ErrorBody, ErrorResponse};
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An error a REST handler returns; each variant maps to one status and code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: the request is malformed; `field` names the part at fault.
+    #[error("{message}")]
+    BadRequest {
+        /// The request field at fault, if one is.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// 401: no valid credentials.
+    #[error("missing or invalid token")]
+    Unauthorized,
+    /// 403: authenticated, or from a foreign origin, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: an unknown session, runner or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the runner is not connected.
+    #[error("{0}")]
+    RunnerOffline(String),
+    /// 409: no online runner carries the requested labels.
+    #[error("{0}")]
+    NoMatchingRunner(String),
+    /// 413: the request body is too large.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 500: a bug or an I/O failure; the details go to the log, not the client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// A 400 naming the bad field.
+    pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
+        Self::BadRequest { field: Some(field.to_owned()), message: message.into() }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::RunnerOffline(_) => (StatusCode::CONFLICT, "runner_offline"),
+            Self::NoMatchingRunner(_) => (StatusCode::CONFLICT, "no_matching_runner"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                "internal error; see HQ's log".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let field = match self {
+            Self::BadRequest { field, .. } => field,
+            _ => None,
+        };
+        let body = ErrorResponse { error: ErrorBody { code: code.to_owned(), message, field } };
+        (status, Json(body)).into_response()
+    }
+}

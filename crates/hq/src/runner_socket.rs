@@ -1,0 +1,198 @@
+//! A runner's control connection (`/api/v1/ws/register`): hello, heartbeats both ways, start
+//! orders, and marking the runner offline (and later its sessions lost) when it goes away.
+
+use std::time::Duration;
+
+use agentrelay_protocol::runner::{Hello, HqMessage, Refused, RunnerMessage, Welcome};
+use agentrelay_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use anyhow::{Context, bail};
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use tokio::time::{Instant, interval_at, timeout};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::auth::check_runner_token;
+use crate::error::AppError;
+use crate::registry::Registration;
+use crate::state::AppState;
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle runner connections are the bulk of HQ's sockets: keep their buffers small.
+const CONTROL_READ_BUFFER: usize = 4 * 1024;
+
+/// `GET /api/v1/ws/register`: checks the runner token, then upgrades.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    check_runner_token(&state, &headers)?;
+    Ok(ws
+        .read_buffer_size(CONTROL_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(state.config.max_frame_size)
+        .on_upgrade(move |socket| async move {
+            if let Err(error) = serve(state, socket).await {
+                tracing::info!(error = format!("{error:#}"), "runner connection ended");
+            }
+        }))
+}
+
+async fn serve(state: AppState, mut socket: WebSocket) -> anyhow::Result<()> {
+    let hello = match timeout(HELLO_TIMEOUT, read_hello(&mut socket)).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(error)) => {
+            refuse(&mut socket, "bad_hello", &format!("{error:#}")).await;
+            return Err(error);
+        }
+        Err(_) => bail!("no hello within {HELLO_TIMEOUT:?}"),
+    };
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
+        let message = format!(
+            "runner speaks protocol {} but this HQ accepts {MIN_PROTOCOL_VERSION}–{PROTOCOL_VERSION}; upgrade the runner",
+            hello.protocol_version
+        );
+        refuse(&mut socket, "protocol_version", &message).await;
+        bail!(message);
+    }
+    let registration = match state.registry.connect(&hello) {
+        Ok(registration) => registration,
+        Err(refusal) => {
+            refuse(&mut socket, "name_taken", &refusal.to_string()).await;
+            bail!(refusal);
+        }
+    };
+    let span = tracing::info_span!("runner", id = %hello.id, name = %hello.name);
+    let id = hello.id;
+    let connection = registration.connection;
+    async {
+        tracing::info!(version = %hello.version, live_sessions = hello.sessions.len(), "runner online");
+        let result = run(&state, &mut socket, id, registration).await;
+        if state.registry.disconnect(id, connection) {
+            tracing::info!("runner offline");
+            watch_for_lost_sessions(&state, id);
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn read_hello(socket: &mut WebSocket) -> anyhow::Result<Hello> {
+    loop {
+        match socket.recv().await {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str()) {
+                Ok(RunnerMessage::Hello(hello)) => return Ok(hello),
+                Ok(other) => bail!("expected a hello first, got {other:?}"),
+                Err(e) => bail!("hello is not valid: {e}"),
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(_)) => bail!("expected a JSON hello"),
+            Some(Err(e)) => return Err(e).context("reading hello"),
+            None => bail!("closed before hello"),
+        }
+    }
+}
+
+async fn refuse(socket: &mut WebSocket, code: &str, message: &str) {
+    let frame = HqMessage::Refused(Refused { code: code.to_owned(), message: message.to_owned() });
+    if let Ok(text) = serde_json::to_string(&frame) {
+        let _ = socket.send(Message::Text(text.into())).await;
+    }
+    let close = CloseFrame { code: 1008, reason: code.to_owned().into() };
+    let _ = socket.send(Message::Close(Some(close))).await;
+}
+
+/// The connection's one loop: frames from the runner, orders for it, heartbeats, shutdown.
+async fn run(
+    state: &AppState,
+    socket: &mut WebSocket,
+    id: Uuid,
+    registration: Registration,
+) -> anyhow::Result<()> {
+    let Registration { mut rx, replaced, .. } = registration;
+    let every = state.config.heartbeat_interval;
+    send(
+        socket,
+        &HqMessage::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            heartbeat_interval_ms: every.as_millis() as u64,
+        }),
+    )
+    .await?;
+    let mut beat = interval_at(Instant::now() + every, every);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            frame = socket.recv() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Ok(_)) => { last_heard = Instant::now(); continue }
+                    Some(Err(e)) => return Err(e).context("runner socket"),
+                };
+                last_heard = Instant::now();
+                state.registry.touch(id);
+                match serde_json::from_str::<RunnerMessage>(text.as_str()) {
+                    Ok(RunnerMessage::Heartbeat) => {}
+                    Ok(RunnerMessage::SessionFailed(failed)) => {
+                        if let Some(session) = state.sessions.get(failed.session_id) {
+                            tracing::info!(session = %failed.session_id, error = %failed.error, "session failed to start");
+                            session.mark_failed(failed.error);
+                        }
+                    }
+                    Ok(RunnerMessage::Hello(_)) => tracing::warn!("ignoring a second hello"),
+                    Err(e) => tracing::warn!(error = %e, "ignoring a bad control frame"),
+                }
+            }
+            order = rx.recv() => match order {
+                Some(order) => send(socket, &order).await?,
+                None => return Ok(()),
+            },
+            _ = beat.tick() => {
+                if last_heard.elapsed() > state.config.heartbeat_timeout {
+                    let _ = socket.send(Message::Close(None)).await;
+                    bail!("no heartbeat for {:?}", state.config.heartbeat_timeout);
+                }
+                send(socket, &HqMessage::Heartbeat).await?;
+            }
+            _ = replaced.cancelled() => bail!("replaced by a newer connection of the same runner"),
+            _ = state.shutdown.cancelled() => {
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "HQ is shutting down".into() }))).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, message: &HqMessage) -> anyhow::Result<()> {
+    let text = serde_json::to_string(message).context("encoding control frame")?;
+    socket.send(Message::Text(text.into())).await.context("sending to runner")
+}
+
+/// After `--lost-after` without the runner, its unfinished sessions become `lost`.
+fn watch_for_lost_sessions(state: &AppState, runner_id: Uuid) {
+    let state_for_task = state.clone();
+    state.tasks.spawn(async move {
+        let state = state_for_task;
+        tokio::select! {
+            _ = tokio::time::sleep(state.config.lost_after) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+        if state.registry.is_online(runner_id) {
+            return;
+        }
+        for session in state.sessions.live_on_runner(runner_id) {
+            tracing::info!(session = %session.id, "session lost with its runner");
+            session.mark_lost(format!(
+                "runner went offline and did not return within {:?}",
+                state.config.lost_after
+            ));
+        }
+    });
+}

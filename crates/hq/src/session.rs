@@ -1,0 +1,290 @@
+//! A session as HQ holds it: its metadata, its lifecycle, the ring its viewers read from, and the
+//! ordered channel of input, resizes and kills bound for its runner.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use agentrelay_protocol::{ExitStatus, Session as SessionView, SessionStatus, TermSize};
+use agentrelay_ring::{OutputRing, Read};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc, watch};
+use uuid::Uuid;
+
+/// What travels from viewers to the runner, in the order viewers sent it.
+#[derive(Debug)]
+pub enum ToRunner {
+    /// Keystrokes or a paste.
+    Input(Bytes),
+    /// A new PTY size.
+    Resize(TermSize),
+    /// Hang up, then kill.
+    Kill,
+}
+
+/// Where the output stream stands; viewers wait on changes to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// One past the newest output byte.
+    pub end: u64,
+    /// The lifecycle state.
+    pub status: SessionStatus,
+}
+
+/// The parts of a session that change after it is created.
+#[derive(Debug)]
+struct Lifecycle {
+    status: SessionStatus,
+    exit: Option<ExitStatus>,
+    error: Option<String>,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+impl Lifecycle {
+    /// The one transition function: states only move forward, and an end state is final.
+    fn advance(&mut self, next: SessionStatus) -> bool {
+        use SessionStatus::*;
+        let allowed =
+            matches!((self.status, next), (Starting, Running) | (Starting | Running, Exited | Failed | Lost));
+        if allowed {
+            self.status = next;
+            if next.is_final() {
+                self.ended_at = Some(Utc::now());
+            }
+        }
+        allowed
+    }
+}
+
+/// One session.
+pub struct Session {
+    /// Session id.
+    pub id: Uuid,
+    /// The runner it runs on.
+    pub runner_id: Uuid,
+    /// Its argv.
+    pub command: Vec<String>,
+    /// Who created it.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    lifecycle: Mutex<Lifecycle>,
+    /// Scrollback for viewers. Locked only to push or to slice out a read, never across I/O.
+    output: Mutex<OutputRing>,
+    /// Sent by the data connection on every push and by every state change; viewers subscribe.
+    progress: watch::Sender<Progress>,
+    /// Viewers and the API send here; the data connection to the runner receives.
+    to_runner: mpsc::Sender<ToRunner>,
+    /// The receiving end, held by whichever data connection is current (or parked here).
+    to_runner_rx: Mutex<Option<mpsc::Receiver<ToRunner>>>,
+    /// Signalled when a data connection parks `to_runner_rx` again.
+    rx_parked: Notify,
+}
+
+impl Session {
+    /// A new session in `starting`.
+    pub fn new(runner_id: Uuid, command: Vec<String>, created_by: String, ring_size: usize) -> Self {
+        let (to_runner, rx) = mpsc::channel(256);
+        let status = SessionStatus::Starting;
+        Self {
+            id: Uuid::now_v7(),
+            runner_id,
+            command,
+            created_by,
+            created_at: Utc::now(),
+            lifecycle: Mutex::new(Lifecycle { status, exit: None, error: None, ended_at: None }),
+            output: Mutex::new(OutputRing::new(ring_size)),
+            progress: watch::Sender::new(Progress { end: 0, status }),
+            to_runner,
+            to_runner_rx: Mutex::new(Some(rx)),
+            rx_parked: Notify::new(),
+        }
+    }
+
+    /// The session as the API shows it.
+    pub fn view(&self) -> SessionView {
+        let life = lock(&self.lifecycle);
+        let exit = life.exit.clone().unwrap_or(ExitStatus { code: None, signal: None });
+        SessionView {
+            id: self.id,
+            runner_id: self.runner_id,
+            command: self.command.clone(),
+            status: life.status,
+            exit_code: exit.code,
+            signal: exit.signal,
+            error: life.error.clone(),
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            ended_at: life.ended_at,
+            output_bytes: self.progress.borrow().end,
+        }
+    }
+
+    /// Current status.
+    pub fn status(&self) -> SessionStatus {
+        lock(&self.lifecycle).status
+    }
+
+    /// How the process ended, once it has.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        lock(&self.lifecycle).exit.clone()
+    }
+
+    /// Why the session failed or was lost.
+    pub fn error(&self) -> Option<String> {
+        lock(&self.lifecycle).error.clone()
+    }
+
+    /// A receiver of progress updates for one viewer.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// The sender for input, resizes and kills bound for the runner.
+    pub fn to_runner(&self) -> &mpsc::Sender<ToRunner> {
+        &self.to_runner
+    }
+
+    /// The first offset HQ does not hold yet.
+    pub fn output_end(&self) -> u64 {
+        lock(&self.output).end()
+    }
+
+    /// Appends output from the runner and wakes viewers.
+    pub fn push_output(&self, data: Bytes) {
+        let end = {
+            let mut ring = lock(&self.output);
+            ring.push(data);
+            ring.end()
+        };
+        self.progress.send_modify(|p| p.end = end);
+    }
+
+    /// Continues the stream at `offset` after bytes the runner could no longer hold.
+    pub fn skip_output_to(&self, offset: u64) {
+        let end = {
+            let mut ring = lock(&self.output);
+            ring.skip_to(offset);
+            ring.end()
+        };
+        self.progress.send_modify(|p| p.end = end);
+    }
+
+    /// Up to `max` bytes of output from `offset`.
+    pub fn read_output(&self, offset: u64, max: usize) -> Read {
+        lock(&self.output).read(offset, max)
+    }
+
+    /// The oldest output offset still held for viewers.
+    pub fn output_start(&self) -> u64 {
+        lock(&self.output).start()
+    }
+
+    /// `starting` → `running`.
+    pub fn mark_running(&self) {
+        self.transition(SessionStatus::Running, |_| {});
+    }
+
+    /// The process ended; its exit is delivered after the last output byte.
+    pub fn mark_exited(&self, exit: ExitStatus) {
+        self.transition(SessionStatus::Exited, |life| life.exit = Some(exit));
+    }
+
+    /// The process could not be started.
+    pub fn mark_failed(&self, error: String) {
+        self.transition(SessionStatus::Failed, |life| life.error = Some(error));
+    }
+
+    /// The runner vanished for good.
+    pub fn mark_lost(&self, error: String) {
+        self.transition(SessionStatus::Lost, |life| life.error = Some(error));
+    }
+
+    fn transition(&self, next: SessionStatus, on_success: impl FnOnce(&mut Lifecycle)) {
+        let moved = {
+            let mut life = lock(&self.lifecycle);
+            let moved = life.advance(next);
+            if moved {
+                on_success(&mut life);
+            }
+            moved
+        };
+        if moved {
+            self.progress.send_modify(|p| p.status = next);
+        }
+    }
+
+    /// Takes the runner-bound receiver for a new data connection, waiting briefly for an older
+    /// connection to give it back.
+    pub async fn take_runner_rx(&self) -> Option<mpsc::Receiver<ToRunner>> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let parked = self.rx_parked.notified();
+            if let Some(rx) = lock(&self.to_runner_rx).take() {
+                return Some(rx);
+            }
+            if tokio::time::timeout_at(deadline, parked).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Gives the runner-bound receiver back when a data connection ends.
+    pub fn park_runner_rx(&self, rx: mpsc::Receiver<ToRunner>) {
+        *lock(&self.to_runner_rx) = Some(rx);
+        self.rx_parked.notify_waiters();
+    }
+}
+
+/// All sessions HQ knows.
+#[derive(Default)]
+pub struct Sessions {
+    map: RwLock<HashMap<Uuid, Arc<Session>>>,
+}
+
+impl Sessions {
+    /// Adds a session.
+    pub fn insert(&self, session: Arc<Session>) {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).insert(session.id, session);
+    }
+
+    /// One session.
+    pub fn get(&self, id: Uuid) -> Option<Arc<Session>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    /// All sessions, newest first.
+    pub fn list(&self) -> Vec<Arc<Session>> {
+        let mut list: Vec<_> = self.map.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        list.sort_by_key(|s| std::cmp::Reverse(s.id));
+        list
+    }
+
+    /// Live (not ended) sessions on one runner.
+    pub fn live_on_runner(&self, runner_id: Uuid) -> Vec<Arc<Session>> {
+        self.list().into_iter().filter(|s| s.runner_id == runner_id && !s.status().is_final()).collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a panic mid-update of plain data; the data itself is still usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_only_moves_forward() {
+        let session = Session::new(Uuid::now_v7(), vec!["true".into()], "t".into(), 1024);
+        session.mark_running();
+        session.mark_exited(ExitStatus { code: Some(3), signal: None });
+        session.mark_lost("late".into());
+        session.mark_failed("later".into());
+        let view = session.view();
+        assert_eq!(view.status, SessionStatus::Exited);
+        assert_eq!(view.exit_code, Some(3));
+        assert!(view.error.is_none() && view.ended_at.is_some());
+    }
+}

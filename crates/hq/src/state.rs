@@ -1,0 +1,46 @@
+//! The state every handler and socket task shares.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::HqConfig;
+use crate::registry::Registry;
+use crate::session::Sessions;
+
+/// A cheap handle on HQ's shared state.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] points at.
+pub struct Shared {
+    /// The configuration HQ started with.
+    pub config: HqConfig,
+    /// Admin token for the API and viewers.
+    pub admin_token: String,
+    /// Enrollment token for runners.
+    pub runner_token: String,
+    /// Known runners.
+    pub registry: Registry,
+    /// Known sessions.
+    pub sessions: Sessions,
+    /// Cancelled when HQ shuts down; every socket task watches it.
+    pub shutdown: CancellationToken,
+    /// Tracks background tasks (timers) so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wraps the shared state.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}

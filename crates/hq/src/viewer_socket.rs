@@ -1,0 +1,158 @@
+//! A viewer's session WebSocket (`/api/v1/ws/session/{id}`): `attached`, then output from the
+//! viewer's own offset, keystrokes and resizes back, `exit` after the last byte.
+//!
+//! Each viewer reads the session's ring at its own pace, so a slow one never holds up the runner
+//! or the other viewers; one that falls behind the ring is told of the gap and goes on.
+
+use std::sync::Arc;
+
+use agentrelay_protocol::SessionStatus;
+use agentrelay_protocol::viewer::{Attached, ClientFrame, FrameError, Gap, ServerFrame};
+use agentrelay_ring::Read;
+use anyhow::Context;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use tracing::Instrument;
+
+use crate::api::sessions::find;
+use crate::auth::check_origin;
+use crate::error::AppError;
+use crate::session::{Session, ToRunner};
+use crate::state::AppState;
+
+/// Largest binary frame sent to a viewer; bigger backlogs go out as several frames.
+const MAX_OUTPUT_FRAME: usize = 64 * 1024;
+
+/// Query of the session WebSocket.
+#[derive(Debug, Deserialize)]
+pub struct AttachQuery {
+    /// Resume from this output offset.
+    from: Option<u64>,
+}
+
+/// `GET /api/v1/ws/session/{id}`: checks origin and session, then upgrades.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    check_origin(&headers, state.config.public_url.as_deref())?;
+    let Query(query) = query.map_err(|_| AppError::bad_field("from", "'from' must be a byte offset"))?;
+    let session = find(&state, &id)?;
+    let span = tracing::info_span!("viewer", session = %session.id);
+    let limit = state.config.max_frame_size;
+    Ok(ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
+        async move {
+            if let Err(error) = serve(state, session, socket, query.from).await {
+                tracing::debug!(error = format!("{error:#}"), "viewer connection ended");
+            }
+        }
+        .instrument(span)
+    }))
+}
+
+async fn serve(
+    state: AppState,
+    session: Arc<Session>,
+    mut socket: WebSocket,
+    from: Option<u64>,
+) -> anyhow::Result<()> {
+    let mut progress = session.subscribe();
+    // Without `from`, replay everything HQ still holds (from 0 when it holds it all).
+    let mut offset = from.unwrap_or_else(|| session.output_start());
+    let attached = Attached { session_id: session.id, offset, snapshot: false, status: session.status() };
+    send(&mut socket, &ServerFrame::Attached(attached)).await?;
+    loop {
+        // Send everything available; a slow viewer only slows this loop.
+        loop {
+            match session.read_output(offset, MAX_OUTPUT_FRAME) {
+                Read::Data(bytes) => {
+                    offset += bytes.len() as u64;
+                    socket.send(Message::Binary(bytes)).await.context("sending output")?;
+                }
+                Read::Gap { from, to } => {
+                    send(&mut socket, &ServerFrame::Gap(Gap { from, to })).await?;
+                    offset = to;
+                }
+                Read::CaughtUp => break,
+            }
+        }
+        let now = *progress.borrow_and_update();
+        if now.status.is_final() && offset >= now.end {
+            return finish(&mut socket, &session, now.status).await;
+        }
+        if now.end > offset {
+            continue;
+        }
+        tokio::select! {
+            changed = progress.changed() => changed.context("session dropped")?,
+            frame = socket.recv() => match frame {
+                Some(Ok(Message::Binary(keys))) => forward(&session, ToRunner::Input(keys)).await,
+                Some(Ok(Message::Text(text))) => match parse_control(text.as_str()) {
+                    Ok(order) => forward(&session, order).await,
+                    Err(error) => send(&mut socket, &ServerFrame::Error(error)).await?,
+                },
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e).context("viewer socket"),
+            },
+            _ = state.shutdown.cancelled() => {
+                let close = CloseFrame { code: 1001, reason: "HQ is shutting down".into() };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Decodes a control frame, or explains what is wrong with it.
+fn parse_control(text: &str) -> Result<ToRunner, FrameError> {
+    match serde_json::from_str::<ClientFrame>(text) {
+        Ok(ClientFrame::Resize(size)) if size.is_valid() => Ok(ToRunner::Resize(size)),
+        Ok(ClientFrame::Resize(size)) => Err(FrameError {
+            code: "bad_frame".to_owned(),
+            message: format!(
+                "resize to {}x{} is out of range: rows and cols must be 1–1000",
+                size.rows, size.cols
+            ),
+        }),
+        Err(e) => Err(FrameError {
+            code: "bad_frame".to_owned(),
+            message: format!("unknown or malformed control frame: {e}"),
+        }),
+    }
+}
+
+async fn forward(session: &Session, order: ToRunner) {
+    if session.status().is_final() {
+        return;
+    }
+    // Waits only if the runner is slow to take input; other viewers are unaffected.
+    let _ = session.to_runner().send(order).await;
+}
+
+/// The last frame: `exit` after the final byte, or an error saying why there is no exit.
+async fn finish(socket: &mut WebSocket, session: &Session, status: SessionStatus) -> anyhow::Result<()> {
+    let frame = match (status, session.exit_status()) {
+        (SessionStatus::Exited, Some(exit)) => ServerFrame::Exit(exit),
+        (status, _) => {
+            let code = if status == SessionStatus::Lost { "session_lost" } else { "session_failed" };
+            let message = session.error().unwrap_or_else(|| format!("session is {status:?}"));
+            ServerFrame::Error(FrameError { code: code.to_owned(), message })
+        }
+    };
+    send(socket, &frame).await?;
+    let _ =
+        socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "session ended".into() }))).await;
+    Ok(())
+}
+
+async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> anyhow::Result<()> {
+    let text = serde_json::to_string(frame).context("encoding frame")?;
+    socket.send(Message::Text(text.into())).await.context("sending frame")
+}

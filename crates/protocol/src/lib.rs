@@ -1,0 +1,153 @@
+//! Wire types shared by AgentRelay's HQ, runner and CLI: the REST objects, the viewer's session
+//! WebSocket frames and the runner ↔ HQ protocol. Nothing else lives here.
+//!
+//! Every JSON frame is `{"type": "...", "payload": {...}}`; PTY bytes travel as binary frames and
+//! never pass through these types.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub mod runner;
+pub mod viewer;
+
+/// The runner protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The oldest runner protocol version HQ still accepts (its own and the previous one).
+pub const MIN_PROTOCOL_VERSION: u32 = PROTOCOL_VERSION.saturating_sub(1);
+
+/// Largest terminal dimension accepted for rows or columns.
+pub const MAX_TERMINAL_DIMENSION: u16 = 1000;
+
+/// A terminal size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermSize {
+    /// Number of rows (1–1000).
+    pub rows: u16,
+    /// Number of columns (1–1000).
+    pub cols: u16,
+}
+
+impl TermSize {
+    /// The size used when a client names none.
+    pub const DEFAULT: TermSize = TermSize { rows: 24, cols: 80 };
+
+    /// Whether both dimensions are within 1–1000.
+    pub fn is_valid(self) -> bool {
+        (1..=MAX_TERMINAL_DIMENSION).contains(&self.rows) && (1..=MAX_TERMINAL_DIMENSION).contains(&self.cols)
+    }
+}
+
+/// How a session's process ended: an exit code, or the signal that killed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// The process's exit code, when it exited on its own.
+    pub code: Option<i32>,
+    /// The signal's name (`"SIGKILL"`) when a signal ended it.
+    pub signal: Option<String>,
+}
+
+/// Whether a runner currently holds a connection to HQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnerStatus {
+    /// Connected and sending heartbeats.
+    Online,
+    /// Not connected (or its heartbeats stopped).
+    Offline,
+}
+
+/// A runner as `GET /api/runners` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Runner {
+    /// Stable id, kept in the runner's state dir.
+    pub id: Uuid,
+    /// Display name, unique among online runners.
+    pub name: String,
+    /// Free-form `key=value` labels used for targeting.
+    pub labels: BTreeMap<String, String>,
+    /// Online or offline.
+    pub status: RunnerStatus,
+    /// The host name of the runner's machine.
+    pub hostname: String,
+    /// Operating system and architecture, e.g. `linux/x86_64`.
+    pub os: String,
+    /// The runner's software version.
+    pub version: String,
+    /// Names of the presets the runner can start.
+    pub presets: Vec<String>,
+    /// When the current (or last) connection was made.
+    pub connected_at: DateTime<Utc>,
+    /// When HQ last heard from the runner.
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// A session's lifecycle; it only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// HQ asked the runner to start it.
+    Starting,
+    /// The process runs in a PTY on the runner.
+    Running,
+    /// The process ended (with a code or a signal).
+    Exited,
+    /// The process could not be started.
+    Failed,
+    /// The runner vanished and did not come back in time.
+    Lost,
+}
+
+impl SessionStatus {
+    /// Whether the session has reached an end state.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Exited | Self::Failed | Self::Lost)
+    }
+}
+
+/// A session as `GET /api/sessions` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Session id (UUID v7).
+    pub id: Uuid,
+    /// The runner it runs on.
+    pub runner_id: Uuid,
+    /// The argv it runs.
+    pub command: Vec<String>,
+    /// Lifecycle state.
+    pub status: SessionStatus,
+    /// Exit code, once exited on its own.
+    pub exit_code: Option<i32>,
+    /// Signal name, once killed by a signal.
+    pub signal: Option<String>,
+    /// Why it failed or was lost.
+    pub error: Option<String>,
+    /// Who created it (token name).
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Output bytes produced so far (the next byte's offset).
+    pub output_bytes: u64,
+}
+
+/// The error body every failed REST call returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// The error itself.
+    pub error: ErrorBody,
+}
+
+/// A machine-readable code, a human message and, for bad input, the field at fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable code such as `runner_offline`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The request field at fault, for `bad_request`.
+    pub field: Option<String>,
+}

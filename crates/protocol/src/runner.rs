@@ -1,0 +1,174 @@
+//! The runner ↔ HQ protocol: one control connection per runner (`/api/v1/ws/register`) and one
+//! data connection per session (`/api/v1/ws/runner/session/{id}`). See `docs/protocol.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::viewer::Gap;
+use crate::{ExitStatus, TermSize};
+
+/// Control frame from runner to HQ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum RunnerMessage {
+    /// First frame on every control connection.
+    Hello(Hello),
+    /// "Still here"; sent every heartbeat interval.
+    Heartbeat,
+    /// A `start` could not be carried out (bad command, refused program, …).
+    SessionFailed(SessionFailed),
+}
+
+/// Control frame from HQ to runner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum HqMessage {
+    /// The hello was accepted.
+    Welcome(Welcome),
+    /// The hello was refused; HQ closes the connection after this. The runner must not redial.
+    Refused(Refused),
+    /// Start a session and dial its data connection.
+    Start(StartSession),
+    /// "Still here"; sent every heartbeat interval.
+    Heartbeat,
+}
+
+/// Payload of [`RunnerMessage::Hello`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The runner's stable id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Labels for targeting.
+    pub labels: BTreeMap<String, String>,
+    /// Host name.
+    pub hostname: String,
+    /// `os/arch`.
+    pub os: String,
+    /// Runner software version.
+    pub version: String,
+    /// Protocol version the runner speaks.
+    pub protocol_version: u32,
+    /// Presets it can start.
+    #[serde(default)]
+    pub presets: Vec<String>,
+    /// Sessions still alive on the runner (after an HQ outage), to be resumed.
+    #[serde(default)]
+    pub sessions: Vec<LiveSession>,
+}
+
+/// A session the runner still holds, with the output offsets its ring covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveSession {
+    /// Session id.
+    pub id: Uuid,
+    /// One past the last output byte produced.
+    pub offset: u64,
+}
+
+/// Payload of [`HqMessage::Welcome`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// HQ's protocol version.
+    pub protocol_version: u32,
+    /// How often each side sends heartbeats, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// Payload of [`HqMessage::Refused`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refused {
+    /// Stable code: `protocol_version`, `name_taken`, `bad_hello`.
+    pub code: String,
+    /// A sentence the runner prints before exiting.
+    pub message: String,
+}
+
+/// Payload of [`HqMessage::Start`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartSession {
+    /// The new session's id.
+    pub session_id: Uuid,
+    /// argv; never empty.
+    pub command: Vec<String>,
+    /// Working directory, if any.
+    pub cwd: Option<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Initial PTY size.
+    pub size: TermSize,
+}
+
+/// Payload of [`RunnerMessage::SessionFailed`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionFailed {
+    /// The session that could not start.
+    pub session_id: Uuid,
+    /// Why, for people.
+    pub error: String,
+}
+
+/// Text frame from runner to HQ on a session's data connection. Binary frames carry output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum DataUp {
+    /// First frame: which session, and which output offsets the runner still holds.
+    Open(OpenData),
+    /// Output `[from, to)` is no longer held by the runner; the stream goes on at `to`.
+    Gap(Gap),
+    /// The process ended; sent after the last output byte.
+    Exit(ExitStatus),
+}
+
+/// Payload of [`DataUp::Open`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenData {
+    /// The runner's id.
+    pub runner_id: Uuid,
+    /// The session's id.
+    pub session_id: Uuid,
+    /// Oldest output offset still in the runner's ring.
+    pub start: u64,
+    /// One past the newest output byte.
+    pub end: u64,
+}
+
+/// Text frame from HQ to runner on a session's data connection. Binary frames carry input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum DataDown {
+    /// Reply to `open`: send output from this offset on.
+    Resume(Resume),
+    /// Resize the PTY (ordered with input).
+    Resize(TermSize),
+    /// Hang the process group up, then kill it after the grace period.
+    Kill,
+}
+
+/// Payload of [`DataDown::Resume`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The first offset HQ does not hold yet.
+    pub from: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_variants_and_payloads_round_trip() {
+        let beat = serde_json::to_string(&RunnerMessage::Heartbeat).expect("serializable");
+        assert_eq!(beat, r#"{"type":"heartbeat"}"#);
+        let kill: DataDown = serde_json::from_str(r#"{"type":"kill"}"#).expect("valid kill");
+        assert_eq!(kill, DataDown::Kill);
+        let resume = DataDown::Resume(Resume { from: 42 });
+        let text = serde_json::to_string(&resume).expect("serializable");
+        assert_eq!(text, r#"{"type":"resume","payload":{"from":42}}"#);
+        assert_eq!(serde_json::from_str::<DataDown>(&text).expect("round trip"), resume);
+    }
+}

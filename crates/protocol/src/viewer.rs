@@ -1,0 +1,83 @@
+//! Text frames of the session WebSocket (`/api/v1/ws/session/{id}`) between HQ and a viewer.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{ExitStatus, SessionStatus, TermSize};
+
+/// A control frame a viewer sends to HQ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Resize the session's PTY.
+    Resize(TermSize),
+}
+
+/// A control frame HQ sends to a viewer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Always the first frame: binary frames that follow start at `offset`.
+    Attached(Attached),
+    /// Output in `[from, to)` is gone; the stream goes on at `to`.
+    Gap(Gap),
+    /// The process ended; sent after its last output byte, then the socket closes.
+    Exit(ExitStatus),
+    /// A frame or a request went wrong.
+    Error(FrameError),
+}
+
+/// Payload of [`ServerFrame::Attached`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attached {
+    /// The session attached to.
+    pub session_id: Uuid,
+    /// Offset of the first byte of the next binary frame.
+    pub offset: u64,
+    /// Whether the first binary frame is a screen snapshot outside the byte stream.
+    pub snapshot: bool,
+    /// The session's status at attach time.
+    pub status: SessionStatus,
+}
+
+/// A hole in a byte stream: bytes `[from, to)` cannot be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// First missing offset.
+    pub from: u64,
+    /// First offset delivered again.
+    pub to: u64,
+}
+
+/// Payload of [`ServerFrame::Error`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameError {
+    /// Stable code, e.g. `bad_frame`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_match_the_contract() {
+        let resize: ClientFrame =
+            serde_json::from_str(r#"{"type":"resize","payload":{"rows":24,"cols":80}}"#)
+                .expect("valid resize frame");
+        assert_eq!(resize, ClientFrame::Resize(TermSize { rows: 24, cols: 80 }));
+
+        let exit = ServerFrame::Exit(ExitStatus { code: None, signal: Some("SIGKILL".into()) });
+        assert_eq!(
+            serde_json::to_string(&exit).expect("serializable"),
+            r#"{"type":"exit","payload":{"code":null,"signal":"SIGKILL"}}"#
+        );
+        let gap = ServerFrame::Gap(Gap { from: 3, to: 9 });
+        assert_eq!(
+            serde_json::to_string(&gap).expect("serializable"),
+            r#"{"type":"gap","payload":{"from":3,"to":9}}"#
+        );
+    }
+}

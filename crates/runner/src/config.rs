@@ -1,0 +1,84 @@
+//! The runner's command-line flags and environment variables (the public contract's names).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Configuration of one runner process. Every flag also reads `AGENTRELAY_<FLAG>`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "agentrelay-runner",
+    version,
+    about = "AgentRelay runner: dials HQ and runs sessions in real PTYs on this machine",
+    after_help = "Example:\n  RUNNER_TOKEN=… agentrelay-runner --hq https://relay.example.com --name laptop --label gpu=true"
+)]
+pub struct RunnerConfig {
+    /// HQ's address: ws(s):// or http(s)://, the same server the dashboard uses.
+    #[arg(long, env = "AGENTRELAY_HQ", default_value = "http://127.0.0.1:8080")]
+    pub hq: String,
+
+    /// Runner enrollment token (also read from RUNNER_TOKEN). Never passed to sessions.
+    #[arg(long, env = "AGENTRELAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Name shown in the dashboard; defaults to the host name. Unique among online runners.
+    #[arg(long, env = "AGENTRELAY_NAME")]
+    pub name: Option<String>,
+
+    /// A key=value label for targeting (repeatable).
+    #[arg(long = "label", env = "AGENTRELAY_LABEL", value_delimiter = ',', value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// Where the runner keeps its id; two runners on one host need two.
+    /// [default: $XDG_STATE_HOME/agentrelay-runner]
+    #[arg(long, env = "AGENTRELAY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Per-session output buffer that rides out HQ outages (e.g. 8MiB).
+    #[arg(long, env = "AGENTRELAY_BUFFER_SIZE", default_value = "8MiB", value_parser = parse_size)]
+    pub buffer_size: usize,
+
+    /// Only run these programs, matched on the command's first word (repeatable).
+    #[arg(long = "allow", env = "AGENTRELAY_ALLOW", value_delimiter = ',')]
+    pub allow: Vec<String>,
+
+    /// Time between the hang-up and the kill when a session is ended.
+    #[arg(long, env = "AGENTRELAY_KILL_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub kill_grace: Duration,
+
+    /// Log output: human or json.
+    #[arg(long, env = "AGENTRELAY_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    pub log_format: String,
+}
+
+impl RunnerConfig {
+    /// The token: the flag or `AGENTRELAY_TOKEN`, else plain `RUNNER_TOKEN`.
+    pub fn resolved_token(&self) -> Option<String> {
+        self.token.clone().or_else(|| std::env::var("RUNNER_TOKEN").ok()).filter(|t| !t.is_empty())
+    }
+
+    /// The state directory, following the XDG base directory rules.
+    pub fn resolved_state_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.state_dir {
+            return Some(dir.clone());
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))?;
+        Some(base.join("agentrelay-runner"))
+    }
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("label '{text}' must look like key=value")),
+    }
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = text.trim().parse().map_err(|e| format!("bad size '{text}': {e}"))?;
+    usize::try_from(size.as_u64()).map_err(|_| format!("size '{text}' is too large"))
+}

@@ -1,0 +1,177 @@
+//! The runner's control connection: dial `/api/v1/ws/register`, say hello, exchange heartbeats,
+//! and start sessions when HQ says so. Redials with backoff; only a refusal is fatal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentrelay_protocol::PROTOCOL_VERSION;
+use agentrelay_protocol::runner::{Hello, HqMessage, RunnerMessage, SessionFailed, StartSession};
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::{Instant, interval_at, timeout};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::backoff::Backoff;
+use crate::dial::{DialError, HqSocket};
+use crate::session::Session;
+use crate::{Runner, RunnerError, data, pty};
+
+/// How long HQ may take to answer the hello.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Missed heartbeats from HQ before the runner redials.
+const MISSED_BEATS: u32 = 3;
+
+/// How one control connection ended, if not by a fatal refusal.
+enum Ended {
+    Shutdown,
+    Dropped(anyhow::Error),
+}
+
+impl Runner {
+    /// Keeps a control connection to HQ until shutdown.
+    pub(crate) async fn control_loop(&self) -> Result<(), RunnerError> {
+        let mut backoff = Backoff::default();
+        let mut reported_unreachable = false;
+        loop {
+            match self.hq.dial("/api/v1/ws/register").await {
+                Ok(socket) => {
+                    backoff.reset();
+                    reported_unreachable = false;
+                    match self.serve_control(socket).await? {
+                        Ended::Shutdown => return Ok(()),
+                        Ended::Dropped(e) => tracing::warn!(error = format!("{e:#}"), "lost HQ; redialing"),
+                    }
+                }
+                Err(DialError::Refused(status)) => return Err(RunnerError::TokenRefused(status.to_string())),
+                Err(DialError::Unreachable(e)) if !reported_unreachable => {
+                    tracing::warn!(hq = self.hq.base(), error = %e, "HQ unreachable; retrying with backoff");
+                    reported_unreachable = true;
+                }
+                Err(DialError::Unreachable(e)) => tracing::debug!(error = %e, "HQ still unreachable"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = self.shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    async fn serve_control(&self, mut socket: HqSocket) -> Result<Ended, RunnerError> {
+        let hello = Hello {
+            id: self.id,
+            name: self.name.clone(),
+            labels: self.config.labels.iter().cloned().collect(),
+            hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+            os: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_version: PROTOCOL_VERSION,
+            presets: Vec::new(),
+            sessions: self.sessions.live(),
+        };
+        if let Err(e) = send(&mut socket, &RunnerMessage::Hello(hello)).await {
+            return Ok(Ended::Dropped(e));
+        }
+        let beat_every = match timeout(WELCOME_TIMEOUT, socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<HqMessage>(text.as_str()) {
+                Ok(HqMessage::Welcome(welcome)) => {
+                    Duration::from_millis(welcome.heartbeat_interval_ms.max(100))
+                }
+                Ok(HqMessage::Refused(refused)) => return Err(RunnerError::Refused(refused.message)),
+                Ok(other) => return Ok(Ended::Dropped(anyhow::anyhow!("expected welcome, got {other:?}"))),
+                Err(e) => return Ok(Ended::Dropped(anyhow::anyhow!("bad welcome: {e}"))),
+            },
+            Ok(other) => return Ok(Ended::Dropped(anyhow::anyhow!("expected welcome, got {other:?}"))),
+            Err(_) => return Ok(Ended::Dropped(anyhow::anyhow!("no welcome within {WELCOME_TIMEOUT:?}"))),
+        };
+        tracing::info!(hq = self.hq.base(), id = %self.id, name = %self.name, "connected to HQ");
+        Ok(match self.control_session(&mut socket, beat_every).await {
+            Ok(()) => Ended::Shutdown,
+            Err(e) => Ended::Dropped(e),
+        })
+    }
+
+    async fn control_session(&self, socket: &mut HqSocket, every: Duration) -> anyhow::Result<()> {
+        let mut beat = interval_at(Instant::now() + every, every);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                frame = socket.next() => {
+                    let text = match frame {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Close(frame))) => bail!("HQ closed the connection: {frame:?}"),
+                        None => bail!("HQ closed the connection"),
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => return Err(e).context("control connection"),
+                    };
+                    last_heard = Instant::now();
+                    match serde_json::from_str::<HqMessage>(text.as_str()) {
+                        Ok(HqMessage::Start(start)) => {
+                            if let Some(failed) = self.start_session(start) {
+                                send(socket, &RunnerMessage::SessionFailed(failed)).await?;
+                            }
+                        }
+                        Ok(HqMessage::Heartbeat) => {}
+                        Ok(other) => tracing::warn!(?other, "ignoring an unexpected control frame"),
+                        Err(e) => tracing::warn!(error = %e, "ignoring a bad control frame"),
+                    }
+                }
+                _ = beat.tick() => {
+                    if last_heard.elapsed() > every * MISSED_BEATS {
+                        bail!("no heartbeat from HQ for {:?}", last_heard.elapsed());
+                    }
+                    send(socket, &RunnerMessage::Heartbeat).await?;
+                }
+                _ = self.shutdown.cancelled() => {
+                    let _ = socket.close(None).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Starts a session's process and its data connection; returns why it could not.
+    fn start_session(&self, start: StartSession) -> Option<SessionFailed> {
+        let failed = |error: String| {
+            tracing::warn!(session = %start.session_id, %error, "refusing to start session");
+            Some(SessionFailed { session_id: start.session_id, error })
+        };
+        if self.sessions.contains(start.session_id) {
+            return None;
+        }
+        let program = start.command.first().cloned().unwrap_or_default();
+        if !self.config.allow.is_empty() && !self.config.allow.contains(&program) {
+            return failed(format!(
+                "runner '{}' does not allow '{program}' (allowed: {})",
+                self.name,
+                self.config.allow.join(", ")
+            ));
+        }
+        let process = match pty::spawn(&start) {
+            Ok(process) => process,
+            Err(e) => return failed(format!("{e:#}")),
+        };
+        tracing::info!(session = %start.session_id, command = ?start.command, "session started");
+        let (session, orders) = Session::new(start.session_id, self.config.buffer_size);
+        self.sessions.insert(session.clone());
+        self.tasks.spawn(pty::run(
+            session.clone(),
+            process,
+            orders,
+            self.config.kill_grace,
+            self.shutdown.clone(),
+        ));
+        self.tasks.spawn(data::stream(
+            self.hq.clone(),
+            self.id,
+            session,
+            Arc::clone(&self.sessions),
+            self.shutdown.clone(),
+        ));
+        None
+    }
+}
+
+async fn send(socket: &mut HqSocket, message: &RunnerMessage) -> anyhow::Result<()> {
+    let text = serde_json::to_string(message).context("encoding control frame")?;
+    socket.send(Message::text(text)).await.context("sending to HQ")
+}

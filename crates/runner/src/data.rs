@@ -1,0 +1,138 @@
+//! A session's data connection to HQ: output from HQ's offset on, input and orders back, exit
+//! last. Redials with backoff until HQ has recorded the exit, so an HQ outage loses nothing the
+//! ring still holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentrelay_protocol::runner::{DataDown, DataUp, OpenData};
+use agentrelay_protocol::viewer::Gap;
+use agentrelay_ring::Read;
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::backoff::Backoff;
+use crate::dial::{DialError, HqEndpoint, HqSocket, data_frame};
+use crate::session::{PtyOrder, Session, SessionTable};
+
+/// Largest binary frame sent to HQ.
+const MAX_OUTPUT_FRAME: usize = 64 * 1024;
+/// How long HQ may take to answer `open`.
+const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a data connection ended.
+enum Ended {
+    /// HQ recorded the exit: the session is done.
+    Delivered,
+    /// The connection dropped first; dial again.
+    Interrupted,
+}
+
+/// Streams one session to HQ until its exit is recorded, then forgets it. On runner shutdown the
+/// PTY task hangs the process up, so the exit still comes; only redialing stops.
+pub async fn stream(
+    hq: HqEndpoint,
+    runner_id: Uuid,
+    session: Arc<Session>,
+    table: Arc<SessionTable>,
+    shutdown: CancellationToken,
+) {
+    let path = format!("/api/v1/ws/runner/session/{}", session.id);
+    let mut backoff = Backoff::default();
+    loop {
+        let attempt = async {
+            let socket = hq.dial(&path).await?;
+            backoff.reset();
+            pump(socket, runner_id, &session).await.map_err(|e| DialError::Unreachable(format!("{e:#}")))
+        };
+        match attempt.await {
+            Ok(Ended::Delivered) => break,
+            Ok(Ended::Interrupted) => tracing::debug!(session = %session.id, "data connection interrupted"),
+            Err(e) => tracing::debug!(session = %session.id, error = %e, "data connection failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    table.remove(session.id);
+}
+
+async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyhow::Result<Ended> {
+    let (start, end) = session.output_range();
+    socket
+        .send(data_frame(&DataUp::Open(OpenData { runner_id, session_id: session.id, start, end })))
+        .await?;
+    let from = tokio::time::timeout(RESUME_TIMEOUT, read_resume(&mut socket))
+        .await
+        .context("no resume in time")??;
+    let mut offset = from.min(end);
+    let mut progress = session.subscribe();
+    let mut exit_sent = false;
+    loop {
+        loop {
+            match session.read_output(offset, MAX_OUTPUT_FRAME) {
+                Read::Data(bytes) => {
+                    offset += bytes.len() as u64;
+                    socket.send(Message::Binary(bytes)).await?;
+                }
+                Read::Gap { from, to } => {
+                    tracing::warn!(session = %session.id, from, to, "output outgrew the buffer during the outage");
+                    socket.send(data_frame(&DataUp::Gap(Gap { from, to }))).await?;
+                    offset = to;
+                }
+                Read::CaughtUp => break,
+            }
+        }
+        let now = progress.borrow_and_update().clone();
+        if now.end > offset {
+            continue;
+        }
+        if let (Some(exit), false) = (now.exit, exit_sent) {
+            socket.send(data_frame(&DataUp::Exit(exit))).await?;
+            exit_sent = true;
+        }
+        tokio::select! {
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    bail!("session dropped");
+                }
+            }
+            frame = socket.next() => match frame {
+                Some(Ok(Message::Binary(keys))) => order(session, PtyOrder::Input(keys)).await,
+                Some(Ok(Message::Text(text))) => match serde_json::from_str::<DataDown>(text.as_str()) {
+                    Ok(DataDown::Resize(size)) if size.is_valid() => order(session, PtyOrder::Resize(size)).await,
+                    Ok(DataDown::Kill) => order(session, PtyOrder::Kill).await,
+                    Ok(other) => tracing::warn!(?other, "ignoring an unexpected data frame"),
+                    Err(e) => tracing::warn!(error = %e, "ignoring a bad data frame"),
+                },
+                Some(Ok(Message::Close(_))) | None => {
+                    return Ok(if exit_sent { Ended::Delivered } else { Ended::Interrupted });
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e).context("data connection"),
+            },
+        }
+    }
+}
+
+async fn read_resume(socket: &mut HqSocket) -> anyhow::Result<u64> {
+    loop {
+        match socket.next().await.context("HQ closed before resume")?? {
+            Message::Text(text) => match serde_json::from_str(text.as_str()).context("bad resume frame")? {
+                DataDown::Resume(resume) => return Ok(resume.from),
+                other => bail!("expected resume, got {other:?}"),
+            },
+            Message::Close(frame) => bail!("HQ refused the data connection: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
+async fn order(session: &Session, order: PtyOrder) {
+    // Fails only once the PTY task is gone, when input no longer matters.
+    let _ = session.orders().send(order).await;
+}

@@ -1,0 +1,106 @@
+//! AgentRelay runner: dials HQ (`control`), runs sessions in PTYs (`pty`), keeps their output in
+//! rings (`session`) and streams each over its own data connection (`data`).
+//!
+//! `main.rs` only parses flags and waits for a signal; everything here is testable through
+//! [`Runner::new`] and [`Runner::run`].
+
+pub mod backoff;
+pub mod config;
+pub mod control;
+pub mod data;
+pub mod dial;
+pub mod identity;
+pub mod pty;
+pub mod session;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+pub use config::RunnerConfig;
+use dial::HqEndpoint;
+use session::SessionTable;
+
+/// Why a runner stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// A flag or the state dir is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// HQ rejected the token; redialing would not help.
+    #[error("HQ refused the runner token ({0}); check --token / RUNNER_TOKEN")]
+    TokenRefused(String),
+    /// HQ refused the hello (name taken, protocol version).
+    #[error("HQ refused this runner: {0}")]
+    Refused(String),
+}
+
+/// A configured runner.
+pub struct Runner {
+    config: RunnerConfig,
+    id: Uuid,
+    name: String,
+    hq: HqEndpoint,
+    sessions: Arc<SessionTable>,
+    /// Cancelled to stop the runner; sessions are hung up.
+    shutdown: CancellationToken,
+    /// Every session's PTY and data tasks, awaited on shutdown.
+    tasks: TaskTracker,
+}
+
+impl Runner {
+    /// Checks the flags and loads (or creates) the runner's id.
+    pub fn new(config: RunnerConfig) -> Result<Self, RunnerError> {
+        // tokio-tungstenite leaves the choice of rustls crypto provider to us; without one
+        // installed, wss:// fails at the first handshake. Already installed is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let token = config.resolved_token().ok_or_else(|| {
+            RunnerError::Config("no runner token: pass --token or set RUNNER_TOKEN".to_owned())
+        })?;
+        let hq = HqEndpoint::new(&config.hq, token).map_err(RunnerError::Config)?;
+        let state_dir = config.resolved_state_dir().ok_or_else(|| {
+            RunnerError::Config("no state dir: pass --state-dir (HOME is not set)".to_owned())
+        })?;
+        let id = identity::load_or_create(&state_dir).map_err(|e| RunnerError::Config(format!("{e:#}")))?;
+        let name = config
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+        if config.allow.is_empty() {
+            tracing::warn!("no --allow list: HQ may start any program on this machine");
+        }
+        Ok(Self {
+            config,
+            id,
+            name,
+            hq,
+            sessions: Arc::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The runner's stable id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Runs until `shutdown` is cancelled or HQ refuses the runner; then hangs up every session
+    /// and waits for their exits to be delivered (or for redialing to stop).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunnerError> {
+        let stop = self.shutdown.clone();
+        let forward = tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stop.cancel();
+        });
+        let result = self.control_loop().await;
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        forward.abort();
+        result
+    }
+}

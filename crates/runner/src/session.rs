@@ -1,0 +1,127 @@
+//! A session as the runner holds it: the output ring that rides out HQ outages, where the process
+//! stands, and the channel of input, resizes and kills for its PTY task.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use agentrelay_protocol::runner::LiveSession;
+use agentrelay_protocol::{ExitStatus, TermSize};
+use agentrelay_ring::{OutputRing, Read};
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+/// An order for a session's PTY, in the order HQ sent it.
+#[derive(Debug)]
+pub enum PtyOrder {
+    /// Bytes to type.
+    Input(Bytes),
+    /// New window size.
+    Resize(TermSize),
+    /// Hang up the process group, then kill it after the grace period.
+    Kill,
+}
+
+/// Where the output stands; the data connection waits on changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// One past the newest output byte.
+    pub end: u64,
+    /// Set once the process has exited and its output is fully drained.
+    pub exit: Option<ExitStatus>,
+}
+
+/// One session on this runner.
+pub struct Session {
+    /// Session id.
+    pub id: Uuid,
+    /// Output not yet known to be at HQ. Locked only to push or slice out a read.
+    output: Mutex<OutputRing>,
+    /// Sent by the PTY task; the data connection subscribes.
+    progress: watch::Sender<Progress>,
+    /// Orders for the PTY task; the data connection sends. Closes when the PTY task ends.
+    orders: mpsc::Sender<PtyOrder>,
+}
+
+impl Session {
+    /// A new session and the receiving end of its PTY orders.
+    pub fn new(id: Uuid, buffer_size: usize) -> (Arc<Self>, mpsc::Receiver<PtyOrder>) {
+        let (orders, rx) = mpsc::channel(256);
+        let session = Self {
+            id,
+            output: Mutex::new(OutputRing::new(buffer_size)),
+            progress: watch::Sender::new(Progress { end: 0, exit: None }),
+            orders,
+        };
+        (Arc::new(session), rx)
+    }
+
+    /// Appends PTY output.
+    pub fn push_output(&self, data: Bytes) {
+        let end = {
+            let mut ring = lock(&self.output);
+            ring.push(data);
+            ring.end()
+        };
+        self.progress.send_modify(|p| p.end = end);
+    }
+
+    /// Records the exit; call only after the last output byte was pushed.
+    pub fn finish(&self, exit: ExitStatus) {
+        self.progress.send_modify(|p| p.exit = Some(exit));
+    }
+
+    /// Up to `max` bytes from `offset`.
+    pub fn read_output(&self, offset: u64, max: usize) -> Read {
+        lock(&self.output).read(offset, max)
+    }
+
+    /// The output offsets held: `(oldest, one past newest)`.
+    pub fn output_range(&self) -> (u64, u64) {
+        let ring = lock(&self.output);
+        (ring.start(), ring.end())
+    }
+
+    /// A receiver of progress updates.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// The sender of orders for the PTY.
+    pub fn orders(&self) -> &mpsc::Sender<PtyOrder> {
+        &self.orders
+    }
+}
+
+/// The sessions this runner holds, alive or with undelivered output.
+#[derive(Default)]
+pub struct SessionTable {
+    map: Mutex<HashMap<Uuid, Arc<Session>>>,
+}
+
+impl SessionTable {
+    /// Adds a session.
+    pub fn insert(&self, session: Arc<Session>) {
+        lock(&self.map).insert(session.id, session);
+    }
+
+    /// Forgets a session whose exit HQ has recorded.
+    pub fn remove(&self, id: Uuid) {
+        lock(&self.map).remove(&id);
+    }
+
+    /// Whether the session is held.
+    pub fn contains(&self, id: Uuid) -> bool {
+        lock(&self.map).contains_key(&id)
+    }
+
+    /// Sessions to announce in a hello.
+    pub fn live(&self) -> Vec<LiveSession> {
+        lock(&self.map).values().map(|s| LiveSession { id: s.id, offset: s.output_range().1 }).collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a panic mid-update of plain data; the data itself is still usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
