@@ -1,1 +1,392 @@
-//! End-to-end tests live in `tests/`.
+//! Test harness: starts the real HQ and runners on `127.0.0.1:0` through their library entry
+//! points (or, where a test needs a real process to kill, their binaries) and talks to them over
+//! real HTTP and WebSockets. Everything started here stops on `Drop`.
+
+#![allow(missing_docs)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agentrelay_hq::{Hq, HqConfig};
+use agentrelay_protocol::viewer::{Attached, ServerFrame};
+use agentrelay_protocol::{ExitStatus, Runner, RunnerStatus, Session, SessionStatus};
+use agentrelay_runner::{Runner as RunnerProcess, RunnerConfig, RunnerError};
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long any wait in a test may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The admin token of test HQs.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The runner token of test HQs.
+pub const RUNNER_TOKEN: &str = "test-runner-token";
+
+/// A WebSocket client connection.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Runs `check` until it returns `Some`, or fails after [`TIMEOUT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A real HQ serving on a loopback port.
+pub struct TestHq {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestHq {
+    /// HQ with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// HQ with extra flags, e.g. `["--lost-after", "300ms"]`.
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["agentrelay-hq"];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
+        args.extend([
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--runner-token",
+            RUNNER_TOKEN,
+            "--data-dir",
+            data_dir.path().to_str().unwrap(),
+        ]);
+        args.extend_from_slice(extra);
+        let hq = Hq::bind(HqConfig::parse_from(args)).await.unwrap();
+        let addr = hq.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(hq.serve(shutdown.clone()));
+        Self { addr, http: reqwest::Client::new(), shutdown, task: Some(task), _data_dir: data_dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// An authenticated request builder.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.request(reqwest::Method::GET, path).send().await.unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    pub async fn runners(&self) -> Vec<Runner> {
+        serde_json::from_value(self.get_json("/api/runners").await).unwrap()
+    }
+
+    pub async fn session(&self, id: Uuid) -> Session {
+        serde_json::from_value(self.get_json(&format!("/api/sessions/{id}")).await).unwrap()
+    }
+
+    /// Waits until the runner with this name has the given status.
+    pub async fn wait_for_runner(&self, name: &str, status: RunnerStatus) -> Runner {
+        eventually(&format!("runner {name} to be {status:?}"), || async {
+            self.runners().await.into_iter().find(|r| r.name == name && r.status == status)
+        })
+        .await
+    }
+
+    /// Waits until the session reaches the status.
+    pub async fn wait_for_session(&self, id: Uuid, status: SessionStatus) -> Session {
+        eventually(&format!("session {id} to be {status:?}"), || async {
+            Some(self.session(id).await).filter(|s| s.status == status)
+        })
+        .await
+    }
+
+    /// `POST /api/sessions` with a body; returns status and JSON.
+    pub async fn post_session(&self, body: Value) -> (reqwest::StatusCode, Value) {
+        let response = self.request(reqwest::Method::POST, "/api/sessions").json(&body).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Starts `command` on the runner; panics unless HQ answers 201.
+    pub async fn start_session(&self, runner_id: Uuid, command: &[&str]) -> Session {
+        self.start_session_with(json!({ "runner_id": runner_id, "command": command })).await
+    }
+
+    /// Starts a session from a full request body; panics unless HQ answers 201.
+    pub async fn start_session_with(&self, body: Value) -> Session {
+        let (status, body) = self.post_session(body).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "create session: {body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// Attaches a viewer with the admin token and no `Origin`.
+    pub async fn attach(&self, session: Uuid, from: Option<u64>) -> Viewer {
+        let query = from.map(|f| format!("?from={f}")).unwrap_or_default();
+        let socket =
+            self.ws(&format!("/api/v1/ws/session/{session}{query}"), Some(ADMIN_TOKEN), None).await.unwrap();
+        Viewer::new(socket).await
+    }
+
+    /// Opens a WebSocket to HQ with an optional bearer token and `Origin`.
+    pub async fn ws(&self, path: &str, token: Option<&str>, origin: Option<&str>) -> anyhow::Result<Socket> {
+        let mut request = format!("ws://{}{path}", self.addr).into_client_request()?;
+        if let Some(token) = token {
+            request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
+        }
+        if let Some(origin) = origin {
+            request.headers_mut().insert("origin", HeaderValue::from_str(origin)?);
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(socket)
+    }
+
+    /// Stops HQ and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestHq {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A runner running in this process through its library entry point.
+pub struct TestRunner {
+    pub id: Uuid,
+    pub name: String,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), RunnerError>>>,
+    _state_dir: Option<tempfile::TempDir>,
+}
+
+impl TestRunner {
+    /// Starts a runner named `name` and waits until HQ lists it online.
+    pub async fn start(hq: &TestHq, name: &str) -> Self {
+        Self::start_with(hq, name, &[]).await
+    }
+
+    /// Like [`TestRunner::start`], with extra flags.
+    pub async fn start_with(hq: &TestHq, name: &str, extra: &[&str]) -> Self {
+        let runner = Self::spawn(hq, name, extra);
+        hq.wait_for_runner(name, RunnerStatus::Online).await;
+        runner
+    }
+
+    /// Starts a runner with a fresh state dir, without waiting for it to come online.
+    pub fn spawn(hq: &TestHq, name: &str, extra: &[&str]) -> Self {
+        let state_dir = tempfile::tempdir().unwrap();
+        let mut runner = Self::spawn_in(hq, name, state_dir.path(), extra);
+        runner._state_dir = Some(state_dir);
+        runner
+    }
+
+    /// Starts a runner whose state dir the caller owns.
+    pub fn spawn_in(hq: &TestHq, name: &str, state_dir: &std::path::Path, extra: &[&str]) -> Self {
+        let url = hq.url("");
+        let mut args = vec![
+            "agentrelay-runner",
+            "--hq",
+            &url,
+            "--token",
+            RUNNER_TOKEN,
+            "--name",
+            name,
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+        ];
+        if !extra.contains(&"--allow") {
+            args.extend(["--allow", "sh,bash,cat,env,sleep,seq,stty,printf,head"]);
+        }
+        args.extend_from_slice(extra);
+        let runner = RunnerProcess::new(RunnerConfig::parse_from(args)).unwrap();
+        let id = runner.id();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(runner.run(shutdown.clone()));
+        Self { id, name: name.to_owned(), shutdown, task: Some(task), _state_dir: None }
+    }
+
+    /// Stops the runner gracefully and returns how `run` ended.
+    pub async fn stop(mut self) -> Result<(), RunnerError> {
+        self.shutdown.cancel();
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(TIMEOUT, task).await.expect("runner did not stop").unwrap()
+    }
+
+    /// Waits for the runner to stop on its own (e.g. refused by HQ).
+    pub async fn join(mut self) -> Result<(), RunnerError> {
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(TIMEOUT, task).await.expect("runner did not stop").unwrap()
+    }
+}
+
+impl Drop for TestRunner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The path of one of the workspace's binaries, built beside the test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` first", path.display());
+    path
+}
+
+/// One frame a viewer received.
+#[derive(Debug)]
+pub enum Frame {
+    Output(Bytes),
+    Control(ServerFrame),
+    Closed,
+}
+
+/// A viewer on a session WebSocket, collecting what it receives.
+pub struct Viewer {
+    pub socket: Socket,
+    pub attached: Attached,
+    /// Output received so far (binary frames only).
+    pub output: Vec<u8>,
+    /// Control frames other than `attached` received so far.
+    pub controls: Vec<ServerFrame>,
+}
+
+impl Viewer {
+    /// Wraps a socket and reads its `attached` frame.
+    pub async fn new(socket: Socket) -> Self {
+        let mut viewer = Self {
+            socket,
+            attached: Attached {
+                session_id: Uuid::nil(),
+                offset: 0,
+                snapshot: false,
+                status: SessionStatus::Starting,
+            },
+            output: Vec::new(),
+            controls: Vec::new(),
+        };
+        match viewer.next_frame().await.unwrap() {
+            Frame::Control(ServerFrame::Attached(attached)) => viewer.attached = attached,
+            other => panic!("expected attached first, got {other:?}"),
+        }
+        viewer
+    }
+
+    /// The next frame, within [`TIMEOUT`].
+    pub async fn next_frame(&mut self) -> anyhow::Result<Frame> {
+        loop {
+            let message =
+                tokio::time::timeout(TIMEOUT, self.socket.next()).await.context("no frame in time")?;
+            return Ok(match message {
+                None | Some(Ok(Message::Close(_))) => Frame::Closed,
+                Some(Ok(Message::Binary(bytes))) => Frame::Output(bytes),
+                Some(Ok(Message::Text(text))) => Frame::Control(serde_json::from_str(text.as_str())?),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+            });
+        }
+    }
+
+    /// Reads until the output contains `needle` (after the first `after` bytes).
+    pub async fn read_until(&mut self, needle: &str) -> anyhow::Result<()> {
+        self.read_until_after(needle, 0).await
+    }
+
+    /// Reads until `needle` appears in the output from byte `after` on.
+    pub async fn read_until_after(&mut self, needle: &str, after: usize) -> anyhow::Result<()> {
+        while !contains(&self.output[after.min(self.output.len())..], needle.as_bytes()) {
+            match self.next_frame().await? {
+                Frame::Output(bytes) => self.output.extend_from_slice(&bytes),
+                Frame::Control(frame) => self.controls.push(frame),
+                Frame::Closed => bail!(
+                    "closed before {needle:?} appeared; got {:?}",
+                    String::from_utf8_lossy(&self.output)
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads to the end and returns the `exit` frame's payload.
+    pub async fn read_to_exit(&mut self) -> anyhow::Result<ExitStatus> {
+        loop {
+            match self.next_frame().await? {
+                Frame::Output(bytes) => self.output.extend_from_slice(&bytes),
+                Frame::Control(ServerFrame::Exit(exit)) => return Ok(exit),
+                Frame::Control(frame) => self.controls.push(frame),
+                Frame::Closed => bail!("closed without an exit frame"),
+            }
+        }
+    }
+
+    /// Reads the next control frame, keeping any output that comes first.
+    pub async fn next_control(&mut self) -> anyhow::Result<ServerFrame> {
+        loop {
+            match self.next_frame().await? {
+                Frame::Output(bytes) => self.output.extend_from_slice(&bytes),
+                Frame::Control(frame) => return Ok(frame),
+                Frame::Closed => bail!("closed while waiting for a control frame"),
+            }
+        }
+    }
+
+    pub async fn type_text(&mut self, text: &str) {
+        self.socket.send(Message::Binary(Bytes::copy_from_slice(text.as_bytes()))).await.unwrap();
+    }
+
+    pub async fn resize(&mut self, rows: u16, cols: u16) {
+        let frame = json!({"type": "resize", "payload": {"rows": rows, "cols": cols}});
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The output as text, lossily.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output).into_owned()
+    }
+}
+
+/// Whether `haystack` contains `needle`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}

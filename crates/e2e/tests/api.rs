@@ -1,0 +1,186 @@
+//! The REST API's contract: auth, validation and error shapes.
+
+use agentrelay_e2e::*;
+use agentrelay_protocol::{RunnerStatus, SessionStatus};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn error_code(body: &Value) -> (&str, Option<&str>) {
+    let error = &body["error"];
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "no message in {body}");
+    (error["code"].as_str().unwrap_or_default(), error["field"].as_str())
+}
+
+#[tokio::test]
+async fn health_is_open_and_everything_else_needs_the_admin_token() {
+    let hq = TestHq::start().await;
+    for path in ["/healthz", "/readyz"] {
+        let response = hq.http.get(hq.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+    }
+    for (method, path) in [
+        (Method::GET, "/api/runners"),
+        (Method::GET, "/api/sessions"),
+        (Method::POST, "/api/sessions"),
+        (Method::GET, "/api/sessions/00000000-0000-0000-0000-000000000000"),
+        (Method::DELETE, "/api/sessions/00000000-0000-0000-0000-000000000000"),
+    ] {
+        for token in [None, Some("wrong"), Some(RUNNER_TOKEN)] {
+            let mut request = hq.http.request(method.clone(), hq.url(path));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path} with {token:?}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(error_code(&body).0, "unauthorized");
+        }
+    }
+    let viewer = hq.ws("/api/v1/ws/session/00000000-0000-0000-0000-000000000000", None, None).await;
+    assert!(viewer.expect_err("needs a token").to_string().contains("401"));
+}
+
+#[tokio::test]
+async fn create_session_names_the_bad_field() {
+    let hq = TestHq::start().await;
+    let runner = TestRunner::start(&hq, "box").await;
+    let id = runner.id.to_string();
+    let cases = [
+        (json!({"runner_id": id}), "command"),
+        (json!({"runner_id": id, "command": []}), "command"),
+        (json!({"runner_id": id, "command": "bash"}), "command"),
+        (json!({"runner_id": id, "command": ["bash"], "rows": 0}), "rows"),
+        (json!({"runner_id": id, "command": ["bash"], "cols": 5000}), "cols"),
+        (json!({"runner_id": id, "command": ["bash"], "env": {"A": 1}}), "env"),
+        (json!({"runner_id": "not-a-uuid", "command": ["bash"]}), "runner_id"),
+        (json!({"runner_id": id, "runner": "box", "command": ["bash"]}), "runner"),
+        (json!({"command": ["bash"]}), "runner_id"),
+        (json!({"runner_id": id, "command": ["bash"], "colour": "blue"}), "colour"),
+    ];
+    for (body, field) in cases {
+        let (status, reply) = hq.post_session(body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {reply}");
+        assert_eq!(error_code(&reply), ("bad_request", Some(field)), "{body} → {reply}");
+    }
+    for raw in ["{not json", "[1,2]", ""] {
+        let response = hq
+            .request(Method::POST, "/api/sessions")
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{raw:?}");
+        assert_eq!(error_code(&response.json().await.unwrap()).0, "bad_request");
+    }
+    assert!(hq.get_json("/api/sessions").await.as_array().unwrap().is_empty(), "nothing was created");
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let hq = TestHq::start_with(&["--max-body-size", "4KiB"]).await;
+    let big = "x".repeat(10_000);
+    let response = hq
+        .request(Method::POST, "/api/sessions")
+        .header("content-type", "application/json")
+        .body(json!({"command": [big]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&response.json().await.unwrap()).0, "too_large");
+}
+
+#[tokio::test]
+async fn unknown_runner_and_session_are_404() {
+    let hq = TestHq::start().await;
+    let (status, body) = hq.post_session(json!({"runner_id": Uuid::now_v7(), "command": ["sh"]})).await;
+    assert_eq!((status, error_code(&body).0), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = hq.post_session(json!({"runner": "nobody", "command": ["sh"]})).await;
+    assert_eq!((status, error_code(&body).0), (StatusCode::NOT_FOUND, "not_found"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("nobody"));
+
+    for (method, path) in [
+        (Method::GET, format!("/api/sessions/{}", Uuid::now_v7())),
+        (Method::DELETE, format!("/api/sessions/{}", Uuid::now_v7())),
+        (Method::GET, "/api/sessions/garbage".to_owned()),
+        (Method::GET, "/api/no-such-route".to_owned()),
+    ] {
+        let response = hq.request(method.clone(), &path).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(error_code(&response.json().await.unwrap()).0, "not_found");
+    }
+    let error = hq.ws(&format!("/api/v1/ws/session/{}", Uuid::now_v7()), Some(ADMIN_TOKEN), None).await;
+    assert!(error.expect_err("unknown session").to_string().contains("404"));
+}
+
+#[tokio::test]
+async fn offline_runner_is_409_and_labels_without_match_are_409() {
+    let hq = TestHq::start().await;
+    let runner = TestRunner::start(&hq, "sleepy").await;
+    let id = runner.id;
+    runner.stop().await.unwrap();
+    hq.wait_for_runner("sleepy", RunnerStatus::Offline).await;
+    for body in [json!({"runner_id": id, "command": ["sh"]}), json!({"runner": "sleepy", "command": ["sh"]})]
+    {
+        let (status, reply) = hq.post_session(body).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(error_code(&reply).0, "runner_offline");
+        assert!(reply["error"]["message"].as_str().unwrap().contains("sleepy"));
+    }
+    let (status, reply) = hq.post_session(json!({"labels": {"gpu": "true"}, "command": ["sh"]})).await;
+    assert_eq!((status, error_code(&reply).0), (StatusCode::CONFLICT, "no_matching_runner"));
+}
+
+#[tokio::test]
+async fn sessions_are_listed_with_the_contract_fields() {
+    let hq = TestHq::start().await;
+    let runner = TestRunner::start(&hq, "lister").await;
+    let session = hq
+        .start_session_with(
+            json!({"runner": "lister", "command": ["sh", "-c", "exit 0"], "rows": 30, "cols": 90}),
+        )
+        .await;
+    assert_eq!(session.status, SessionStatus::Starting);
+    assert_eq!(session.runner_id, runner.id);
+    hq.wait_for_session(session.id, SessionStatus::Exited).await;
+    let list = hq.get_json("/api/sessions").await;
+    let listed = &list.as_array().unwrap()[0];
+    for field in [
+        "id",
+        "runner_id",
+        "command",
+        "status",
+        "exit_code",
+        "signal",
+        "error",
+        "created_by",
+        "created_at",
+        "ended_at",
+        "output_bytes",
+    ] {
+        assert!(listed.get(field).is_some(), "missing {field} in {listed}");
+    }
+    assert_eq!(listed["exit_code"], json!(0));
+    assert!(listed["created_at"].as_str().unwrap().ends_with('Z'), "RFC 3339 UTC");
+}
+
+#[tokio::test]
+async fn a_program_that_cannot_start_fails_the_session_with_a_reason() {
+    let hq = TestHq::start().await;
+    let runner = TestRunner::start(&hq, "strict").await;
+    // Not on the test runner's --allow list.
+    let session = hq.start_session(runner.id, &["python3", "-c", "print(1)"]).await;
+    let failed = hq.wait_for_session(session.id, SessionStatus::Failed).await;
+    assert!(failed.error.as_deref().unwrap_or_default().contains("does not allow 'python3'"), "{failed:?}");
+    // Allowed, but no such program.
+    let lenient = TestRunner::start_with(&hq, "lenient", &["--allow", "/nonexistent/tool"]).await;
+    let missing = hq.start_session(lenient.id, &["/nonexistent/tool"]).await;
+    let failed = hq.wait_for_session(missing.id, SessionStatus::Failed).await;
+    assert!(
+        failed.error.as_deref().unwrap_or_default().contains("cannot start '/nonexistent/tool'"),
+        "{failed:?}"
+    );
+}
