@@ -1,34 +1,57 @@
 # AgentRelay: `make run` to try it, `make test` to check it.
 SHELL := /bin/bash
 CARGO ?= cargo
+NPM ?= npm
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run build test test-deps test-rust lint fmt clean
+.PHONY: run build web web-deps test test-deps test-rust test-web lint fmt clean
 
 ## run: build everything and start HQ with a local runner (prints the URL and how to log in)
 run: build
 	@scripts/run-dev.sh
 
-## build: release binaries
-build:
+## build: the dashboard, then release binaries embedding it
+build: web
 	$(CARGO) build --release --bins
 
-## test: install what the tests need, then run every test
-test: test-deps test-rust
+web: web-deps
+	cd web && $(NPM) run build
 
-test-deps:
+# npm ci refuses optional packages of other platforms here; install keeps the lock file as is.
+web-deps: web/node_modules/.installed
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && $(NPM) install --no-audit --no-fund
+	@touch $@
+
+## test: install what the tests need, then run every test
+test: test-deps test-rust test-web
+
+test-deps: web-deps
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
 
 test-rust:
 	$(CARGO) build --workspace --bins
 	$(CARGO) nextest run --workspace --profile $(if $(CI),ci,default)
 
-## lint: formatting and clippy, as before each commit
-lint:
+# The browser tests run the debug binaries built above, which read web/dist from disk.
+test-web: web-deps
+	cd web && $(NPM) test
+	cd web && $(NPM) run build
+	cd web && CHROMIUM_PATH=$(CHROMIUM) $(NPM) run e2e
+
+## lint: formatting, clippy and the web linters, as before each commit
+lint: web-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	cd web && $(NPM) run lint
 
 fmt:
 	$(CARGO) fmt --all
 
 clean:
 	$(CARGO) clean
+	rm -rf web/dist web/node_modules

@@ -65,6 +65,12 @@ pub struct HqConfig {
 }
 
 impl HqConfig {
+    /// Whether HQ serves HTTPS itself, or sits behind a proxy that does (`--public-url https://…`);
+    /// either way cookies get the `Secure` flag.
+    pub fn tls_enabled(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|url| url.starts_with("https://"))
+    }
+
     /// The runner enrollment token: the flag or `AGENTRELAY_RUNNER_TOKEN`, else plain `RUNNER_TOKEN`.
     pub fn resolved_runner_token(&self) -> Option<String> {
         self.runner_token

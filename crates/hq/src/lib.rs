@@ -7,7 +7,9 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod registry;
 pub mod runner_data;
 pub mod runner_socket;
@@ -43,12 +45,15 @@ impl Hq {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let events = events::EventBus::default();
         let state = AppState::new(Shared {
             config,
             admin_token,
             runner_token,
-            registry: Default::default(),
+            registry: registry::Registry::new(events.clone()),
             sessions: Default::default(),
+            logins: Default::default(),
+            events,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });

@@ -10,6 +10,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::events::{Event, EventBus};
+
 /// Why a hello was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -34,10 +36,10 @@ struct Entry {
 }
 
 /// All runners known to HQ. Locks are held only to read or update a map entry, never across I/O.
-#[derive(Default)]
 pub struct Registry {
     runners: Mutex<HashMap<Uuid, Entry>>,
     next_connection: std::sync::atomic::AtomicU64,
+    events: EventBus,
 }
 
 /// What a runner's socket task gets back when its hello is accepted.
@@ -51,6 +53,11 @@ pub struct Registration {
 }
 
 impl Registry {
+    /// An empty registry that publishes runner changes on `events`.
+    pub fn new(events: EventBus) -> Self {
+        Self { runners: Mutex::default(), next_connection: Default::default(), events }
+    }
+
     /// Marks a runner online with a fresh control link, replacing any older link it had.
     pub fn connect(&self, hello: &Hello) -> Result<Registration, Refusal> {
         let mut runners = self.lock();
@@ -77,6 +84,7 @@ impl Registry {
             last_seen_at: now,
         };
         let link = Link { connection, tx, replaced: replaced.clone() };
+        self.events.publish(Event::Runner(info.clone()));
         if let Some(Entry { link: Some(old_link), .. }) =
             runners.insert(hello.id, Entry { info, link: Some(link) })
         {
@@ -101,6 +109,8 @@ impl Registry {
         }
         entry.link = None;
         entry.info.status = RunnerStatus::Offline;
+        entry.info.last_seen_at = Utc::now();
+        self.events.publish(Event::Runner(entry.info.clone()));
         true
     }
 

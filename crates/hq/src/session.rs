@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc, watch};
 use uuid::Uuid;
 
+use crate::events::{Event, EventBus};
+
 /// What travels from viewers to the runner, in the order viewers sent it.
 #[derive(Debug)]
 pub enum ToRunner {
@@ -79,11 +81,19 @@ pub struct Session {
     to_runner_rx: Mutex<Option<mpsc::Receiver<ToRunner>>>,
     /// Signalled when a data connection parks `to_runner_rx` again.
     rx_parked: Notify,
+    /// Where lifecycle changes are published.
+    events: EventBus,
 }
 
 impl Session {
     /// A new session in `starting`.
-    pub fn new(runner_id: Uuid, command: Vec<String>, created_by: String, ring_size: usize) -> Self {
+    pub fn new(
+        runner_id: Uuid,
+        command: Vec<String>,
+        created_by: String,
+        ring_size: usize,
+        events: EventBus,
+    ) -> Self {
         let (to_runner, rx) = mpsc::channel(256);
         let status = SessionStatus::Starting;
         Self {
@@ -98,6 +108,7 @@ impl Session {
             to_runner,
             to_runner_rx: Mutex::new(Some(rx)),
             rx_parked: Notify::new(),
+            events,
         }
     }
 
@@ -211,6 +222,7 @@ impl Session {
         };
         if moved {
             self.progress.send_modify(|p| p.status = next);
+            self.events.publish(Event::Session(self.view()));
         }
     }
 
@@ -277,7 +289,8 @@ mod tests {
 
     #[test]
     fn lifecycle_only_moves_forward() {
-        let session = Session::new(Uuid::now_v7(), vec!["true".into()], "t".into(), 1024);
+        let session =
+            Session::new(Uuid::now_v7(), vec!["true".into()], "t".into(), 1024, EventBus::default());
         session.mark_running();
         session.mark_exited(ExitStatus { code: Some(3), signal: None });
         session.mark_lost("late".into());

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Logins;
 use crate::config::HqConfig;
+use crate::events::EventBus;
 use crate::registry::Registry;
 use crate::session::Sessions;
 
@@ -25,6 +27,10 @@ pub struct Shared {
     pub registry: Registry,
     /// Known sessions.
     pub sessions: Sessions,
+    /// Dashboard sign-ins (cookie values).
+    pub logins: Logins,
+    /// Change feed for `/api/events`.
+    pub events: EventBus,
     /// Cancelled when HQ shuts down; every socket task watches it.
     pub shutdown: CancellationToken,
     /// Tracks background tasks (timers) so shutdown can wait for them.

@@ -62,6 +62,23 @@ pub struct FrameError {
 mod tests {
     use super::*;
 
+    /// The same fixtures the dashboard's `protocol.test.ts` parses: both sides agree on the JSON.
+    #[test]
+    fn shared_fixtures_round_trip() {
+        let server: Vec<serde_json::Value> =
+            serde_json::from_str(include_str!("../fixtures/server-frames.json")).expect("valid fixture");
+        for value in server {
+            let frame: ServerFrame = serde_json::from_value(value.clone()).expect("known server frame");
+            assert_eq!(serde_json::to_value(&frame).expect("serializable"), value);
+        }
+        let client: Vec<serde_json::Value> =
+            serde_json::from_str(include_str!("../fixtures/client-frames.json")).expect("valid fixture");
+        for value in client {
+            let frame: ClientFrame = serde_json::from_value(value.clone()).expect("known client frame");
+            assert_eq!(serde_json::to_value(&frame).expect("serializable"), value);
+        }
+    }
+
     #[test]
     fn frames_match_the_contract() {
         let resize: ClientFrame =

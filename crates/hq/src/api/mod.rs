@@ -4,21 +4,23 @@ pub mod sessions;
 
 use agentrelay_protocol::Runner;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth::require_admin;
+use crate::auth::{login, logout, require_admin};
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::{runner_data, runner_socket, viewer_socket};
+use crate::{dashboard, events, runner_data, runner_socket, viewer_socket};
 
 /// Every route HQ serves.
 pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/api/runners", get(list_runners))
+        .route("/api/events", get(events::stream_events))
         .route("/api/sessions", post(sessions::create).get(sessions::list))
         .route("/api/sessions/{id}", get(sessions::get).delete(sessions::delete))
         .route("/api/v1/ws/session/{id}", get(viewer_socket::upgrade))
@@ -26,20 +28,32 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(health))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
         .route("/api/v1/ws/register", get(runner_socket::upgrade))
         .route("/api/v1/ws/runner/session/{id}", get(runner_data::upgrade))
         .merge(admin)
-        .fallback(not_found)
+        .fallback(dashboard::serve)
         .layer(DefaultBodyLimit::max(state.config.max_body_size))
+        // Every response: no framing, no sniffing, no referrer, and a CSP without inline scripts
+        // (xterm.js sets inline styles, hence `style-src 'unsafe-inline'`).
+        .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
+        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header_layer(header::REFERRER_POLICY, "no-referrer"))
+        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
         .with_state(state)
+}
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; connect-src 'self'; font-src 'self' data:; object-src 'none'; \
+    base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+fn header_layer(name: header::HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
 }
 
 async fn health() -> Json<Value> {
     Json(serde_json::json!({ "status": "ok" }))
-}
-
-async fn not_found() -> AppError {
-    AppError::NotFound("no such route".to_owned())
 }
 
 async fn list_runners(State(state): State<AppState>) -> Json<Vec<Runner>> {

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::JsonObject;
 use crate::auth::Principal;
 use crate::error::AppError;
+use crate::events::Event;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
 
@@ -105,9 +106,15 @@ pub async fn create(
         .registry
         .sender(runner.id)
         .ok_or_else(|| AppError::RunnerOffline(format!("runner '{}' is offline", runner.name)))?;
-    let session =
-        Arc::new(Session::new(runner.id, request.command.clone(), principal.name, state.config.ring_size));
+    let session = Arc::new(Session::new(
+        runner.id,
+        request.command.clone(),
+        principal.name,
+        state.config.ring_size,
+        state.events.clone(),
+    ));
     state.sessions.insert(session.clone());
+    state.events.publish(Event::Session(session.view()));
     let start = StartSession {
         session_id: session.id,
         command: request.command,

@@ -1,0 +1,78 @@
+//! The change feed behind `GET /api/events`: every runner and session change, as the whole object.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use agentrelay_protocol::{Runner, Session};
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt, stream};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::state::AppState;
+
+/// One change.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A runner connected, disconnected or changed.
+    Runner(Runner),
+    /// A session was created or changed state.
+    Session(Session),
+}
+
+/// Publishes changes to every events subscriber. Cheap to clone.
+#[derive(Clone)]
+pub struct EventBus(broadcast::Sender<Event>);
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self(broadcast::Sender::new(1024))
+    }
+}
+
+impl EventBus {
+    /// Sends an event; nobody listening is fine.
+    pub fn publish(&self, event: Event) {
+        let _ = self.0.send(event);
+    }
+
+    /// A new subscription.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.0.subscribe()
+    }
+}
+
+fn to_sse(event: &Event) -> SseEvent {
+    let (name, data) = match event {
+        Event::Runner(runner) => ("runner", serde_json::to_string(runner)),
+        Event::Session(session) => ("session", serde_json::to_string(session)),
+    };
+    SseEvent::default().event(name).data(data.unwrap_or_default())
+}
+
+/// Every runner and session as events: the start of each subscription, and the resync after lag.
+fn snapshot(state: &AppState) -> Vec<SseEvent> {
+    let runners = state.registry.list().into_iter().map(Event::Runner);
+    let sessions = state.sessions.list().into_iter().map(|s| Event::Session(s.view()));
+    runners.chain(sessions).map(|e| to_sse(&e)).collect()
+}
+
+/// `GET /api/events`: Server-Sent Events, starting with the current state.
+pub async fn stream_events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    // Subscribe before the snapshot so nothing between the two is missed (a duplicate is harmless:
+    // each event carries the whole object).
+    let live = BroadcastStream::new(state.events.subscribe());
+    let first = stream::iter(snapshot(&state));
+    let resync_state = state.clone();
+    let live = live.flat_map(move |item| match item {
+        Ok(event) => stream::iter(vec![to_sse(&event)]),
+        // This subscriber fell behind: send everything again instead of a partial picture.
+        Err(BroadcastStreamRecvError::Lagged(_)) => stream::iter(snapshot(&resync_state)),
+    });
+    let events = first.chain(live).map(Ok).take_until(state.shutdown.clone().cancelled_owned());
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

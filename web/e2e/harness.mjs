@@ -1,0 +1,91 @@
+// Starts the real agentrelay-hq and agentrelay-runner binaries (target/debug, serving web/dist) on
+// a free loopback port, and Debian's Chromium through playwright-core. Everything stops in `stop`.
+
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const BIN = process.env.AGENTRELAY_BIN_DIR ?? join(ROOT, "target/debug");
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+function freePort() {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once("error", fail);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => done(port));
+    });
+  });
+}
+
+/** Polls `check` until it returns a truthy value, or throws after `ms`. */
+export async function waitFor(what, check, ms = 15000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function startStack() {
+  for (const name of ["agentrelay-hq", "agentrelay-runner"]) {
+    if (!existsSync(join(BIN, name))) throw new Error(`${join(BIN, name)} is missing: run cargo build --bins`);
+  }
+  if (!existsSync(join(ROOT, "web/dist/index.html"))) throw new Error("web/dist is missing: run npm run build");
+  const dir = mkdtempSync(join(tmpdir(), "agentrelay-e2e-"));
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const adminToken = randomBytes(16).toString("hex");
+  const runnerToken = randomBytes(16).toString("hex");
+  const env = { ...process.env, RUST_LOG: "warn" };
+  const children = [];
+  const logs = [];
+  const start = (name, args, extraEnv) => {
+    const child = spawn(join(BIN, name), args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.on("data", (d) => logs.push(`${name}: ${d}`));
+    child.stderr.on("data", (d) => logs.push(`${name}: ${d}`));
+    children.push(child);
+    return child;
+  };
+  start("agentrelay-hq", ["--listen", `127.0.0.1:${port}`, "--data-dir", join(dir, "data")], {
+    AGENTRELAY_ADMIN_TOKEN: adminToken,
+    RUNNER_TOKEN: runnerToken,
+  });
+  await waitFor("HQ to answer /healthz", () => fetch(`${url}/healthz`).then((r) => r.ok, () => false));
+  start("agentrelay-runner", ["--hq", url, "--name", "e2e-runner", "--state-dir", join(dir, "runner")], {
+    RUNNER_TOKEN: runnerToken,
+  });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+    ],
+  });
+  return {
+    url,
+    adminToken,
+    browser,
+    logs,
+    async stop() {
+      await browser.close().catch(() => {});
+      for (const child of children) child.kill("SIGTERM");
+      await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once("exit", r)) : null)));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,68 @@
+import { useState, type FormEvent } from "react";
+import { api, ApiError } from "../lib/api";
+import { Logo } from "./Logo";
+
+export function LoginPage({ onSignedIn }: { onSignedIn: () => void }) {
+  const [token, setToken] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api.login(token.trim());
+      setToken("");
+      onSignedIn();
+    } catch (e) {
+      setError(e instanceof ApiError && e.status === 401 ? "That token is not valid." : String((e as Error).message));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <main className="flex min-h-full items-center justify-center bg-slate-950 px-4">
+      <form
+        onSubmit={submit}
+        className="w-full max-w-sm space-y-5 rounded-2xl border border-slate-800 bg-slate-900/80 p-8 shadow-2xl"
+      >
+        <div className="flex items-center gap-3">
+          <Logo />
+          <div>
+            <h1 className="text-lg font-semibold text-white">AgentRelay</h1>
+            <p className="text-sm text-slate-400">Mission control for your coding agents</p>
+          </div>
+        </div>
+        <label className="block space-y-2">
+          <span className="text-sm font-medium text-slate-300">Access token</span>
+          <input
+            type="password"
+            autoComplete="current-password"
+            autoFocus
+            required
+            value={token}
+            onChange={(e) => setToken(e.target.value)}
+            className="w-full rounded-lg border border-slate-700 bg-slate-950 px-3 py-2 font-mono text-sm text-slate-100 outline-none focus:border-emerald-400 focus:ring-1 focus:ring-emerald-400"
+          />
+        </label>
+        {error && (
+          <p role="alert" className="text-sm text-red-400">
+            {error}
+          </p>
+        )}
+        <button
+          type="submit"
+          disabled={busy || token.trim() === ""}
+          className="w-full rounded-lg bg-emerald-500 px-4 py-2 text-sm font-semibold text-slate-950 hover:bg-emerald-400 disabled:opacity-50"
+        >
+          {busy ? "Signing in…" : "Sign in"}
+        </button>
+        <p className="text-xs text-slate-500">
+          <code>make run</code> prints the admin token; it is also in <code>.dev/admin-token</code>.
+        </p>
+      </form>
+    </main>
+  );
+}

@@ -1,0 +1,46 @@
+import type { Runner } from "../lib/protocol";
+import { relativeTime } from "../lib/time";
+import { StatusBadge } from "./StatusBadge";
+
+export function RunnerList({ runners, now }: { runners: Runner[]; now: number }) {
+  const sorted = [...runners].sort(
+    (a, b) => Number(b.status === "online") - Number(a.status === "online") || a.name.localeCompare(b.name),
+  );
+  return (
+    <section aria-labelledby="runners-heading" className="space-y-2">
+      <h2 id="runners-heading" className="px-1 text-xs font-semibold uppercase tracking-wider text-slate-500">
+        Runners
+      </h2>
+      {sorted.length === 0 ? (
+        <p className="rounded-lg border border-dashed border-slate-800 px-3 py-4 text-sm text-slate-500">
+          No runners yet. Start one with <code className="text-slate-300">agentrelay-runner --hq …</code>
+        </p>
+      ) : (
+        <ul className="space-y-1.5" data-testid="runner-list">
+          {sorted.map((runner) => (
+            <li key={runner.id} className="rounded-lg border border-slate-800 bg-slate-900/60 px-3 py-2">
+              <div className="flex items-center justify-between gap-2">
+                <span className="truncate font-medium text-slate-100" title={runner.hostname}>
+                  {runner.name}
+                </span>
+                <StatusBadge status={runner.status} />
+              </div>
+              <div className="mt-1 flex flex-wrap items-center gap-1.5 text-xs text-slate-400">
+                <span>{runner.os}</span>
+                <span aria-hidden="true">·</span>
+                <span title={runner.last_seen_at}>
+                  {runner.status === "online" ? "online" : "seen"} {relativeTime(runner.status === "online" ? runner.connected_at : runner.last_seen_at, now)}
+                </span>
+                {Object.entries(runner.labels).map(([key, value]) => (
+                  <span key={key} className="rounded bg-slate-800 px-1.5 py-0.5 font-mono text-[11px] text-slate-300">
+                    {key}={value}
+                  </span>
+                ))}
+              </div>
+            </li>
+          ))}
+        </ul>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,142 @@
+// One session's terminal: xterm.js fed by a SessionSocket. xterm.js owns the screen and scrollback;
+// React only shows the connection state and the exit banner around it.
+
+import { useEffect, useRef, useState } from "react";
+import { Terminal as XTerm } from "@xterm/xterm";
+import { FitAddon } from "@xterm/addon-fit";
+import { WebLinksAddon } from "@xterm/addon-web-links";
+import { WebglAddon } from "@xterm/addon-webgl";
+import { SessionSocket, type ConnectionState } from "../lib/sessionSocket";
+import { describeExit, type ExitStatus } from "../lib/protocol";
+import { registerTerminal } from "../lib/testHooks";
+
+/** Opens http(s) links in a new tab; anything else (javascript:, file:, …) is ignored. */
+export function openLink(uri: string): void {
+  if (!/^https?:\/\//i.test(uri)) return;
+  window.open(uri, "_blank", "noopener,noreferrer");
+}
+
+const THEME = {
+  background: "#020617",
+  foreground: "#e2e8f0",
+  cursor: "#34d399",
+  selectionBackground: "#334155",
+  black: "#1e293b",
+  brightBlack: "#475569",
+};
+
+interface Props {
+  sessionId: string;
+  active: boolean;
+  onError(message: string): void;
+  onClose(): void;
+}
+
+export function Terminal({ sessionId, active, onError, onClose }: Props) {
+  const host = useRef<HTMLDivElement>(null);
+  const refit = useRef<() => void>(() => {});
+  const focus = useRef<() => void>(() => {});
+  const [state, setState] = useState<ConnectionState>("connecting");
+  const [exit, setExit] = useState<ExitStatus | null>(null);
+  const [ended, setEnded] = useState<string | null>(null);
+  const onErrorRef = useRef(onError);
+  useEffect(() => {
+    onErrorRef.current = onError;
+  }, [onError]);
+
+  useEffect(() => {
+    const element = host.current;
+    if (!element) return;
+    const term = new XTerm({
+      cursorBlink: true,
+      fontFamily: '"JetBrains Mono", "Fira Code", "DejaVu Sans Mono", ui-monospace, monospace',
+      fontSize: 13,
+      scrollback: 10000,
+      theme: THEME,
+      linkHandler: { activate: (_event, uri) => openLink(uri) },
+    });
+    const fit = new FitAddon();
+    term.loadAddon(fit);
+    term.loadAddon(new WebLinksAddon((_event, uri) => openLink(uri)));
+    term.open(element);
+    try {
+      const webgl = new WebglAddon();
+      webgl.onContextLoss(() => webgl.dispose());
+      term.loadAddon(webgl);
+    } catch {
+      // No WebGL2 here: xterm.js keeps its DOM renderer.
+    }
+
+    const socket = new SessionSocket(sessionId, {
+      onData: (bytes) => term.write(bytes),
+      onState: setState,
+      onExit: setExit,
+      onGap: (from, to) => term.write(`\r\n\x1b[33m[${to - from} bytes of output are no longer available]\x1b[0m\r\n`),
+      onError: (code, message) => {
+        if (code === "session_lost" || code === "session_failed") setEnded(message);
+        else onErrorRef.current(message);
+      },
+    });
+    const input = term.onData((data) => socket.sendInput(data));
+    const binary = term.onBinary((data) => socket.sendInput(Uint8Array.from(data, (c) => c.charCodeAt(0))));
+    const resized = term.onResize(({ rows, cols }) => socket.resize(rows, cols));
+
+    let timer: number | undefined;
+    refit.current = () => {
+      window.clearTimeout(timer);
+      // Debounced: a window drag fires many resizes; the PTY needs only the last.
+      timer = window.setTimeout(() => {
+        if (element.offsetWidth > 0 && element.offsetHeight > 0) fit.fit();
+      }, 60);
+    };
+    focus.current = () => term.focus();
+    const observer = new ResizeObserver(() => refit.current());
+    observer.observe(element);
+    if (element.offsetWidth > 0) fit.fit();
+    socket.resize(term.rows, term.cols);
+    const unregister = registerTerminal(sessionId, term);
+
+    return () => {
+      window.clearTimeout(timer);
+      observer.disconnect();
+      input.dispose();
+      binary.dispose();
+      resized.dispose();
+      socket.close();
+      unregister();
+      term.dispose();
+    };
+  }, [sessionId]);
+
+  useEffect(() => {
+    if (active) {
+      refit.current();
+      focus.current();
+    }
+  }, [active]);
+
+  return (
+    <div className={`absolute inset-0 flex-col ${active ? "flex" : "hidden"}`} data-session={sessionId}>
+      {state === "reconnecting" && (
+        <div role="status" className="absolute top-2 left-1/2 z-10 -translate-x-1/2 rounded-full bg-amber-500/90 px-3 py-1 text-xs font-medium text-slate-950 shadow">
+          Reconnecting…
+        </div>
+      )}
+      <div ref={host} className="terminal-host min-h-0 flex-1 overflow-hidden bg-slate-950" />
+      {(exit || ended) && (
+        <div
+          role="status"
+          data-testid="exit-banner"
+          className="flex items-center justify-between gap-3 border-t border-slate-800 bg-slate-900 px-4 py-2 text-sm"
+        >
+          <span className={exit && exit.code === 0 ? "text-slate-300" : "text-amber-300"}>
+            {exit ? `Process ${describeExit(exit)}` : `Session ended: ${ended}`}
+          </span>
+          <button onClick={onClose} className="rounded-md px-2 py-1 text-slate-300 hover:bg-slate-800">
+            Close tab
+          </button>
+        </div>
+      )}
+    </div>
+  );
+}

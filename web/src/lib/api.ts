@@ -1,0 +1,63 @@
+// REST calls. Auth rides the HttpOnly cookie set by /api/login; the token never lives in JS state
+// beyond the sign-in form.
+
+import type { ApiErrorBody, Runner, Session } from "./protocol";
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly field: string | null;
+
+  constructor(status: number, code: string, message: string, field: string | null = null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "unreachable", "HQ is unreachable");
+  }
+  if (response.ok) {
+    return response.status === 204 || response.status === 202 ? (undefined as T) : ((await response.json()) as T);
+  }
+  let error: ApiErrorBody["error"] | undefined;
+  try {
+    error = ((await response.json()) as ApiErrorBody).error;
+  } catch {
+    // Not our JSON error shape (a proxy page, say): fall back to the status line.
+  }
+  throw new ApiError(
+    response.status,
+    error?.code ?? "http_error",
+    error?.message ?? `${response.status} ${response.statusText}`,
+    error?.field ?? null,
+  );
+}
+
+export interface CreateSession {
+  runner_id: string;
+  command: string[];
+  cwd?: string;
+  rows?: number;
+  cols?: number;
+}
+
+export const api = {
+  login: (token: string) => request<void>("POST", "/api/login", { token }),
+  logout: () => request<void>("POST", "/api/logout"),
+  runners: () => request<Runner[]>("GET", "/api/runners"),
+  sessions: () => request<Session[]>("GET", "/api/sessions"),
+  createSession: (body: CreateSession) => request<Session>("POST", "/api/sessions", body),
+  killSession: (id: string) => request<void>("DELETE", `/api/sessions/${encodeURIComponent(id)}`),
+};

@@ -1,0 +1,33 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { describeExit, parseServerFrame, resizeFrame } from "./protocol";
+
+// The same fixtures crates/protocol round-trips in Rust.
+const fixture = (name: string): unknown[] =>
+  JSON.parse(readFileSync(fileURLToPath(new URL(`../../../crates/protocol/fixtures/${name}`, import.meta.url)), "utf8"));
+
+describe("protocol", () => {
+  it("parses every server frame the Rust side produces", () => {
+    for (const value of fixture("server-frames.json")) {
+      expect(parseServerFrame(JSON.stringify(value))).toEqual(value);
+    }
+  });
+
+  it("writes resize frames exactly as the Rust side reads them", () => {
+    const [first, second] = fixture("client-frames.json");
+    expect(JSON.parse(resizeFrame(24, 80))).toEqual(first);
+    expect(JSON.parse(resizeFrame(1000, 1))).toEqual(second);
+  });
+
+  it("rejects what is not a control frame", () => {
+    for (const text of ["", "{", "null", "[]", '{"type":"exit"}', '{"type":"nope","payload":{}}', '"exit"']) {
+      expect(parseServerFrame(text)).toBeNull();
+    }
+  });
+
+  it("describes exits", () => {
+    expect(describeExit({ code: 3, signal: null })).toBe("exited with code 3");
+    expect(describeExit({ code: null, signal: "SIGHUP" })).toBe("killed by SIGHUP");
+  });
+});

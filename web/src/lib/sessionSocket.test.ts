@@ -1,0 +1,154 @@
+import { describe, expect, it } from "vitest";
+import { SessionSocket, type ConnectionState, type SessionHandlers, type SocketLike } from "./sessionSocket";
+
+class FakeSocket implements SocketLike {
+  binaryType = "blob";
+  readyState = 0;
+  onopen: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  sent: Array<string | Uint8Array> = [];
+  constructor(readonly url: string) {}
+  send(data: string | ArrayBufferLike | Uint8Array) {
+    this.sent.push(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
+  }
+  close() {
+    this.readyState = 3;
+  }
+  // Test controls: what HQ would do.
+  attach(offset: number, snapshot = false) {
+    this.readyState = 1;
+    this.text({ type: "attached", payload: { session_id: "s1", offset, snapshot, status: "running" } });
+  }
+  text(frame: unknown) {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+  bytes(text: string) {
+    this.onmessage?.({ data: new TextEncoder().encode(text).buffer });
+  }
+  drop() {
+    this.readyState = 3;
+    this.onclose?.({ code: 1006 });
+  }
+}
+
+function harness() {
+  const sockets: FakeSocket[] = [];
+  const timers: Array<() => void> = [];
+  const output: string[] = [];
+  const states: ConnectionState[] = [];
+  const events: string[] = [];
+  const decoder = new TextDecoder();
+  const handlers: SessionHandlers = {
+    onData: (bytes, snapshot) => output.push((snapshot ? "[snapshot]" : "") + decoder.decode(bytes)),
+    onState: (state) => states.push(state),
+    onExit: (exit) => events.push(`exit ${exit.code}`),
+    onGap: (from, to) => events.push(`gap ${from}-${to}`),
+    onError: (code) => events.push(`error ${code}`),
+  };
+  const socket = new SessionSocket("s1", handlers, {
+    base: "ws://hq",
+    connect: (url) => {
+      const s = new FakeSocket(url);
+      sockets.push(s);
+      return s;
+    },
+    backoff: () => 100,
+    setTimeout: (fn) => timers.push(fn),
+    clearTimeout: () => {},
+  });
+  const runTimers = () => timers.splice(0).forEach((fn) => fn());
+  return { socket, sockets, output, states, events, runTimers, last: () => sockets[sockets.length - 1] };
+}
+
+describe("SessionSocket", () => {
+  it("tracks the offset and resumes from it after a drop, without duplicates", () => {
+    const h = harness();
+    expect(h.last().url).toBe("ws://hq/api/v1/ws/session/s1");
+    h.last().attach(0);
+    h.last().bytes("hello ");
+    h.last().bytes("world");
+    expect(h.socket.offset).toBe(11);
+
+    h.last().drop();
+    expect(h.socket.state).toBe("reconnecting");
+    expect(h.sockets).toHaveLength(1);
+    h.runTimers();
+    expect(h.last().url).toBe("ws://hq/api/v1/ws/session/s1?from=11");
+    h.last().attach(11);
+    h.last().bytes("!");
+    expect(h.output.join("")).toBe("hello world!");
+    expect(h.socket.offset).toBe(12);
+    expect(h.states).toEqual(["open", "reconnecting", "open"]);
+  });
+
+  it("re-sends the size and queued keystrokes after reconnecting, size first", () => {
+    const h = harness();
+    h.socket.resize(24, 80);
+    h.socket.sendInput("early");
+    h.last().attach(0);
+    expect(h.last().sent.map(String)).toEqual([
+      '{"type":"resize","payload":{"rows":24,"cols":80}}',
+      String(new TextEncoder().encode("early")),
+    ]);
+    h.last().drop();
+    h.socket.sendInput("typed-while-away");
+    h.runTimers();
+    h.last().attach(0);
+    const sent = h.last().sent;
+    expect(sent[0]).toBe('{"type":"resize","payload":{"rows":24,"cols":80}}');
+    expect(new TextDecoder().decode(sent[1] as Uint8Array)).toBe("typed-while-away");
+  });
+
+  it("reports gaps, including a resume that starts later than asked", () => {
+    const h = harness();
+    h.last().attach(0);
+    h.last().bytes("abc");
+    h.last().text({ type: "gap", payload: { from: 3, to: 50 } });
+    expect(h.socket.offset).toBe(50);
+    h.last().drop();
+    h.runTimers();
+    expect(h.last().url).toContain("from=50");
+    h.last().attach(70);
+    expect(h.events).toEqual(["gap 3-50", "gap 50-70"]);
+    expect(h.socket.offset).toBe(70);
+  });
+
+  it("does not count a snapshot frame as stream bytes", () => {
+    const h = harness();
+    h.last().attach(4096, true);
+    h.last().bytes("SCREEN");
+    h.last().bytes("live");
+    expect(h.output).toEqual(["[snapshot]SCREEN", "live"]);
+    expect(h.socket.offset).toBe(4100);
+  });
+
+  it("stops after exit or a lost session, and never reconnects", () => {
+    const h = harness();
+    h.last().attach(0);
+    h.last().text({ type: "exit", payload: { code: 3, signal: null } });
+    h.last().drop();
+    h.runTimers();
+    expect(h.sockets).toHaveLength(1);
+    expect(h.socket.state).toBe("exited");
+    expect(h.events).toEqual(["exit 3"]);
+
+    const lost = harness();
+    lost.last().attach(0);
+    lost.last().text({ type: "error", payload: { code: "session_lost", message: "gone" } });
+    lost.last().drop();
+    lost.runTimers();
+    expect(lost.sockets).toHaveLength(1);
+    expect(lost.socket.state).toBe("ended");
+  });
+
+  it("keeps going after a recoverable error frame", () => {
+    const h = harness();
+    h.last().attach(0);
+    h.last().text({ type: "error", payload: { code: "bad_frame", message: "nope" } });
+    expect(h.socket.state).toBe("open");
+    h.last().bytes("x");
+    expect(h.output).toEqual(["x"]);
+  });
+});

@@ -1,0 +1,211 @@
+// One session's WebSocket: connect, track the output offset, reconnect with ?from=<offset> after a
+// network blip, and keep input and resizes in order. Knows nothing about React or xterm.js.
+
+import { parseServerFrame, resizeFrame, type Attached, type ExitStatus } from "./protocol";
+
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "exited" | "ended";
+
+export interface SessionHandlers {
+  /** Output bytes, in order; `snapshot` marks a screen drawing that is not part of the stream. */
+  onData(bytes: Uint8Array, snapshot: boolean): void;
+  onState(state: ConnectionState): void;
+  onExit(exit: ExitStatus): void;
+  /** Bytes [from, to) could not be delivered. */
+  onGap(from: number, to: number): void;
+  /** A problem worth showing: a bad frame, a lost session. */
+  onError(code: string, message: string): void;
+}
+
+/** The subset of the browser's WebSocket this module uses (so tests can substitute it). */
+export interface SocketLike {
+  binaryType: string;
+  readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string | ArrayBufferLike | Uint8Array): void;
+  close(code?: number): void;
+}
+
+export interface SessionSocketOptions {
+  /** Creates a socket for a URL; defaults to the browser's WebSocket. */
+  connect?: (url: string) => SocketLike;
+  /** Base URL, e.g. `ws://host`; defaults to the page's origin. */
+  base?: string;
+  /** Delay before reconnect attempt `n` (0-based). */
+  backoff?: (attempt: number) => number;
+  /** Timer functions, replaceable in tests. */
+  setTimeout?: (fn: () => void, ms: number) => unknown;
+  clearTimeout?: (handle: unknown) => void;
+}
+
+const OPEN = 1;
+const MAX_QUEUED_INPUT = 64 * 1024;
+
+export function defaultBackoff(attempt: number): number {
+  const ceiling = Math.min(250 * 2 ** attempt, 5000);
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+function pageBase(): string {
+  const { protocol, host } = window.location;
+  return `${protocol === "https:" ? "wss:" : "ws:"}//${host}`;
+}
+
+export class SessionSocket {
+  /** Offset of the next output byte this viewer needs. */
+  offset: number | null = null;
+  state: ConnectionState = "connecting";
+
+  private socket: SocketLike | null = null;
+  private attempts = 0;
+  private timer: unknown = null;
+  private expectSnapshot = false;
+  private attached = false;
+  private size: { rows: number; cols: number } | null = null;
+  private queued: Array<string | Uint8Array> = [];
+  private queuedBytes = 0;
+  private stopped = false;
+  private readonly encoder = new TextEncoder();
+  private readonly options: Required<SessionSocketOptions>;
+
+  constructor(
+    readonly sessionId: string,
+    private readonly handlers: SessionHandlers,
+    options: SessionSocketOptions = {},
+  ) {
+    this.options = {
+      connect: options.connect ?? ((url) => new WebSocket(url) as unknown as SocketLike),
+      base: options.base ?? pageBase(),
+      backoff: options.backoff ?? defaultBackoff,
+      setTimeout: options.setTimeout ?? ((fn, ms) => window.setTimeout(fn, ms)),
+      clearTimeout: options.clearTimeout ?? ((h) => window.clearTimeout(h as number)),
+    };
+    this.open();
+  }
+
+  /** The URL of the next connection: resumes at the current offset once one is known. */
+  url(): string {
+    const path = `${this.options.base}/api/v1/ws/session/${encodeURIComponent(this.sessionId)}`;
+    return this.offset === null ? path : `${path}?from=${this.offset}`;
+  }
+
+  /** Sends keystrokes; queued (bounded) while reconnecting. */
+  sendInput(data: string | Uint8Array): void {
+    if (this.state === "exited" || this.state === "ended") return;
+    const bytes = typeof data === "string" ? this.encoder.encode(data) : data;
+    if (this.socket && this.socket.readyState === OPEN && this.attached) {
+      this.socket.send(bytes);
+    } else if (this.queuedBytes + bytes.length <= MAX_QUEUED_INPUT) {
+      this.queued.push(bytes);
+      this.queuedBytes += bytes.length;
+    }
+  }
+
+  /** Sets the terminal size; re-sent after every reconnect. */
+  resize(rows: number, cols: number): void {
+    if (this.size && this.size.rows === rows && this.size.cols === cols) return;
+    this.size = { rows, cols };
+    if (this.socket && this.socket.readyState === OPEN && this.attached) {
+      this.socket.send(resizeFrame(rows, cols));
+    }
+  }
+
+  /** Closes for good. */
+  close(): void {
+    this.stopped = true;
+    if (this.timer !== null) this.options.clearTimeout(this.timer);
+    this.socket?.close(1000);
+    this.socket = null;
+  }
+
+  private setState(state: ConnectionState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.handlers.onState(state);
+  }
+
+  private open(): void {
+    const socket = this.options.connect(this.url());
+    socket.binaryType = "arraybuffer";
+    this.socket = socket;
+    this.attached = false;
+    socket.onmessage = (event) => {
+      if (this.socket !== socket) return;
+      this.onMessage(event.data);
+    };
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      this.onClose();
+    };
+    socket.onerror = () => {
+      // A close event always follows; reconnecting is decided there.
+    };
+  }
+
+  private onMessage(data: unknown): void {
+    if (typeof data === "string") {
+      const frame = parseServerFrame(data);
+      if (!frame) return;
+      switch (frame.type) {
+        case "attached":
+          this.onAttached(frame.payload);
+          break;
+        case "gap":
+          this.offset = frame.payload.to;
+          this.handlers.onGap(frame.payload.from, frame.payload.to);
+          break;
+        case "exit":
+          this.stopped = true;
+          this.setState("exited");
+          this.handlers.onExit(frame.payload);
+          break;
+        case "error":
+          if (frame.payload.code === "session_lost" || frame.payload.code === "session_failed") {
+            this.stopped = true;
+            this.setState("ended");
+          }
+          this.handlers.onError(frame.payload.code, frame.payload.message);
+          break;
+      }
+      return;
+    }
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : (data as Uint8Array);
+    if (this.expectSnapshot) {
+      this.expectSnapshot = false;
+      this.handlers.onData(bytes, true);
+      return;
+    }
+    this.offset = (this.offset ?? 0) + bytes.length;
+    this.handlers.onData(bytes, false);
+  }
+
+  private onAttached(attached: Attached): void {
+    if (this.offset !== null && attached.offset > this.offset) {
+      this.handlers.onGap(this.offset, attached.offset);
+    }
+    this.offset = attached.offset;
+    this.expectSnapshot = attached.snapshot;
+    this.attached = true;
+    this.attempts = 0;
+    this.setState("open");
+    const socket = this.socket;
+    if (!socket) return;
+    if (this.size) socket.send(resizeFrame(this.size.rows, this.size.cols));
+    for (const chunk of this.queued) socket.send(chunk);
+    this.queued = [];
+    this.queuedBytes = 0;
+  }
+
+  private onClose(): void {
+    if (this.stopped) return;
+    this.setState("reconnecting");
+    const delay = this.options.backoff(this.attempts++);
+    this.timer = this.options.setTimeout(() => {
+      this.timer = null;
+      if (!this.stopped) this.open();
+    }, delay);
+  }
+}
