@@ -24,7 +24,7 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 	@touch $@
 
 ## test: install what the tests need, then run every test
-test: test-deps test-rust test-web
+test: test-deps web test-rust test-web
 
 test-deps: web-deps
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
@@ -40,7 +40,6 @@ test-rust:
 # The browser tests run the debug binaries built above, which read web/dist from disk.
 test-web: web-deps
 	cd web && $(NPM) test
-	cd web && $(NPM) run build
 	cd web && CHROMIUM_PATH=$(CHROMIUM) $(NPM) run e2e
 
 ## lint: formatting, clippy and the web linters, as before each commit
