@@ -12,6 +12,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::state::AppState;
+use crate::store::StoreHandle;
 
 /// One change.
 #[derive(Debug, Clone)]
@@ -22,25 +23,44 @@ pub enum Event {
     Session(Session),
 }
 
-/// Publishes changes to every events subscriber. Cheap to clone.
+/// Publishes every change to the store (durably, in order) and to events subscribers (live).
+/// Cheap to clone.
 #[derive(Clone)]
-pub struct EventBus(broadcast::Sender<Event>);
+pub struct EventBus {
+    live: broadcast::Sender<Event>,
+    store: Option<StoreHandle>,
+}
 
 impl Default for EventBus {
     fn default() -> Self {
-        Self(broadcast::Sender::new(1024))
+        Self::new(None)
     }
 }
 
 impl EventBus {
-    /// Sends an event; nobody listening is fine.
+    /// A bus that also saves every event to `store`, when given.
+    pub fn new(store: Option<StoreHandle>) -> Self {
+        Self { live: broadcast::Sender::new(1024), store }
+    }
+
+    /// Saves and sends an event; nobody listening is fine.
     pub fn publish(&self, event: Event) {
-        let _ = self.0.send(event);
+        if let Some(store) = &self.store {
+            store.save(event.clone());
+        }
+        let _ = self.live.send(event);
     }
 
     /// A new subscription.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.0.subscribe()
+        self.live.subscribe()
+    }
+
+    /// Waits until every event published so far is saved.
+    pub async fn flush(&self) {
+        if let Some(store) = &self.store {
+            store.flush().await;
+        }
     }
 }
 

@@ -93,6 +93,12 @@ impl Registry {
         Ok(Registration { connection, rx, replaced })
     }
 
+    /// Adds a runner remembered from the store, offline until it dials in.
+    pub fn restore(&self, mut runner: Runner) {
+        runner.status = RunnerStatus::Offline;
+        self.lock().entry(runner.id).or_insert(Entry { info: runner, link: None });
+    }
+
     /// Records that the runner was heard from.
     pub fn touch(&self, id: Uuid) {
         if let Some(entry) = self.lock().get_mut(&id) {

@@ -176,7 +176,7 @@ async fn send(socket: &mut WebSocket, message: &HqMessage) -> anyhow::Result<()>
 }
 
 /// After `--lost-after` without the runner, its unfinished sessions become `lost`.
-fn watch_for_lost_sessions(state: &AppState, runner_id: Uuid) {
+pub(crate) fn watch_for_lost_sessions(state: &AppState, runner_id: Uuid) {
     let state_for_task = state.clone();
     state.tasks.spawn(async move {
         let state = state_for_task;

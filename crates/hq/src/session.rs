@@ -9,9 +9,14 @@ use agentrelay_ring::{OutputRing, Read};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::events::{Event, EventBus};
+use crate::output_log::OutputLog;
+
+/// Largest write to the output log.
+const PERSIST_CHUNK: usize = 256 * 1024;
 
 /// What travels from viewers to the runner, in the order viewers sent it.
 #[derive(Debug)]
@@ -83,32 +88,63 @@ pub struct Session {
     rx_parked: Notify,
     /// Where lifecycle changes are published.
     events: EventBus,
+    /// The output on disk, when the data dir is writable.
+    log: Option<Arc<OutputLog>>,
 }
 
 impl Session {
     /// A new session in `starting`.
     pub fn new(
+        id: Uuid,
         runner_id: Uuid,
         command: Vec<String>,
         created_by: String,
         ring_size: usize,
         events: EventBus,
+        log: Option<Arc<OutputLog>>,
     ) -> Self {
-        let (to_runner, rx) = mpsc::channel(256);
-        let status = SessionStatus::Starting;
-        Self {
-            id: Uuid::now_v7(),
+        let view = SessionView {
+            id,
             runner_id,
             command,
+            status: SessionStatus::Starting,
+            exit_code: None,
+            signal: None,
+            error: None,
             created_by,
             created_at: Utc::now(),
-            lifecycle: Mutex::new(Lifecycle { status, exit: None, error: None, ended_at: None }),
-            output: Mutex::new(OutputRing::new(ring_size)),
-            progress: watch::Sender::new(Progress { end: 0, status }),
+            ended_at: None,
+            output_bytes: 0,
+        };
+        Self::restore(view, ring_size, events, log)
+    }
+
+    /// A session as the store last saw it. Output continues after what the log holds.
+    pub fn restore(
+        view: SessionView,
+        ring_size: usize,
+        events: EventBus,
+        log: Option<Arc<OutputLog>>,
+    ) -> Self {
+        let (to_runner, rx) = mpsc::channel(256);
+        let end = log.as_ref().map_or(view.output_bytes, |log| log.len());
+        let exit = (view.status == SessionStatus::Exited)
+            .then(|| ExitStatus { code: view.exit_code, signal: view.signal.clone() });
+        let lifecycle = Lifecycle { status: view.status, exit, error: view.error, ended_at: view.ended_at };
+        Self {
+            id: view.id,
+            runner_id: view.runner_id,
+            command: view.command,
+            created_by: view.created_by,
+            created_at: view.created_at,
+            lifecycle: Mutex::new(lifecycle),
+            output: Mutex::new(OutputRing::starting_at(end, ring_size)),
+            progress: watch::Sender::new(Progress { end, status: view.status }),
             to_runner,
             to_runner_rx: Mutex::new(Some(rx)),
             rx_parked: Notify::new(),
             events,
+            log,
         }
     }
 
@@ -181,14 +217,94 @@ impl Session {
         self.progress.send_modify(|p| p.end = end);
     }
 
-    /// Up to `max` bytes of output from `offset`.
-    pub fn read_output(&self, offset: u64, max: usize) -> Read {
+    /// Up to `max` bytes of output from `offset`, from the ring or, when older, from the log.
+    pub async fn read_output(&self, offset: u64, max: usize) -> Read {
+        let read = self.read_ring(offset, max);
+        let (Read::Gap { from, to }, Some(log)) = (&read, &self.log) else { return read };
+        if *from >= log.len() {
+            return read;
+        }
+        let (log, from, want) = (log.clone(), *from, max.min((to - from) as usize));
+        match tokio::task::spawn_blocking(move || log.read(from, want)).await {
+            Ok(Ok(Some(bytes))) => Read::Data(bytes),
+            Ok(Ok(None)) => read,
+            Ok(Err(error)) => {
+                tracing::error!(session = %self.id, error = format!("{error:#}"), "reading the output log");
+                read
+            }
+            Err(_) => read,
+        }
+    }
+
+    /// Up to `max` bytes from the in-memory ring only.
+    fn read_ring(&self, offset: u64, max: usize) -> Read {
         lock(&self.output).read(offset, max)
     }
 
-    /// The oldest output offset still held for viewers.
+    /// The oldest output offset HQ can still serve (0 whenever the log holds the start).
     pub fn output_start(&self) -> u64 {
-        lock(&self.output).start()
+        if self.log.is_some() { 0 } else { lock(&self.output).start() }
+    }
+
+    /// Records a resize in the recording's timeline.
+    pub fn note_resize(&self, size: TermSize) {
+        if let Some(log) = &self.log {
+            if let Err(error) = log.note_resize(size.rows, size.cols) {
+                tracing::warn!(session = %self.id, error = format!("{error:#}"), "cannot record a resize");
+            }
+        }
+    }
+
+    /// The on-disk output, if any.
+    pub fn log(&self) -> Option<&Arc<OutputLog>> {
+        self.log.as_ref()
+    }
+
+    /// Copies output from the ring to the log as it arrives, until the session has ended and all
+    /// of it is on disk (or HQ shuts down, after a last drain). Then the ring is released: the log
+    /// serves every reader of a finished session.
+    pub async fn persist(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(log) = self.log.clone() else { return };
+        let mut progress = self.subscribe();
+        let mut offset = log.len();
+        let mut stopping = false;
+        loop {
+            loop {
+                match self.read_ring(offset, PERSIST_CHUNK) {
+                    Read::Data(bytes) => {
+                        let len = bytes.len() as u64;
+                        let writer = log.clone();
+                        let written = tokio::task::spawn_blocking(move || writer.append(&bytes)).await;
+                        if let Ok(Err(error)) | Err(error) = written.map_err(anyhow::Error::from) {
+                            tracing::error!(session = %self.id, error = format!("{error:#}"), "output log stopped");
+                            return;
+                        }
+                        offset += len;
+                    }
+                    Read::Gap { from, to } => {
+                        tracing::error!(session = %self.id, from, to, "output log fell behind the ring; it stops here");
+                        return;
+                    }
+                    Read::CaughtUp => break,
+                }
+            }
+            let now = *progress.borrow_and_update();
+            if now.end > offset {
+                continue;
+            }
+            if now.status.is_final() || stopping {
+                let syncer = log.clone();
+                let _ = tokio::task::spawn_blocking(move || syncer.sync()).await;
+                if now.status.is_final() {
+                    lock(&self.output).shrink_to(1);
+                }
+                return;
+            }
+            tokio::select! {
+                changed = progress.changed() => if changed.is_err() { return },
+                _ = shutdown.cancelled() => stopping = true,
+            }
+        }
     }
 
     /// `starting` → `running`.
@@ -289,8 +405,15 @@ mod tests {
 
     #[test]
     fn lifecycle_only_moves_forward() {
-        let session =
-            Session::new(Uuid::now_v7(), vec!["true".into()], "t".into(), 1024, EventBus::default());
+        let session = Session::new(
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            vec!["true".into()],
+            "t".into(),
+            1024,
+            EventBus::default(),
+            None,
+        );
         session.mark_running();
         session.mark_exited(ExitStatus { code: Some(3), signal: None });
         session.mark_lost("late".into());

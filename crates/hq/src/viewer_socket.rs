@@ -70,7 +70,7 @@ async fn serve(
     loop {
         // Send everything available; a slow viewer only slows this loop.
         loop {
-            match session.read_output(offset, MAX_OUTPUT_FRAME) {
+            match session.read_output(offset, MAX_OUTPUT_FRAME).await {
                 Read::Data(bytes) => {
                     offset += bytes.len() as u64;
                     socket.send(Message::Binary(bytes)).await.context("sending output")?;
@@ -131,6 +131,9 @@ fn parse_control(text: &str) -> Result<ToRunner, FrameError> {
 async fn forward(session: &Session, order: ToRunner) {
     if session.status().is_final() {
         return;
+    }
+    if let ToRunner::Resize(size) = &order {
+        session.note_resize(*size);
     }
     // Waits only if the runner is slow to take input; other viewers are unaffected.
     let _ = session.to_runner().send(order).await;

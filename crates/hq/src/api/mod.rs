@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", get(events::stream_events))
         .route("/api/sessions", post(sessions::create).get(sessions::list))
         .route("/api/sessions/{id}", get(sessions::get).delete(sessions::delete))
+        .route("/api/sessions/{id}/recording", get(sessions::recording))
         .route("/api/v1/ws/session/{id}", get(viewer_socket::upgrade))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()

@@ -5,15 +5,20 @@ use std::sync::Arc;
 
 use agentrelay_protocol::runner::{HqMessage, StartSession};
 use agentrelay_protocol::{Runner, RunnerStatus, Session as SessionView, TermSize};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::header;
+use axum::response::Response;
 use axum::{Extension, Json};
+use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::JsonObject;
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::events::Event;
+use crate::recording;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
 
@@ -106,14 +111,19 @@ pub async fn create(
         .registry
         .sender(runner.id)
         .ok_or_else(|| AppError::RunnerOffline(format!("runner '{}' is offline", runner.name)))?;
+    let id = Uuid::now_v7();
     let session = Arc::new(Session::new(
+        id,
         runner.id,
         request.command.clone(),
         principal.name,
         state.config.ring_size,
         state.events.clone(),
+        crate::open_log(&state, id, chrono::Utc::now()),
     ));
+    session.note_resize(request.size);
     state.sessions.insert(session.clone());
+    state.tasks.spawn(session.clone().persist(state.shutdown.clone()));
     state.events.publish(Event::Session(session.view()));
     let start = StartSession {
         session_id: session.id,
@@ -186,4 +196,33 @@ pub fn find(state: &AppState, id: &str) -> Result<Arc<Session>, AppError> {
         .ok()
         .and_then(|id| state.sessions.get(id))
         .ok_or_else(|| AppError::NotFound(format!("no session with id '{id}'")))
+}
+
+/// `GET /api/sessions/{id}/recording`: the output as asciicast v2, streamed as it is rendered.
+pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
+    let session = find(&state, &id)?;
+    let log = session.log().cloned().ok_or_else(|| {
+        AppError::NotFound(format!("session '{id}' has no recording (its output log could not be written)"))
+    })?;
+    let title = session.command.join(" ");
+    let timestamp = session.created_at.timestamp();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(16);
+    tokio::task::spawn_blocking(move || {
+        let (out, timing) = log.paths();
+        let header = recording::Header { timestamp, title: &title };
+        let result = recording::render(out, timing, &header, |line| {
+            tx.blocking_send(Ok(line)).map_err(|_| anyhow::anyhow!("client went away"))
+        });
+        if let Err(error) = result {
+            tracing::warn!(error = format!("{error:#}"), "recording stopped");
+            let _ = tx.blocking_send(Err(std::io::Error::other(error.to_string())));
+        }
+    });
+    let body = Body::from_stream(ReceiverStream::new(rx));
+    let disposition = format!("attachment; filename=\"{id}.cast\"");
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-asciicast")
+        .header(header::CONTENT_DISPOSITION, disposition)
+        .body(body)
+        .map_err(|e| AppError::Internal(e.into()))?)
 }

@@ -1,0 +1,377 @@
+//! Durable state: the runners HQ has seen and every session, in SQLite (WAL) under `--data-dir`,
+//! behind the small [`Store`] trait so another database can come later.
+//!
+//! Writes never happen on the data path: changes go over a channel to one writer thread, which
+//! applies them in batched transactions. [`StoreHandle::flush`] waits until it has caught up.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use agentrelay_protocol::{Runner, RunnerStatus, Session, SessionStatus};
+use anyhow::{Context, bail};
+use rusqlite::{Connection, params};
+
+/// A change to persist: the same events the dashboard receives, each carrying the whole object.
+pub use crate::events::Event as Change;
+
+/// Everything persisted, as read at startup.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Runners seen, as last known.
+    pub runners: Vec<Runner>,
+    /// Sessions, as last known.
+    pub sessions: Vec<Session>,
+}
+
+/// A place to keep HQ's state.
+pub trait Store: Send + 'static {
+    /// Reads everything.
+    fn load(&mut self) -> anyhow::Result<Snapshot>;
+    /// Applies changes atomically.
+    fn apply(&mut self, changes: &[Change]) -> anyhow::Result<()>;
+}
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: runners, sessions, and room for tokens and the audit log.
+    "CREATE TABLE runners (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        hostname TEXT NOT NULL,
+        os TEXT NOT NULL,
+        version TEXT NOT NULL,
+        presets TEXT NOT NULL,
+        connected_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        runner_id TEXT NOT NULL,
+        command TEXT NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        signal TEXT,
+        error TEXT,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        ended_at TEXT,
+        output_bytes INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_by_runner ON sessions (runner_id);
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        hash BLOB NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT,
+        action TEXT NOT NULL,
+        target TEXT,
+        address TEXT,
+        detail TEXT
+    );",
+];
+
+/// SQLite in WAL mode.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `hq.db` in `data_dir` and brings its schema up to date.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+        let path = data_dir.join("hq.db");
+        let conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL").context("enabling WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut store = Self { conn };
+        store.migrate().with_context(|| format!("migrating {}", path.display()))?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> anyhow::Result<()> {
+        let version: i64 = self.conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            bail!("the database is from a newer HQ (schema {version}, this HQ knows {})", MIGRATIONS.len());
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql).with_context(|| format!("migration {}", index + 1))?;
+            tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+fn status_text<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    match serde_json::to_value(value)? {
+        serde_json::Value::String(text) => Ok(text),
+        other => bail!("not a string enum: {other}"),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("{what}: {e}").into(),
+        )
+    })
+}
+
+fn parse_time(text: &str) -> rusqlite::Result<chrono::DateTime<chrono::Utc>> {
+    parse_json(&format!("\"{text}\""), "time")
+}
+
+impl Store for SqliteStore {
+    fn load(&mut self) -> anyhow::Result<Snapshot> {
+        let mut runners = Vec::new();
+        let mut statement = self.conn.prepare(
+            "SELECT id, name, labels, hostname, os, version, presets, connected_at, last_seen_at FROM runners",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(Runner {
+                id: parse_json(&format!("\"{}\"", row.get::<_, String>(0)?), "runner id")?,
+                name: row.get(1)?,
+                labels: parse_json(&row.get::<_, String>(2)?, "labels")?,
+                // Nobody is connected to a freshly started HQ.
+                status: RunnerStatus::Offline,
+                hostname: row.get(3)?,
+                os: row.get(4)?,
+                version: row.get(5)?,
+                presets: parse_json(&row.get::<_, String>(6)?, "presets")?,
+                connected_at: parse_time(&row.get::<_, String>(7)?)?,
+                last_seen_at: parse_time(&row.get::<_, String>(8)?)?,
+            })
+        })?;
+        for runner in rows {
+            runners.push(runner.context("reading a runner")?);
+        }
+        drop(statement);
+
+        let mut sessions = Vec::new();
+        let mut statement = self.conn.prepare(
+            "SELECT id, runner_id, command, status, exit_code, signal, error, created_by, created_at,
+                    ended_at, output_bytes FROM sessions ORDER BY id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(Session {
+                id: parse_json(&format!("\"{}\"", row.get::<_, String>(0)?), "session id")?,
+                runner_id: parse_json(&format!("\"{}\"", row.get::<_, String>(1)?), "runner id")?,
+                command: parse_json(&row.get::<_, String>(2)?, "command")?,
+                status: parse_json::<SessionStatus>(&format!("\"{}\"", row.get::<_, String>(3)?), "status")?,
+                exit_code: row.get(4)?,
+                signal: row.get(5)?,
+                error: row.get(6)?,
+                created_by: row.get(7)?,
+                created_at: parse_time(&row.get::<_, String>(8)?)?,
+                ended_at: row.get::<_, Option<String>>(9)?.map(|t| parse_time(&t)).transpose()?,
+                output_bytes: row.get::<_, i64>(10)?.max(0) as u64,
+            })
+        })?;
+        for session in rows {
+            sessions.push(session.context("reading a session")?);
+        }
+        Ok(Snapshot { runners, sessions })
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        for change in changes {
+            match change {
+                Change::Runner(r) => {
+                    tx.prepare_cached(
+                        "INSERT INTO runners (id, name, labels, hostname, os, version, presets, connected_at, last_seen_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT (id) DO UPDATE SET name = ?2, labels = ?3, hostname = ?4, os = ?5,
+                           version = ?6, presets = ?7, connected_at = ?8, last_seen_at = ?9",
+                    )?
+                    .execute(params![
+                        r.id.to_string(),
+                        r.name,
+                        serde_json::to_string(&r.labels)?,
+                        r.hostname,
+                        r.os,
+                        r.version,
+                        serde_json::to_string(&r.presets)?,
+                        r.connected_at.to_rfc3339(),
+                        r.last_seen_at.to_rfc3339(),
+                    ])?;
+                }
+                Change::Session(s) => {
+                    tx.prepare_cached(
+                        "INSERT INTO sessions (id, runner_id, command, status, exit_code, signal, error,
+                           created_by, created_at, ended_at, output_bytes)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                         ON CONFLICT (id) DO UPDATE SET status = ?4, exit_code = ?5, signal = ?6, error = ?7,
+                           ended_at = ?10, output_bytes = MAX(output_bytes, ?11)",
+                    )?
+                    .execute(params![
+                        s.id.to_string(),
+                        s.runner_id.to_string(),
+                        serde_json::to_string(&s.command)?,
+                        status_text(&s.status)?,
+                        s.exit_code,
+                        s.signal,
+                        s.error,
+                        s.created_by,
+                        s.created_at.to_rfc3339(),
+                        s.ended_at.map(|t| t.to_rfc3339()),
+                        i64::try_from(s.output_bytes).unwrap_or(i64::MAX),
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Messages to the writer thread.
+enum Op {
+    Change(Change),
+    /// Everything before this is committed when the reply arrives.
+    Flush(mpsc::Sender<()>),
+}
+
+/// The handle through which HQ persists changes; cheap to clone.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Op>,
+}
+
+impl StoreHandle {
+    /// Queues a change for the writer thread; never blocks.
+    pub fn save(&self, change: Change) {
+        // Fails only after close(), when nothing more can be saved anyway.
+        let _ = self.tx.send(Op::Change(change));
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) {
+        let (reply, done) = mpsc::channel();
+        if self.tx.send(Op::Flush(reply)).is_ok() {
+            let _ = tokio::task::spawn_blocking(move || done.recv()).await;
+        }
+    }
+}
+
+/// Starts the writer thread for `store`. It runs until every handle is dropped; call
+/// [`StoreHandle::flush`] before exiting to be sure everything is committed.
+pub fn start_writer(mut store: Box<dyn Store>) -> anyhow::Result<StoreHandle> {
+    let (tx, rx) = mpsc::channel::<Op>();
+    std::thread::Builder::new()
+        .name("hq-store".to_owned())
+        .spawn(move || {
+            // Batch whatever is queued into one transaction.
+            while let Ok(first) = rx.recv() {
+                let mut changes = Vec::new();
+                let mut replies = Vec::new();
+                for op in std::iter::once(first).chain(rx.try_iter().take(1024)) {
+                    match op {
+                        Op::Change(change) => changes.push(change),
+                        Op::Flush(reply) => replies.push(reply),
+                    }
+                }
+                if !changes.is_empty() {
+                    if let Err(error) = store.apply(&changes) {
+                        tracing::error!(error = format!("{error:#}"), "cannot save state");
+                    }
+                }
+                for reply in replies {
+                    let _ = reply.send(());
+                }
+            }
+        })
+        .context("cannot start the store thread")?;
+    Ok(StoreHandle { tx })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    fn runner() -> Runner {
+        Runner {
+            id: Uuid::now_v7(),
+            name: "box".into(),
+            labels: [("gpu".to_owned(), "true".to_owned())].into(),
+            status: RunnerStatus::Online,
+            hostname: "h".into(),
+            os: "linux/x86_64".into(),
+            version: "1".into(),
+            presets: vec!["claude".into()],
+            connected_at: Utc::now(),
+            last_seen_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn state_survives_reopening_and_runners_come_back_offline() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let r = runner();
+        let mut session = Session {
+            id: Uuid::now_v7(),
+            runner_id: r.id,
+            command: vec!["sh".into(), "-c".into(), "exit 3".into()],
+            status: SessionStatus::Running,
+            exit_code: None,
+            signal: None,
+            error: None,
+            created_by: "admin".into(),
+            created_at: Utc::now(),
+            ended_at: None,
+            output_bytes: 10,
+        };
+        {
+            let mut store = SqliteStore::open(dir.path()).expect("open");
+            store.apply(&[Change::Runner(r.clone()), Change::Session(session.clone())]).expect("apply");
+            session.status = SessionStatus::Exited;
+            session.exit_code = Some(3);
+            session.ended_at = Some(Utc::now());
+            session.output_bytes = 5; // never moves backwards
+            store.apply(&[Change::Session(session.clone())]).expect("apply");
+        }
+        let mut store = SqliteStore::open(dir.path()).expect("reopen");
+        let snapshot = store.load().expect("load");
+        assert_eq!(snapshot.runners.len(), 1);
+        assert_eq!(snapshot.runners[0].status, RunnerStatus::Offline);
+        assert_eq!(snapshot.runners[0].labels, r.labels);
+        let loaded = &snapshot.sessions[0];
+        assert_eq!(
+            (loaded.status, loaded.exit_code, loaded.output_bytes),
+            (SessionStatus::Exited, Some(3), 10)
+        );
+        assert_eq!(loaded.command, session.command);
+        let tokens: i64 =
+            store.conn.query_row("SELECT COUNT(*) FROM tokens", [], |row| row.get(0)).expect("tokens table");
+        assert_eq!(tokens, 0);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(SqliteStore::open(dir.path()).expect("open"));
+        let conn = Connection::open(dir.path().join("hq.db")).expect("raw open");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(conn);
+        let error = SqliteStore::open(dir.path()).err().expect("refused");
+        assert!(format!("{error:#}").contains("newer HQ"), "{error:#}");
+    }
+}
