@@ -248,10 +248,8 @@ impl Session {
 
     /// Records a resize in the recording's timeline.
     pub fn note_resize(&self, size: TermSize) {
-        if let Some(log) = &self.log {
-            if let Err(error) = log.note_resize(size.rows, size.cols) {
-                tracing::warn!(session = %self.id, error = format!("{error:#}"), "cannot record a resize");
-            }
+        if let Some(Err(error)) = self.log.as_ref().map(|log| log.note_resize(size.rows, size.cols)) {
+            tracing::warn!(session = %self.id, error = format!("{error:#}"), "cannot record a resize");
         }
     }
 

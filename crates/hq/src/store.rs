@@ -287,10 +287,8 @@ pub fn start_writer(mut store: Box<dyn Store>) -> anyhow::Result<StoreHandle> {
                         Op::Flush(reply) => replies.push(reply),
                     }
                 }
-                if !changes.is_empty() {
-                    if let Err(error) = store.apply(&changes) {
-                        tracing::error!(error = format!("{error:#}"), "cannot save state");
-                    }
+                if let Err(error) = if changes.is_empty() { Ok(()) } else { store.apply(&changes) } {
+                    tracing::error!(error = format!("{error:#}"), "cannot save state");
                 }
                 for reply in replies {
                     let _ = reply.send(());

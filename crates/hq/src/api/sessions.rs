@@ -220,9 +220,9 @@ pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) ->
     });
     let body = Body::from_stream(ReceiverStream::new(rx));
     let disposition = format!("attachment; filename=\"{id}.cast\"");
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/x-asciicast")
         .header(header::CONTENT_DISPOSITION, disposition)
         .body(body)
-        .map_err(|e| AppError::Internal(e.into()))?)
+        .map_err(|e| AppError::Internal(e.into()))
 }
