@@ -54,13 +54,19 @@ where
     }
 }
 
-/// A real HQ serving on a loopback port.
+/// A real HQ serving on a loopback port, in this process.
 pub struct TestHq {
-    pub addr: SocketAddr,
-    pub http: reqwest::Client,
+    client: HqClient,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
-    _data_dir: tempfile::TempDir,
+    _data_dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestHq {
+    type Target = HqClient;
+    fn deref(&self) -> &HqClient {
+        &self.client
+    }
 }
 
 impl TestHq {
@@ -69,9 +75,16 @@ impl TestHq {
         Self::start_with(&[]).await
     }
 
-    /// HQ with extra flags, e.g. `["--lost-after", "300ms"]`.
+    /// HQ with extra flags, e.g. `["--lost-after", "300ms"]`, and a fresh data dir.
     pub async fn start_with(extra: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
+        let mut hq = Self::start_in(data_dir.path(), extra).await;
+        hq._data_dir = Some(data_dir);
+        hq
+    }
+
+    /// HQ on a data dir the caller owns (to restart it on the same state).
+    pub async fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Self {
         let mut args = vec!["agentrelay-hq"];
         if !extra.contains(&"--listen") {
             args.extend(["--listen", "127.0.0.1:0"]);
@@ -82,14 +95,99 @@ impl TestHq {
             "--runner-token",
             RUNNER_TOKEN,
             "--data-dir",
-            data_dir.path().to_str().unwrap(),
+            data_dir.to_str().unwrap(),
         ]);
         args.extend_from_slice(extra);
         let hq = Hq::bind(HqConfig::parse_from(args)).await.unwrap();
         let addr = hq.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(hq.serve(shutdown.clone()));
-        Self { addr, http: reqwest::Client::new(), shutdown, task: Some(task), _data_dir: data_dir }
+        Self { client: HqClient::new(addr), shutdown, task: Some(task), _data_dir: None }
+    }
+
+    /// Stops HQ gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestHq {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A real `agentrelay-hq` process, for tests that kill it (`kill -9`) or signal it.
+pub struct HqProcess {
+    client: HqClient,
+    child: tokio::process::Child,
+}
+
+impl std::ops::Deref for HqProcess {
+    type Target = HqClient;
+    fn deref(&self) -> &HqClient {
+        &self.client
+    }
+}
+
+impl HqProcess {
+    /// Starts the binary on `addr` (a free port when `None`) and waits for `/healthz`.
+    pub async fn spawn(data_dir: &std::path::Path, addr: Option<SocketAddr>, extra: &[&str]) -> Self {
+        let addr = addr.unwrap_or_else(|| {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap()
+        });
+        let child = tokio::process::Command::new(binary("agentrelay-hq"))
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("AGENTRELAY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUNNER_TOKEN", RUNNER_TOKEN)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let client = HqClient::new(addr);
+        eventually("HQ to answer /healthz", || async {
+            client.http.get(client.url("/healthz")).send().await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+        Self { client, child }
+    }
+
+    /// `kill -9`: no shutdown, no flush.
+    pub async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+        tokio::time::timeout(TIMEOUT, self.child.wait()).await.expect("HQ did not stop on SIGTERM").unwrap()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+}
+
+/// Talks to an HQ over HTTP and WebSockets with the admin token.
+pub struct HqClient {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+}
+
+impl HqClient {
+    fn new(addr: SocketAddr) -> Self {
+        Self { addr, http: reqwest::Client::new() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -170,20 +268,6 @@ impl TestHq {
         let (socket, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(socket)
     }
-
-    /// Stops HQ and waits for it.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-}
-
-impl Drop for TestHq {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 /// A runner running in this process through its library entry point.
@@ -197,19 +281,19 @@ pub struct TestRunner {
 
 impl TestRunner {
     /// Starts a runner named `name` and waits until HQ lists it online.
-    pub async fn start(hq: &TestHq, name: &str) -> Self {
+    pub async fn start(hq: &HqClient, name: &str) -> Self {
         Self::start_with(hq, name, &[]).await
     }
 
     /// Like [`TestRunner::start`], with extra flags.
-    pub async fn start_with(hq: &TestHq, name: &str, extra: &[&str]) -> Self {
+    pub async fn start_with(hq: &HqClient, name: &str, extra: &[&str]) -> Self {
         let runner = Self::spawn(hq, name, extra);
         hq.wait_for_runner(name, RunnerStatus::Online).await;
         runner
     }
 
     /// Starts a runner with a fresh state dir, without waiting for it to come online.
-    pub fn spawn(hq: &TestHq, name: &str, extra: &[&str]) -> Self {
+    pub fn spawn(hq: &HqClient, name: &str, extra: &[&str]) -> Self {
         let state_dir = tempfile::tempdir().unwrap();
         let mut runner = Self::spawn_in(hq, name, state_dir.path(), extra);
         runner._state_dir = Some(state_dir);
@@ -217,7 +301,7 @@ impl TestRunner {
     }
 
     /// Starts a runner whose state dir the caller owns.
-    pub fn spawn_in(hq: &TestHq, name: &str, state_dir: &std::path::Path, extra: &[&str]) -> Self {
+    pub fn spawn_in(hq: &HqClient, name: &str, state_dir: &std::path::Path, extra: &[&str]) -> Self {
         let url = hq.url("");
         let mut args = vec![
             "agentrelay-runner",

@@ -1,0 +1,208 @@
+//! Sessions that survive: restarts, HQ outages (kill -9), recordings, finished sessions.
+
+use std::path::Path;
+
+use agentrelay_e2e::*;
+use agentrelay_protocol::viewer::ServerFrame;
+use agentrelay_protocol::{RunnerStatus, SessionStatus};
+use uuid::Uuid;
+
+/// Waits (polling) until a file exists: the session's script creates it when it reaches a point.
+async fn file_appears(path: &Path) {
+    eventually(&format!("{} to appear", path.display()), || async { path.exists().then_some(()) }).await;
+}
+
+fn numbered_lines(text: &str, prefix: &str) -> Vec<u32> {
+    text.split("\r\n").filter_map(|line| line.strip_prefix(prefix)?.parse().ok()).collect()
+}
+
+#[tokio::test]
+async fn restarted_hq_lists_what_it_knew_and_replays_finished_sessions() {
+    let data = tempfile::tempdir().unwrap();
+    let hq = TestHq::start_in(data.path(), &[]).await;
+    let runner = TestRunner::start_with(&hq, "keeper", &["--label", "tier=gold"]).await;
+    let session =
+        hq.start_session(runner.id, &["sh", "-c", "printf 'first\\r\\nsecond\\r\\n'; exit 3"]).await;
+    let mut viewer = hq.attach(session.id, None).await;
+    assert_eq!(viewer.read_to_exit().await.unwrap().code, Some(3));
+    let original = viewer.output.clone();
+    runner.stop().await.unwrap();
+    hq.stop().await;
+
+    let hq = TestHq::start_in(data.path(), &[]).await;
+    let runners = hq.runners().await;
+    assert_eq!(runners.len(), 1);
+    assert_eq!((runners[0].name.as_str(), runners[0].status), ("keeper", RunnerStatus::Offline));
+    assert_eq!(runners[0].labels.get("tier").map(String::as_str), Some("gold"));
+    let restored = hq.session(session.id).await;
+    assert_eq!((restored.status, restored.exit_code), (SessionStatus::Exited, Some(3)));
+    assert_eq!(restored.output_bytes, original.len() as u64);
+    assert_eq!(restored.command, session.command);
+
+    // A finished session still opens: its output from the log, then its exit.
+    let mut replay = hq.attach(session.id, None).await;
+    assert_eq!(replay.attached.status, SessionStatus::Exited);
+    assert_eq!(replay.read_to_exit().await.unwrap().code, Some(3));
+    assert_eq!(replay.output, original);
+    let mut tail = hq.attach(session.id, Some(7)).await;
+    tail.read_to_exit().await.unwrap();
+    assert_eq!(tail.output, original[7..]);
+}
+
+#[tokio::test]
+async fn hq_killed_mid_session_loses_no_line_and_keeps_the_exit_code() {
+    let data = tempfile::tempdir().unwrap();
+    let gates = tempfile::tempdir().unwrap();
+    let hq = HqProcess::spawn(data.path(), None, &[]).await;
+    let addr = hq.addr;
+    let runner = TestRunner::start(&hq, "steadfast").await;
+    let g = gates.path().display();
+    // 1,000 lines; wait; 2,000 more while HQ is down; wait; exit 7.
+    let script = format!(
+        "i=1; while [ $i -le 1000 ]; do echo line-$i; i=$((i+1)); done; \
+         while [ ! -e {g}/go ]; do sleep 0.05; done; \
+         while [ $i -le 3000 ]; do echo line-$i; i=$((i+1)); done; touch {g}/printed; \
+         while [ ! -e {g}/end ]; do sleep 0.05; done; exit 7"
+    );
+    let session = hq.start_session(runner.id, &["sh", "-c", &script]).await;
+    let mut viewer = hq.attach(session.id, None).await;
+    viewer.read_until("line-1000\r\n").await.unwrap();
+    let seen = viewer.output.len() as u64;
+
+    hq.kill().await;
+    std::fs::write(gates.path().join("go"), "").unwrap();
+    file_appears(&gates.path().join("printed")).await;
+
+    let hq = HqProcess::spawn(data.path(), Some(addr), &[]).await;
+    hq.wait_for_runner("steadfast", RunnerStatus::Online).await;
+    let mut resumed = hq.attach(session.id, Some(seen)).await;
+    assert_eq!(resumed.attached.offset, seen);
+    resumed.read_until("line-3000\r\n").await.unwrap();
+    std::fs::write(gates.path().join("end"), "").unwrap();
+    let exit = resumed.read_to_exit().await.unwrap();
+    assert_eq!(exit.code, Some(7));
+    assert!(resumed.controls.iter().all(|f| !matches!(f, ServerFrame::Gap(_))), "no gap expected");
+    assert_eq!(numbered_lines(&resumed.text(), "line-"), (1001..=3000).collect::<Vec<_>>());
+
+    // From the start, every line exactly once, in order.
+    let mut full = hq.attach(session.id, None).await;
+    full.read_to_exit().await.unwrap();
+    assert_eq!(numbered_lines(&full.text(), "line-"), (1..=3000).collect::<Vec<_>>());
+    let done = hq.wait_for_session(session.id, SessionStatus::Exited).await;
+    assert_eq!(done.exit_code, Some(7));
+    assert_eq!(done.output_bytes, full.output.len() as u64);
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_the_runner_buffer_is_reported_as_a_gap() {
+    let data = tempfile::tempdir().unwrap();
+    let gates = tempfile::tempdir().unwrap();
+    let hq = HqProcess::spawn(data.path(), None, &[]).await;
+    let addr = hq.addr;
+    let runner = TestRunner::start_with(&hq, "small", &["--buffer-size", "16KiB"]).await;
+    let g = gates.path().display();
+    // About 190 KB while HQ is down: far more than the 16 KiB buffer.
+    let script = format!(
+        "echo before; while [ ! -e {g}/go ]; do sleep 0.05; done; seq 1 30000; touch {g}/printed; \
+         while [ ! -e {g}/end ]; do sleep 0.05; done; echo after"
+    );
+    let session = hq.start_session(runner.id, &["sh", "-c", &script]).await;
+    let mut viewer = hq.attach(session.id, None).await;
+    viewer.read_until("before\r\n").await.unwrap();
+    let seen = viewer.output.len() as u64;
+    hq.kill().await;
+    std::fs::write(gates.path().join("go"), "").unwrap();
+    file_appears(&gates.path().join("printed")).await;
+
+    let hq = HqProcess::spawn(data.path(), Some(addr), &[]).await;
+    hq.wait_for_runner("small", RunnerStatus::Online).await;
+    let mut resumed = hq.attach(session.id, Some(seen)).await;
+    std::fs::write(gates.path().join("end"), "").unwrap();
+    resumed.read_to_exit().await.unwrap();
+    let gaps: Vec<_> = resumed
+        .controls
+        .iter()
+        .filter_map(|f| if let ServerFrame::Gap(g) = f { Some(*g) } else { None })
+        .collect();
+    assert_eq!(gaps.len(), 1, "{:?}", resumed.controls);
+    assert_eq!(gaps[0].from, seen, "the gap starts where HQ's copy ends");
+    assert!(gaps[0].to - gaps[0].from > 150_000, "{gaps:?}");
+    let text = resumed.text();
+    assert!(text.ends_with("30000\r\nafter\r\n"), "output after the gap arrives");
+    // What came after the gap is the exact tail of `seq` (its first line may be cut by the gap):
+    // no duplicate, no reordering.
+    let numbers: Vec<u32> = text.split("\r\n").skip(1).filter_map(|l| l.parse().ok()).collect();
+    assert!(numbers.len() > 100 && numbers.windows(2).all(|w| w[1] == w[0] + 1), "contiguous after the gap");
+}
+
+#[tokio::test]
+async fn recording_is_asciicast_v2_with_the_session_output() {
+    let hq = TestHq::start().await;
+    let runner = TestRunner::start(&hq, "rec").await;
+    let session = hq
+        .start_session_with(serde_json::json!({
+            "runner_id": runner.id,
+            "command": ["sh", "-c", "printf 'héllo \\033[1mbold\\033[0m\\r\\n'; read x; echo got-$x"],
+            "rows": 30, "cols": 100,
+        }))
+        .await;
+    let mut viewer = hq.attach(session.id, None).await;
+    viewer.read_until("bold").await.unwrap();
+    viewer.resize(40, 120).await;
+    viewer.type_text("it\r").await;
+    viewer.read_to_exit().await.unwrap();
+
+    let response = hq
+        .request(reqwest::Method::GET, &format!("/api/sessions/{}/recording", session.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-asciicast");
+    let cast = response.text().await.unwrap();
+    let mut lines = cast.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(100), Some(30)));
+    let events: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut last = 0.0;
+    for event in &events {
+        let t = event[0].as_f64().unwrap();
+        assert!(t >= last, "times never go backwards");
+        last = t;
+    }
+    let output: String = events.iter().filter(|e| e[1] == "o").map(|e| e[2].as_str().unwrap()).collect();
+    assert_eq!(output.as_bytes(), viewer.output.as_slice());
+    assert!(events.iter().any(|e| e[1] == "r" && e[2] == "120x40"), "the resize is recorded");
+
+    // A real asciicast reader agrees.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &cast).unwrap();
+    let cat = std::process::Command::new("asciinema").arg("cat").arg(file.path()).output();
+    let cat = cat.expect("asciinema is installed by `make test`");
+    assert!(cat.status.success(), "asciinema cat: {}", String::from_utf8_lossy(&cat.stderr));
+    assert_eq!(cat.stdout, viewer.output);
+
+    let missing = hq
+        .request(reqwest::Method::GET, &format!("/api/sessions/{}/recording", Uuid::now_v7()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_runner_restarted_after_an_hq_restart_resumes_its_session_with_the_same_id() {
+    let data = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let hq = TestHq::start_in(data.path(), &[]).await;
+    let runner = TestRunner::spawn_in(&hq, "phoenix", state.path(), &[]);
+    hq.wait_for_runner("phoenix", RunnerStatus::Online).await;
+    let id = runner.id;
+    let addr = hq.addr;
+    hq.stop().await;
+    let hq = TestHq::start_in(data.path(), &["--listen", &addr.to_string()]).await;
+    let back = hq.wait_for_runner("phoenix", RunnerStatus::Online).await;
+    assert_eq!(back.id, id);
+    assert_eq!(hq.runners().await.len(), 1);
+}
