@@ -28,6 +28,7 @@ test: test-deps web test-rust test-web
 
 test-deps: web-deps
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
+	@python3 -c 'import asciinema' 2>/dev/null || python3 -m pip install --quiet asciinema
 	@if [ ! -x $(CHROMIUM) ]; then \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \

@@ -90,7 +90,10 @@ async fn pump(
     loop {
         tokio::select! {
             frame = socket.recv() => match frame {
-                Some(Ok(Message::Binary(bytes))) => session.push_output(bytes),
+                Some(Ok(Message::Binary(bytes))) => {
+                    session.push_output(bytes);
+                    session.wait_for_room().await;
+                }
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<DataUp>(text.as_str()) {
                     Ok(DataUp::Gap(gap)) => {
                         tracing::warn!(from = gap.from, to = gap.to, "runner lost output");

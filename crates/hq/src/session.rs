@@ -90,6 +90,9 @@ pub struct Session {
     events: EventBus,
     /// The output on disk, when the data dir is writable.
     log: Option<Arc<OutputLog>>,
+    /// Offset up to which output is in the log; sent by `persist`, awaited by the data path
+    /// when unsaved output fills the ring.
+    persisted: watch::Sender<u64>,
 }
 
 impl Session {
@@ -131,6 +134,9 @@ impl Session {
         let exit = (view.status == SessionStatus::Exited)
             .then(|| ExitStatus { code: view.exit_code, signal: view.signal.clone() });
         let lifecycle = Lifecycle { status: view.status, exit, error: view.error, ended_at: view.ended_at };
+        let mut ring = OutputRing::starting_at(end, ring_size);
+        // Nothing leaves the ring before it is in the log.
+        ring.pin_at(log.as_ref().map(|_| end));
         Self {
             id: view.id,
             runner_id: view.runner_id,
@@ -138,13 +144,14 @@ impl Session {
             created_by: view.created_by,
             created_at: view.created_at,
             lifecycle: Mutex::new(lifecycle),
-            output: Mutex::new(OutputRing::starting_at(end, ring_size)),
+            output: Mutex::new(ring),
             progress: watch::Sender::new(Progress { end, status: view.status }),
             to_runner,
             to_runner_rx: Mutex::new(Some(rx)),
             rx_parked: Notify::new(),
             events,
             log,
+            persisted: watch::Sender::new(end),
         }
     }
 
@@ -207,6 +214,17 @@ impl Session {
         self.progress.send_modify(|p| p.end = end);
     }
 
+    /// Waits while output not yet in the log fills the ring: the disk sets the pace, and the
+    /// runner's buffer absorbs the difference. Returns at once when there is room.
+    pub async fn wait_for_room(&self) {
+        let mut persisted = self.persisted.subscribe();
+        while lock(&self.output).is_over_capacity() {
+            if persisted.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Continues the stream at `offset` after bytes the runner could no longer hold.
     pub fn skip_output_to(&self, offset: u64) {
         let end = {
@@ -246,6 +264,12 @@ impl Session {
         if self.log.is_some() { 0 } else { lock(&self.output).start() }
     }
 
+    /// Lets the ring drop output before `offset` (now in the log), or everything with `None`.
+    fn release_pin(&self, offset: Option<u64>) {
+        lock(&self.output).pin_at(offset);
+        self.persisted.send_replace(offset.unwrap_or(u64::MAX));
+    }
+
     /// Records a resize in the recording's timeline.
     pub fn note_resize(&self, size: TermSize) {
         if let Some(Err(error)) = self.log.as_ref().map(|log| log.note_resize(size.rows, size.cols)) {
@@ -274,13 +298,18 @@ impl Session {
                         let writer = log.clone();
                         let written = tokio::task::spawn_blocking(move || writer.append(&bytes)).await;
                         if let Ok(Err(error)) | Err(error) = written.map_err(anyhow::Error::from) {
+                            // A full or failing disk stops the log, never the live pipe.
                             tracing::error!(session = %self.id, error = format!("{error:#}"), "output log stopped");
+                            self.release_pin(None);
                             return;
                         }
                         offset += len;
+                        self.release_pin(Some(offset));
                     }
                     Read::Gap { from, to } => {
-                        tracing::error!(session = %self.id, from, to, "output log fell behind the ring; it stops here");
+                        // Only after an upstream gap (the runner lost output): the log ends here.
+                        tracing::error!(session = %self.id, from, to, "output log has a gap; it stops here");
+                        self.release_pin(None);
                         return;
                     }
                     Read::CaughtUp => break,

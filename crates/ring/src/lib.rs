@@ -20,6 +20,8 @@ pub struct OutputRing {
     /// Offset one past the newest byte.
     end: u64,
     capacity: usize,
+    /// Bytes at or after this offset are kept even beyond capacity (not yet saved elsewhere).
+    pin: Option<u64>,
 }
 
 /// What a reader finds at its offset.
@@ -46,7 +48,7 @@ impl OutputRing {
 
     /// An empty ring whose next byte will have offset `offset`.
     pub fn starting_at(offset: u64, capacity: usize) -> Self {
-        Self { chunks: VecDeque::new(), start: offset, end: offset, capacity: capacity.max(1) }
+        Self { chunks: VecDeque::new(), start: offset, end: offset, capacity: capacity.max(1), pin: None }
     }
 
     /// Offset of the oldest byte held.
@@ -94,6 +96,19 @@ impl OutputRing {
         }
     }
 
+    /// Keeps every byte from `offset` on until the pin moves past it (or `None` lifts it), even
+    /// if the ring grows beyond its capacity meanwhile; whoever pins must also throttle pushes
+    /// (see [`OutputRing::is_over_capacity`]).
+    pub fn pin_at(&mut self, offset: Option<u64>) {
+        self.pin = offset;
+        self.evict();
+    }
+
+    /// Whether pinned bytes hold the ring above its capacity.
+    pub fn is_over_capacity(&self) -> bool {
+        self.len() > self.capacity
+    }
+
     /// Lowers the capacity (e.g. once a session has ended), evicting what no longer fits.
     pub fn shrink_to(&mut self, capacity: usize) {
         self.capacity = capacity.max(1);
@@ -136,8 +151,12 @@ impl OutputRing {
     }
 
     fn evict(&mut self) {
+        let keep_from = self.pin.unwrap_or(u64::MAX);
         while self.len() > self.capacity {
-            let excess = (self.len() - self.capacity) as u64;
+            let excess = ((self.len() - self.capacity) as u64).min(keep_from.saturating_sub(self.start));
+            if excess == 0 {
+                break;
+            }
             let Some((chunk_start, chunk)) = self.chunks.front_mut() else { break };
             let chunk_len = chunk.len() as u64;
             if chunk_len <= excess {
@@ -187,6 +206,20 @@ mod tests {
         ring.push(Bytes::from_static(b"xyz"));
         assert_eq!(ring.read(3, 10), Read::Gap { from: 3, to: 10 });
         assert_eq!(read_all(&ring, 10, 10), b"xyz");
+    }
+
+    #[test]
+    fn pinned_bytes_outlive_capacity_until_released() {
+        let mut ring = OutputRing::new(4);
+        ring.pin_at(Some(0));
+        ring.push(Bytes::from_static(b"abcdef"));
+        assert!(ring.is_over_capacity());
+        assert_eq!(read_all(&ring, 0, 100), b"abcdef");
+        ring.pin_at(Some(3));
+        assert_eq!((ring.start(), ring.is_over_capacity()), (2, false));
+        ring.pin_at(None);
+        ring.push(Bytes::from_static(b"gh"));
+        assert_eq!(read_all(&ring, ring.start(), 100), b"efgh");
     }
 
     proptest! {
