@@ -370,6 +370,8 @@ pub struct Viewer {
     pub output: Vec<u8>,
     /// Control frames other than `attached` received so far.
     pub controls: Vec<ServerFrame>,
+    /// The close code HQ sent, once it closed.
+    pub close_code: Option<u16>,
 }
 
 impl Viewer {
@@ -385,6 +387,7 @@ impl Viewer {
             },
             output: Vec::new(),
             controls: Vec::new(),
+            close_code: None,
         };
         match viewer.next_frame().await.unwrap() {
             Frame::Control(ServerFrame::Attached(attached)) => viewer.attached = attached,
@@ -399,7 +402,11 @@ impl Viewer {
             let message =
                 tokio::time::timeout(TIMEOUT, self.socket.next()).await.context("no frame in time")?;
             return Ok(match message {
-                None | Some(Ok(Message::Close(_))) => Frame::Closed,
+                None => Frame::Closed,
+                Some(Ok(Message::Close(frame))) => {
+                    self.close_code = frame.map(|f| f.code.into());
+                    Frame::Closed
+                }
                 Some(Ok(Message::Binary(bytes))) => Frame::Output(bytes),
                 Some(Ok(Message::Text(text))) => Frame::Control(serde_json::from_str(text.as_str())?),
                 Some(Ok(_)) => continue,

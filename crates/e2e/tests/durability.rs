@@ -211,3 +211,56 @@ async fn a_runner_restarted_after_an_hq_restart_resumes_its_session_with_the_sam
     assert_eq!(back.id, id);
     assert_eq!(hq.runners().await.len(), 1);
 }
+
+#[tokio::test]
+async fn sigterm_on_hq_says_goodbye_to_viewers_and_keeps_everything() {
+    let data = tempfile::tempdir().unwrap();
+    let gates = tempfile::tempdir().unwrap();
+    let hq = HqProcess::spawn(data.path(), None, &[]).await;
+    let addr = hq.addr;
+    let runner = TestRunner::start(&hq, "calm").await;
+    let g = gates.path().display();
+    let script = format!("seq 1 5000; while [ ! -e {g}/end ]; do sleep 0.05; done; exit 5");
+    let session = hq.start_session(runner.id, &["sh", "-c", &script]).await;
+    let mut viewer = hq.attach(session.id, None).await;
+    viewer.read_until("\r\n5000\r\n").await.unwrap();
+
+    let status = hq.terminate().await;
+    assert!(status.success(), "HQ exits cleanly on SIGTERM: {status:?}");
+    while !matches!(viewer.next_frame().await, Ok(Frame::Closed) | Err(_)) {}
+    assert_eq!(viewer.close_code, Some(1001), "viewers are told HQ is going away");
+
+    // Everything HQ had was flushed: a new HQ serves it from disk, and the session goes on.
+    let hq = HqProcess::spawn(data.path(), Some(addr), &[]).await;
+    let mut again = hq.attach(session.id, None).await;
+    again.read_until("\r\n5000\r\n").await.unwrap();
+    assert_eq!(again.output[..viewer.output.len()], viewer.output[..]);
+    hq.wait_for_runner("calm", RunnerStatus::Online).await;
+    std::fs::write(gates.path().join("end"), "").unwrap();
+    assert_eq!(again.read_to_exit().await.unwrap().code, Some(5));
+}
+
+#[tokio::test]
+async fn sigterm_on_the_runner_ends_its_sessions_and_reports_their_exits_first() {
+    let hq = TestHq::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(binary("agentrelay-runner"))
+        .args(["--hq", &hq.url(""), "--token", RUNNER_TOKEN, "--name", "leaving", "--state-dir"])
+        .arg(state.path())
+        .env("RUST_LOG", "off")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let runner = hq.wait_for_runner("leaving", RunnerStatus::Online).await;
+    let session = hq.start_session(runner.id, &["sh", "-c", "echo up; exec sleep 600"]).await;
+    let mut viewer = hq.attach(session.id, None).await;
+    viewer.read_until("up").await.unwrap();
+
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().unwrap().to_string()).status().unwrap();
+    let status = tokio::time::timeout(TIMEOUT, child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "runner exits cleanly: {status:?}");
+    // By the time the runner has exited, HQ already has the exit: no waiting here.
+    let done = hq.session(session.id).await;
+    assert_eq!((done.status, done.signal.as_deref()), (SessionStatus::Exited, Some("SIGHUP")));
+    assert_eq!(viewer.read_to_exit().await.unwrap().signal.as_deref(), Some("SIGHUP"));
+}
