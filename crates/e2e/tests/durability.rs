@@ -234,6 +234,14 @@ async fn sigterm_on_hq_says_goodbye_to_viewers_and_keeps_everything() {
     let hq = HqProcess::spawn(data.path(), Some(addr), &[]).await;
     let mut again = hq.attach(session.id, None).await;
     again.read_until("\r\n5000\r\n").await.unwrap();
+    assert!(
+        again.output.len() >= viewer.output.len(),
+        "{} < {}; {:?} {:?}",
+        again.output.len(),
+        viewer.output.len(),
+        again.attached,
+        again.controls
+    );
     assert_eq!(again.output[..viewer.output.len()], viewer.output[..]);
     hq.wait_for_runner("calm", RunnerStatus::Online).await;
     std::fs::write(gates.path().join("end"), "").unwrap();
@@ -263,4 +271,51 @@ async fn sigterm_on_the_runner_ends_its_sessions_and_reports_their_exits_first()
     let done = hq.session(session.id).await;
     assert_eq!((done.status, done.signal.as_deref()), (SessionStatus::Exited, Some("SIGHUP")));
     assert_eq!(viewer.read_to_exit().await.unwrap().signal.as_deref(), Some("SIGHUP"));
+}
+
+#[tokio::test]
+async fn a_late_viewer_of_a_long_session_gets_the_current_screen_then_live_bytes() {
+    let hq = TestHq::start_with(&["--ring-size", "64KiB"]).await;
+    let runner = TestRunner::start(&hq, "long").await;
+    // Far more than the ring, then a full-screen app: alternate screen, a cursor placed mid-screen.
+    let script =
+        "seq 1 40000; printf '\\033[?1049h\\033[2J\\033[5;10Hin-alt-screen'; read x; printf \"<$x>\"";
+    let session = hq
+        .start_session_with(serde_json::json!({
+            "runner_id": runner.id, "command": ["sh", "-c", script], "rows": 20, "cols": 60,
+        }))
+        .await;
+    let mut first = hq.attach(session.id, None).await;
+    first.read_until("in-alt-screen").await.unwrap();
+    let end = hq.session(session.id).await.output_bytes;
+    assert!(end > 200_000);
+
+    // The model catches up off the data path; wait until a snapshot stands for all of it.
+    let mut late = eventually("a snapshot of the whole output", || async {
+        let viewer = hq.attach(session.id, None).await;
+        (viewer.attached.snapshot && viewer.attached.offset == end).then_some(viewer)
+    })
+    .await;
+    let screen = match late.next_frame().await.unwrap() {
+        Frame::Output(bytes) => bytes,
+        other => panic!("expected the snapshot frame, got {other:?}"),
+    };
+    assert!(screen.len() < 64 * 1024, "a snapshot, not a replay: {} bytes", screen.len());
+    let nz = |n| std::num::NonZeroU16::new(n).unwrap();
+    let mut terminal = vt100::Parser::new(nz(20), nz(60), 0);
+    terminal.process(&screen);
+    assert!(terminal.screen().alternate_screen());
+    assert_eq!(terminal.screen().cursor_position(), (4, 22));
+    assert!(terminal.screen().contents().contains("in-alt-screen"));
+
+    // Live bytes follow from the snapshot's offset.
+    late.type_text("typed\r").await;
+    late.read_to_exit().await.unwrap();
+    terminal.process(&late.output);
+    assert!(terminal.screen().contents().contains("<typed>"), "{}", terminal.screen().contents());
+    // With `from`, the bytes themselves, as always.
+    let mut exact = hq.attach(session.id, Some(end)).await;
+    assert!(!exact.attached.snapshot);
+    exact.read_to_exit().await.unwrap();
+    assert_eq!(exact.output, late.output);
 }

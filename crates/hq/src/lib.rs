@@ -18,6 +18,7 @@ pub mod runner_socket;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod terminal_model;
 pub mod viewer_socket;
 
 use std::net::SocketAddr;
@@ -112,6 +113,8 @@ fn restore(state: &AppState, snapshot: store::Snapshot) {
         state.sessions.insert(session.clone());
         if live {
             waiting_runners.insert(session.runner_id);
+            let model = session.start_model();
+            state.tasks.spawn(terminal_model::follow(session.clone(), model, state.shutdown.clone()));
             state.tasks.spawn(session.persist(state.shutdown.clone()));
         }
     }

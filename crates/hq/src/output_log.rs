@@ -112,6 +112,16 @@ impl OutputLog {
         Ok(())
     }
 
+    /// The last size recorded in the timing index (the PTY's current size).
+    pub fn last_size(&self) -> Option<(u16, u16)> {
+        let timing = std::fs::read_to_string(&self.timing_path).ok()?;
+        timing.lines().rev().find_map(|line| {
+            let mut parts = line.split_ascii_whitespace();
+            (parts.next()? == "r").then_some(())?;
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        })
+    }
+
     /// Paths of the raw output and the timing index.
     pub fn paths(&self) -> (&Path, &Path) {
         (&self.out_path, &self.timing_path)

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::events::{Event, EventBus};
 use crate::output_log::OutputLog;
+use crate::terminal_model::TerminalModel;
 
 /// Largest write to the output log.
 const PERSIST_CHUNK: usize = 256 * 1024;
@@ -93,19 +94,24 @@ pub struct Session {
     /// Offset up to which output is in the log; sent by `persist`, awaited by the data path
     /// when unsaved output fills the ring.
     persisted: watch::Sender<u64>,
+    /// The headless terminal of a live session; dropped when the session ends.
+    model: Mutex<Option<Arc<TerminalModel>>>,
 }
 
 impl Session {
     /// A new session in `starting`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: Uuid,
         runner_id: Uuid,
         command: Vec<String>,
+        size: TermSize,
         created_by: String,
         ring_size: usize,
         events: EventBus,
         log: Option<Arc<OutputLog>>,
     ) -> Self {
+        let model = Some(Arc::new(TerminalModel::new(size)));
         let view = SessionView {
             id,
             runner_id,
@@ -119,7 +125,10 @@ impl Session {
             ended_at: None,
             output_bytes: 0,
         };
-        Self::restore(view, ring_size, events, log)
+        let session = Self::restore(view, ring_size, events, log);
+        *lock(&session.model) = model;
+        session.note_resize(size);
+        session
     }
 
     /// A session as the store last saw it. Output continues after what the log holds.
@@ -152,7 +161,29 @@ impl Session {
             events,
             log,
             persisted: watch::Sender::new(end),
+            model: Mutex::new(None),
         }
+    }
+
+    /// Gives a restored live session a terminal model, replayed from its log by [`follow`].
+    ///
+    /// [`follow`]: crate::terminal_model::follow
+    pub fn start_model(&self) -> Arc<TerminalModel> {
+        let size = self.log.as_ref().and_then(|log| log.last_size());
+        let size = size.map_or(TermSize::DEFAULT, |(rows, cols)| TermSize { rows, cols });
+        lock(&self.model).get_or_insert_with(|| Arc::new(TerminalModel::new(size))).clone()
+    }
+
+    /// The terminal model, while the session is live.
+    pub fn model(&self) -> Option<Arc<TerminalModel>> {
+        lock(&self.model).clone()
+    }
+
+    /// Whether the output has outgrown the in-memory ring: past that, a new viewer gets a
+    /// snapshot rather than a replay of everything.
+    pub fn is_long(&self) -> bool {
+        let ring = lock(&self.output);
+        ring.end() > ring.capacity() as u64
     }
 
     /// The session as the API shows it.
@@ -270,8 +301,11 @@ impl Session {
         self.persisted.send_replace(offset.unwrap_or(u64::MAX));
     }
 
-    /// Records a resize in the recording's timeline.
+    /// Records a resize in the recording's timeline and the terminal model.
     pub fn note_resize(&self, size: TermSize) {
+        if let Some(model) = lock(&self.model).as_ref() {
+            model.note_resize(self.progress.borrow().end, size);
+        }
         if let Some(Err(error)) = self.log.as_ref().map(|log| log.note_resize(size.rows, size.cols)) {
             tracing::warn!(session = %self.id, error = format!("{error:#}"), "cannot record a resize");
         }
@@ -364,6 +398,9 @@ impl Session {
             moved
         };
         if moved {
+            if next.is_final() {
+                lock(&self.model).take();
+            }
             self.progress.send_modify(|p| p.status = next);
             self.events.publish(Event::Session(self.view()));
         }
@@ -436,6 +473,7 @@ mod tests {
             Uuid::now_v7(),
             Uuid::now_v7(),
             vec!["true".into()],
+            TermSize::DEFAULT,
             "t".into(),
             1024,
             EventBus::default(),

@@ -63,10 +63,23 @@ async fn serve(
     from: Option<u64>,
 ) -> anyhow::Result<()> {
     let mut progress = session.subscribe();
-    // Without `from`, replay everything HQ still holds (from 0 when it holds it all).
-    let mut offset = from.unwrap_or_else(|| session.output_start());
-    let attached = Attached { session_id: session.id, offset, snapshot: false, status: session.status() };
+    // Without `from`: replay from 0 while the output fits the ring; past that, draw the current
+    // screen from the terminal model and go on from the offset it stands for.
+    let snapshot = match (from, session.model()) {
+        (None, Some(model)) if session.is_long() => Some(model.snapshot()),
+        _ => None,
+    };
+    let mut offset = match (&snapshot, from) {
+        (Some((at, _)), _) => *at,
+        (None, Some(from)) => from,
+        (None, None) => session.output_start(),
+    };
+    let attached =
+        Attached { session_id: session.id, offset, snapshot: snapshot.is_some(), status: session.status() };
     send(&mut socket, &ServerFrame::Attached(attached)).await?;
+    if let Some((_, screen)) = snapshot {
+        socket.send(Message::Binary(screen.into())).await.context("sending the snapshot")?;
+    }
     loop {
         // Send everything available; a slow viewer only slows this loop.
         loop {

@@ -18,9 +18,9 @@ use super::JsonObject;
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::events::Event;
-use crate::recording;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
+use crate::{recording, terminal_model};
 
 /// A validated `POST /api/sessions` body.
 struct CreateRequest {
@@ -116,14 +116,17 @@ pub async fn create(
         id,
         runner.id,
         request.command.clone(),
+        request.size,
         principal.name,
         state.config.ring_size,
         state.events.clone(),
         crate::open_log(&state, id, chrono::Utc::now()),
     ));
-    session.note_resize(request.size);
     state.sessions.insert(session.clone());
     state.tasks.spawn(session.clone().persist(state.shutdown.clone()));
+    if let Some(model) = session.model() {
+        state.tasks.spawn(terminal_model::follow(session.clone(), model, state.shutdown.clone()));
+    }
     state.events.publish(Event::Session(session.view()));
     let start = StartSession {
         session_id: session.id,

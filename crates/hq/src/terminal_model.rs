@@ -1,0 +1,229 @@
+//! A headless terminal per live session (the `vt100` crate), fed off the data path by its own
+//! task, so a viewer attaching to a long session gets the current screen (alternate screen,
+//! cursor and input modes included) and its recent scrollback instead of megabytes of replay.
+//!
+//! A snapshot is taken at an exact output offset: the viewer draws it, then receives the bytes from
+//! that offset on. The model may lag behind live output in a burst; it catches up from the ring or
+//! the log and never slows forwarding.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU16;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use agentrelay_protocol::TermSize;
+use agentrelay_ring::Read;
+use tokio_util::sync::CancellationToken;
+
+use crate::session::Session;
+
+/// Scrollback lines the model keeps (and a snapshot replays); bounds its memory per session.
+const SCROLLBACK: usize = 500;
+/// Largest read when catching up.
+const FEED_CHUNK: usize = 64 * 1024;
+
+struct State {
+    parser: vt100::Parser,
+    /// Output offset the parser has processed up to.
+    offset: u64,
+    /// Resizes not yet applied, each at the output offset where it took effect.
+    resizes: VecDeque<(u64, TermSize)>,
+}
+
+/// One session's terminal model.
+pub struct TerminalModel {
+    state: Mutex<State>,
+}
+
+fn dims(size: TermSize) -> (NonZeroU16, NonZeroU16) {
+    // Sizes are validated to 1–1000 before they get here; 0 would only mean "as small as possible".
+    (
+        NonZeroU16::new(size.rows).unwrap_or(NonZeroU16::MIN),
+        NonZeroU16::new(size.cols).unwrap_or(NonZeroU16::MIN),
+    )
+}
+
+impl TerminalModel {
+    /// A blank terminal of `size` at output offset 0.
+    pub fn new(size: TermSize) -> Self {
+        let (rows, cols) = dims(size);
+        let parser = vt100::Parser::new(rows, cols, SCROLLBACK);
+        Self { state: Mutex::new(State { parser, offset: 0, resizes: VecDeque::new() }) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that the PTY was resized once output reached `offset`.
+    pub fn note_resize(&self, offset: u64, size: TermSize) {
+        self.lock().resizes.push_back((offset, size));
+    }
+
+    /// The offset processed so far.
+    pub fn offset(&self) -> u64 {
+        self.lock().offset
+    }
+
+    /// Feeds output that starts at the model's offset.
+    fn feed(&self, bytes: &[u8]) {
+        let mut state = self.lock();
+        let end = state.offset + bytes.len() as u64;
+        let mut at = 0usize;
+        // Apply each resize at its place in the stream.
+        while let Some(&(offset, size)) = state.resizes.front() {
+            if offset > end {
+                break;
+            }
+            let split = (offset.saturating_sub(state.offset) as usize).clamp(at, bytes.len());
+            state.parser.process(&bytes[at..split]);
+            at = split;
+            let (rows, cols) = dims(size);
+            state.parser.set_size(rows, cols);
+            state.resizes.pop_front();
+        }
+        state.parser.process(&bytes[at..]);
+        state.offset = end;
+    }
+
+    /// Escape codes that redraw the current screen on a fresh terminal, and the offset they
+    /// stand for. Scrollback comes first (main screen only), then the screen, cursor and modes.
+    pub fn snapshot(&self) -> (u64, Vec<u8>) {
+        let state = self.lock();
+        let screen = state.parser.screen();
+        let mut out = String::new();
+        if screen.alternate_screen() {
+            out.push_str("\x1b[?1049h");
+        } else {
+            push_scrollback(screen, &mut out);
+        }
+        out.push_str(&screen.state_formatted());
+        out.push_str(&screen.cursor_state_formatted_string());
+        (state.offset, out.into_bytes())
+    }
+
+    /// The visible screen as plain text (for `/screen` and tests).
+    pub fn text(&self) -> String {
+        self.lock().parser.screen().contents()
+    }
+}
+
+/// Writes the scrollback lines, oldest first, so they scroll into the viewer's own history.
+fn push_scrollback(screen: &vt100::Screen, out: &mut String) {
+    let mut view = screen.clone();
+    let total = {
+        view.set_scrollback(usize::MAX);
+        view.scrollback()
+    };
+    if total == 0 {
+        return;
+    }
+    let (rows, cols) = view.size();
+    let rows = usize::from(rows.get());
+    let mut remaining = total;
+    while remaining > 0 {
+        // Scrolled back by `remaining`, the top rows of the view are scrollback lines.
+        view.set_scrollback(remaining);
+        let take = remaining.min(rows);
+        for line in view.rows_formatted(0, cols.get()).take(take) {
+            out.push_str(&line);
+            out.push_str("\x1b[0m\r\n");
+        }
+        remaining -= take;
+    }
+    // Push those lines off the visible screen before the screen itself is drawn.
+    out.push_str(&"\r\n".repeat(rows));
+}
+
+/// Feeds the model from the session's output until the session ends or HQ shuts down.
+pub async fn follow(session: Arc<Session>, model: Arc<TerminalModel>, shutdown: CancellationToken) {
+    let mut progress = session.subscribe();
+    loop {
+        loop {
+            let offset = model.offset();
+            match session.read_output(offset, FEED_CHUNK).await {
+                Read::Data(bytes) => model.feed(&bytes),
+                Read::Gap { to, .. } => {
+                    // The bytes are gone: the model starts over from what comes next.
+                    let mut state = model.lock();
+                    state.offset = to;
+                }
+                Read::CaughtUp => break,
+            }
+        }
+        let now = *progress.borrow_and_update();
+        if now.end > model.offset() {
+            continue;
+        }
+        if now.status.is_final() {
+            return;
+        }
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+trait CursorState {
+    fn cursor_state_formatted_string(&self) -> String;
+}
+
+impl CursorState for vt100::Screen {
+    /// Cursor position and visibility as escape codes.
+    fn cursor_state_formatted_string(&self) -> String {
+        let (row, col) = self.cursor_position();
+        let visibility = if self.hide_cursor() { "\x1b[?25l" } else { "\x1b[?25h" };
+        format!("\x1b[{};{}H{visibility}", row + 1, col + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(snapshot: &[u8], size: TermSize) -> vt100::Parser {
+        let (rows, cols) = dims(size);
+        let mut parser = vt100::Parser::new(rows, cols, SCROLLBACK);
+        parser.process(snapshot);
+        parser
+    }
+
+    #[test]
+    fn snapshot_redraws_screen_cursor_and_alternate_screen() {
+        let size = TermSize { rows: 10, cols: 40 };
+        let model = TerminalModel::new(size);
+        let first = b"line one\r\n\x1b[31mred\x1b[0m\r\n";
+        model.feed(first);
+        let (offset, snapshot) = model.snapshot();
+        assert_eq!(offset, first.len() as u64);
+        let copy = replay(&snapshot, size);
+        assert_eq!(copy.screen().contents(), model.text());
+        assert_eq!(copy.screen().cursor_position(), (2, 0));
+
+        model.feed(b"\x1b[?1049h\x1b[2J\x1b[5;10Hin-alt");
+        let (_, snapshot) = model.snapshot();
+        let copy = replay(&snapshot, size);
+        assert!(copy.screen().alternate_screen());
+        assert_eq!(copy.screen().contents(), model.text());
+        assert_eq!(copy.screen().cursor_position(), (4, 15));
+    }
+
+    #[test]
+    fn scrollback_comes_back_and_resizes_apply_at_their_offset() {
+        let size = TermSize { rows: 5, cols: 20 };
+        let model = TerminalModel::new(size);
+        let text: String = (1..=12).map(|i| format!("row-{i}\r\n")).collect();
+        model.feed(text.as_bytes());
+        let (_, snapshot) = model.snapshot();
+        let mut copy = replay(&snapshot, size);
+        assert_eq!(copy.screen().contents(), model.text());
+        copy.screen_mut().set_scrollback(usize::MAX);
+        assert!(copy.screen().contents().contains("row-1\n"), "{}", copy.screen().contents());
+
+        let at = model.offset() + 3;
+        model.note_resize(at, TermSize { rows: 8, cols: 30 });
+        model.feed(b"abcdef");
+        let state = model.lock();
+        assert_eq!(state.parser.screen().size(), dims(TermSize { rows: 8, cols: 30 }));
+    }
+}
