@@ -319,3 +319,35 @@ async fn a_late_viewer_of_a_long_session_gets_the_current_screen_then_live_bytes
     exact.read_to_exit().await.unwrap();
     assert_eq!(exact.output, late.output);
 }
+
+#[tokio::test]
+async fn a_restarted_runner_comes_back_with_its_id_and_its_dead_sessions_are_lost_at_once() {
+    let hq = TestHq::start_with(&["--lost-after", "1h"]).await;
+    let state = tempfile::tempdir().unwrap();
+    let spawn = || {
+        tokio::process::Command::new(binary("agentrelay-runner"))
+            .args(["--hq", &hq.url(""), "--token", RUNNER_TOKEN, "--name", "lazarus", "--state-dir"])
+            .arg(state.path())
+            .env("RUST_LOG", "off")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn();
+    let runner = hq.wait_for_runner("lazarus", RunnerStatus::Online).await;
+    let session = hq.start_session(runner.id, &["sh", "-c", "echo up; exec sleep 600"]).await;
+    let mut viewer = hq.attach(session.id, None).await;
+    viewer.read_until("up").await.unwrap();
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    // The orphaned `sleep` would keep the PTY alive; the restarted runner does not know it.
+    let _second = spawn();
+    let lost = hq.wait_for_session(session.id, SessionStatus::Lost).await;
+    assert!(lost.error.unwrap().contains("restarted"));
+    let back = hq.wait_for_runner("lazarus", RunnerStatus::Online).await;
+    assert_eq!(back.id, runner.id);
+    match viewer.next_control().await.unwrap() {
+        ServerFrame::Error(error) => assert_eq!(error.code, "session_lost"),
+        other => panic!("expected session_lost, got {other:?}"),
+    }
+}

@@ -254,3 +254,57 @@ async fn vanished_runner_loses_its_sessions_and_viewers_are_told() {
     let lost = hq.wait_for_session(session.id, SessionStatus::Lost).await;
     assert!(lost.error.is_some());
 }
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_reads_nothing_while_200_mb_stream_keeps_hq_memory_bounded() {
+    const TOTAL: u64 = 200_000_000;
+    let data = tempfile::tempdir().unwrap();
+    let hq = HqProcess::spawn(data.path(), None, &[]).await;
+    let runner = TestRunner::start(&hq, "firehose").await;
+    let session = hq
+        .start_session(
+            runner.id,
+            &["sh", "-c", &format!("read go; head -c {TOTAL} /dev/zero | tr '\\0' x; echo; echo end")],
+        )
+        .await;
+    let mut stalled = hq.attach(session.id, None).await;
+    let mut reader = hq.attach(session.id, None).await;
+    stalled.type_text("go\r").await;
+
+    // The reading viewer gets every byte while the other reads nothing at all.
+    let mut received = 0u64;
+    let exit = loop {
+        match reader.next_frame().await.unwrap() {
+            Frame::Output(bytes) => received += bytes.len() as u64,
+            Frame::Control(agentrelay_protocol::viewer::ServerFrame::Exit(exit)) => break exit,
+            Frame::Control(other) => panic!("unexpected {other:?}"),
+            Frame::Closed => panic!("closed before exit"),
+        }
+    };
+    assert_eq!(exit.code, Some(0));
+    assert_eq!(received, TOTAL + "go\r\n\r\nend\r\n".len() as u64);
+
+    // Documented bound (docs/architecture.md): ring + one frame per viewer + the terminal model,
+    // far below what was streamed past the stalled viewer.
+    let peak = peak_rss_kib(hq.pid());
+    eprintln!("HQ peak RSS: {peak} KiB");
+    assert!(peak < 48 * 1024, "HQ peaked at {peak} KiB while streaming {TOTAL} bytes past a stalled viewer");
+
+    // The stalled viewer is resynced from the log, without loss, when it finally reads.
+    let mut seen = Vec::new();
+    while seen.len() < 1_000_000 {
+        match stalled.next_frame().await.unwrap() {
+            Frame::Output(bytes) => seen.extend_from_slice(&bytes),
+            other => panic!("expected output, got {other:?}"),
+        }
+    }
+    assert!(seen.starts_with(b"go\r\nxxxx"));
+    assert!(seen[4..].iter().all(|&b| b == b'x'));
+}

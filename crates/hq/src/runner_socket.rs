@@ -72,6 +72,7 @@ async fn serve(state: AppState, mut socket: WebSocket) -> anyhow::Result<()> {
     let connection = registration.connection;
     async {
         tracing::info!(version = %hello.version, live_sessions = hello.sessions.len(), "runner online");
+        forget_vanished_sessions(&state, &hello);
         let result = run(&state, &mut socket, id, registration).await;
         if state.registry.disconnect(id, connection) {
             tracing::info!("runner offline");
@@ -173,6 +174,19 @@ async fn run(
 async fn send(socket: &mut WebSocket, message: &HqMessage) -> anyhow::Result<()> {
     let text = serde_json::to_string(message).context("encoding control frame")?;
     socket.send(Message::Text(text.into())).await.context("sending to runner")
+}
+
+/// Sessions HQ thinks run on this runner but the runner does not announce are gone with an
+/// earlier runner process: they are lost now, not after `--lost-after`. (Announced sessions
+/// resume on their own data connections.)
+fn forget_vanished_sessions(state: &AppState, hello: &Hello) {
+    let announced: std::collections::HashSet<Uuid> = hello.sessions.iter().map(|s| s.id).collect();
+    for session in state.sessions.live_on_runner(hello.id) {
+        if !announced.contains(&session.id) {
+            tracing::info!(session = %session.id, "session vanished with a previous runner process");
+            session.mark_lost("the runner restarted and no longer has this session's process".to_owned());
+        }
+    }
 }
 
 /// After `--lost-after` without the runner, its unfinished sessions become `lost`.

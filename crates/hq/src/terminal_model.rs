@@ -20,6 +20,10 @@ use crate::session::Session;
 const SCROLLBACK: usize = 500;
 /// Largest read when catching up.
 const FEED_CHUNK: usize = 64 * 1024;
+/// How far the model may fall behind before it skips ahead: a burst larger than this has
+/// redrawn the screen many times over, so only its last part matters for what is on screen
+/// (a mode switch inside the skipped part is the price, and a bounded catch-up the gain).
+const MAX_LAG: u64 = 1024 * 1024;
 
 struct State {
     parser: vt100::Parser,
@@ -139,6 +143,10 @@ pub async fn follow(session: Arc<Session>, model: Arc<TerminalModel>, shutdown: 
     let mut progress = session.subscribe();
     loop {
         loop {
+            let end = progress.borrow().end;
+            if end.saturating_sub(model.offset()) > MAX_LAG {
+                model.lock().offset = end - MAX_LAG;
+            }
             let offset = model.offset();
             match session.read_output(offset, FEED_CHUNK).await {
                 Read::Data(bytes) => model.feed(&bytes),
