@@ -345,6 +345,19 @@ impl Drop for TestRunner {
     }
 }
 
+/// An `agentrelay-runner` process for `hq`, named `name`, keeping its state in `state_dir`, with
+/// the runner token in its environment; the caller adds flags or variables and spawns it.
+pub fn runner_command(hq: &HqClient, name: &str, state_dir: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary("agentrelay-runner"));
+    command
+        .args(["--hq", &hq.url(""), "--name", name, "--state-dir"])
+        .arg(state_dir)
+        .env("RUNNER_TOKEN", RUNNER_TOKEN)
+        .env("RUST_LOG", "off")
+        .kill_on_drop(true);
+    command
+}
+
 /// The path of one of the workspace's binaries, built beside the test executable.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();

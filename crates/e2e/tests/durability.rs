@@ -252,13 +252,7 @@ async fn sigterm_on_hq_says_goodbye_to_viewers_and_keeps_everything() {
 async fn sigterm_on_the_runner_ends_its_sessions_and_reports_their_exits_first() {
     let hq = TestHq::start().await;
     let state = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(binary("agentrelay-runner"))
-        .args(["--hq", &hq.url(""), "--token", RUNNER_TOKEN, "--name", "leaving", "--state-dir"])
-        .arg(state.path())
-        .env("RUST_LOG", "off")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = runner_command(&hq, "leaving", state.path()).spawn().unwrap();
     let runner = hq.wait_for_runner("leaving", RunnerStatus::Online).await;
     let session = hq.start_session(runner.id, &["sh", "-c", "echo up; exec sleep 600"]).await;
     let mut viewer = hq.attach(session.id, None).await;
@@ -324,15 +318,7 @@ async fn a_late_viewer_of_a_long_session_gets_the_current_screen_then_live_bytes
 async fn a_restarted_runner_comes_back_with_its_id_and_its_dead_sessions_are_lost_at_once() {
     let hq = TestHq::start_with(&["--lost-after", "1h"]).await;
     let state = tempfile::tempdir().unwrap();
-    let spawn = || {
-        tokio::process::Command::new(binary("agentrelay-runner"))
-            .args(["--hq", &hq.url(""), "--token", RUNNER_TOKEN, "--name", "lazarus", "--state-dir"])
-            .arg(state.path())
-            .env("RUST_LOG", "off")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || runner_command(&hq, "lazarus", state.path()).spawn().unwrap();
     let mut first = spawn();
     let runner = hq.wait_for_runner("lazarus", RunnerStatus::Online).await;
     let session = hq.start_session(runner.id, &["sh", "-c", "echo up; exec sleep 600"]).await;

@@ -77,13 +77,7 @@ async fn runner_binary_without_a_token_exits_non_zero() {
 async fn killed_runner_process_goes_offline() {
     let hq = TestHq::start().await;
     let state = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(binary("agentrelay-runner"))
-        .args(["--hq", &hq.url(""), "--token", RUNNER_TOKEN, "--name", "doomed", "--state-dir"])
-        .arg(state.path())
-        .env("RUST_LOG", "off")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = runner_command(&hq, "doomed", state.path()).spawn().unwrap();
     hq.wait_for_runner("doomed", RunnerStatus::Online).await;
     child.start_kill().unwrap(); // SIGKILL: no goodbye on the socket.
     child.wait().await.unwrap();

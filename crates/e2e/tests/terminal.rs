@@ -187,13 +187,9 @@ async fn delete_hangs_up_then_kills_the_process_group() {
 async fn child_gets_term_and_session_id_but_not_the_runner_token() {
     let hq = TestHq::start().await;
     let state = tempfile::tempdir().unwrap();
-    let _runner = tokio::process::Command::new(binary("agentrelay-runner"))
-        .args(["--hq", &hq.url(""), "--name", "envy", "--allow", "env", "--state-dir"])
-        .arg(state.path())
-        .env("RUNNER_TOKEN", RUNNER_TOKEN)
+    let _runner = runner_command(&hq, "envy", state.path())
+        .args(["--allow", "env"])
         .env("AGENTRELAY_SECRET_THING", "hush")
-        .env("RUST_LOG", "off")
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let runner = hq.wait_for_runner("envy", agentrelay_protocol::RunnerStatus::Online).await;
@@ -234,13 +230,7 @@ async fn a_slow_viewer_does_not_hold_up_the_others() {
 async fn vanished_runner_loses_its_sessions_and_viewers_are_told() {
     let hq = TestHq::start_with(&["--lost-after", "300ms"]).await;
     let state = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(binary("agentrelay-runner"))
-        .args(["--hq", &hq.url(""), "--token", RUNNER_TOKEN, "--name", "ghost", "--state-dir"])
-        .arg(state.path())
-        .env("RUST_LOG", "off")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = runner_command(&hq, "ghost", state.path()).spawn().unwrap();
     let runner = hq.wait_for_runner("ghost", agentrelay_protocol::RunnerStatus::Online).await;
     let session = hq.start_session(runner.id, &["sh", "-c", "echo up; exec sleep 600"]).await;
     let mut viewer = hq.attach(session.id, None).await;
