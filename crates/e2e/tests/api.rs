@@ -27,15 +27,20 @@ async fn health_is_open_and_everything_else_needs_the_admin_token() {
         (Method::GET, "/api/sessions/00000000-0000-0000-0000-000000000000"),
         (Method::DELETE, "/api/sessions/00000000-0000-0000-0000-000000000000"),
     ] {
-        for token in [None, Some("wrong"), Some(RUNNER_TOKEN)] {
+        for (token, status, code) in [
+            (None, StatusCode::UNAUTHORIZED, "unauthorized"),
+            (Some("wrong"), StatusCode::UNAUTHORIZED, "unauthorized"),
+            // A valid token of the wrong scope: known, but not allowed.
+            (Some(RUNNER_TOKEN), StatusCode::FORBIDDEN, "forbidden"),
+        ] {
             let mut request = hq.http.request(method.clone(), hq.url(path));
             if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
             let response = request.send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path} with {token:?}");
+            assert_eq!(response.status(), status, "{method} {path} with {token:?}");
             let body: Value = response.json().await.unwrap();
-            assert_eq!(error_code(&body).0, "unauthorized");
+            assert_eq!(error_code(&body).0, code);
         }
     }
     let viewer = hq.ws("/api/v1/ws/session/00000000-0000-0000-0000-000000000000", None, None).await;

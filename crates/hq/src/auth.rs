@@ -6,15 +6,20 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use agentrelay_protocol::Scope;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::JsonObject;
+use crate::audit;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -45,7 +50,9 @@ impl Logins {
 
     fn get(&self, value: &str) -> Option<Principal> {
         let map = self.lock();
-        map.get(&digest(value)).filter(|(_, expires)| *expires > Instant::now()).map(|(p, _)| p.clone())
+        map.get(&digest(value))
+            .filter(|(principal, expires)| *expires > Instant::now() && !principal.revoked.is_cancelled())
+            .map(|(p, _)| p.clone())
     }
 
     fn remove(&self, value: &str) {
@@ -54,6 +61,34 @@ impl Logins {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Principal, Instant)>> {
         self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Sign-in attempts per client address, in fixed one-minute windows.
+pub struct LoginLimiter {
+    per_minute: u32,
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl LoginLimiter {
+    /// Allows `per_minute` attempts per address and minute.
+    pub fn new(per_minute: u32) -> Self {
+        Self { per_minute, windows: Mutex::default() }
+    }
+
+    /// Counts an attempt; whether it may go ahead.
+    pub fn allow(&self, address: IpAddr) -> bool {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if windows.len() > 10_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let (start, count) = windows.entry(address).or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(60) {
+            (*start, *count) = (now, 0);
+        }
+        *count += 1;
+        *count <= self.per_minute
     }
 }
 
@@ -79,21 +114,31 @@ fn set_cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue
     HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.into()))
 }
 
-/// `POST /api/login` `{"token": "…"}`: sets the sign-in cookie.
+/// `POST /api/login` `{"token": "…"}`: sets the sign-in cookie. Accepts admin and user tokens;
+/// attempts per client address are limited (429 past `--login-attempts` a minute).
 pub async fn login(
     State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, AppError> {
     check_origin(&headers, state.config.public_url.as_deref())?;
+    if !state.login_limiter.allow(address.ip()) {
+        audit::record(&state, None, "login.rate_limited", None, Some(address), None);
+        return Err(AppError::RateLimited("too many sign-in attempts; wait a minute".to_owned()));
+    }
     let mut body = JsonObject::parse(body)?;
     let token: Option<String> = body.take("token", "a string")?;
     body.finish()?;
     let token = token.ok_or_else(|| AppError::bad_field("token", "'token' is required"))?;
-    if !token_matches(&token, &state.admin_token) {
+    let principal =
+        authenticate(&state, &token, Some(address)).filter(|p| matches!(p.scope, Scope::Admin | Scope::User));
+    let Some(principal) = principal else {
+        audit::record(&state, None, "login.failed", None, Some(address), None);
         return Err(AppError::Unauthorized);
-    }
-    let value = state.logins.create(Principal { name: "admin".to_owned() });
+    };
+    audit::record(&state, Some(&principal.name), "login.succeeded", None, Some(address), None);
+    let value = state.logins.create(principal);
     let cookie = set_cookie(&state, &value, LOGIN_LIFETIME.as_secs())?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
@@ -108,11 +153,44 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
-/// The authenticated caller of a request, put in its extensions by [`require_admin`].
+/// The authenticated caller of a request, put in its extensions by the auth middleware.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// Name recorded as a session's `created_by`.
+    /// Recorded as a session's `created_by` and in the audit log.
     pub name: String,
+    /// What the caller may do.
+    pub scope: Scope,
+    /// The managed token used, if any (`None` for the static `--admin-token`/`--runner-token`).
+    pub token_id: Option<uuid::Uuid>,
+    /// Cancelled when that token is revoked: every connection it opened watches this.
+    pub revoked: CancellationToken,
+    /// Where the request came from.
+    pub address: Option<SocketAddr>,
+}
+
+/// Resolves a secret to a principal: the static tokens first (constant-time), then managed ones.
+pub fn authenticate(state: &AppState, secret: &str, address: Option<SocketAddr>) -> Option<Principal> {
+    let fixed = |name: &str, scope| Principal {
+        name: name.to_owned(),
+        scope,
+        token_id: None,
+        revoked: CancellationToken::new(),
+        address,
+    };
+    if state.admin_token.as_deref().is_some_and(|admin| token_matches(secret, admin)) {
+        return Some(fixed("admin", Scope::Admin));
+    }
+    if state.runner_token.as_deref().is_some_and(|runner| token_matches(secret, runner)) {
+        return Some(fixed("runner-enrollment", Scope::Runner));
+    }
+    let token = state.tokens.authenticate(secret)?;
+    Some(Principal {
+        name: token.info.name,
+        scope: token.info.scope,
+        token_id: Some(token.info.id),
+        revoked: token.revoked,
+        address,
+    })
 }
 
 /// The bearer token of a request, if it carries one.
@@ -127,33 +205,77 @@ pub fn token_matches(given: &str, expected: &str) -> bool {
     given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
-/// Middleware: the request must carry the admin token, or the cookie of a dashboard sign-in.
-/// Cookie-authenticated state changes must also come from HQ's own origin.
-pub async fn require_admin(
+fn client_address(request: &Request) -> Option<SocketAddr> {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0)
+}
+
+/// Middleware for runners and sessions: user or admin scope.
+pub async fn require_user(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
+    authorize(&state, request, next, &[Scope::Admin, Scope::User]).await
+}
+
+/// Middleware for tokens and the audit log: admin scope only.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    authorize(&state, request, next, &[Scope::Admin]).await
+}
+
+/// The request must carry a token (or the cookie of a dashboard sign-in) of one of `scopes`.
+/// Cookie-authenticated state changes must also come from HQ's own origin.
+async fn authorize(
+    state: &AppState,
+    mut request: Request,
+    next: Next,
+    scopes: &[Scope],
+) -> Result<Response, AppError> {
+    let address = client_address(&request);
     let headers = request.headers();
     let principal = if let Some(given) = bearer_token(headers) {
-        token_matches(given, &state.admin_token).then(|| Principal { name: "admin".to_owned() })
-    } else if let Some(principal) = cookie_value(headers).and_then(|value| state.logins.get(value)) {
+        authenticate(state, given, address)
+    } else if let Some(mut principal) = cookie_value(headers).and_then(|value| state.logins.get(value)) {
         if !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
             check_origin(headers, state.config.public_url.as_deref())?;
         }
+        principal.address = address;
         Some(principal)
     } else {
         None
     };
     let principal = principal.ok_or(AppError::Unauthorized)?;
+    if !scopes.contains(&principal.scope) {
+        return Err(AppError::Forbidden(format!("a {} token cannot do this", scope_name(principal.scope))));
+    }
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 
-/// Checks a runner's enrollment token.
-pub fn check_runner_token(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Admin => "admin",
+        Scope::User => "user",
+        Scope::Runner => "runner",
+        Scope::Share => "share",
+    }
+}
+
+/// Checks a runner's token (the enrollment token or a managed runner token).
+pub fn runner_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+    address: Option<SocketAddr>,
+) -> Result<Principal, AppError> {
     let given = bearer_token(headers).ok_or(AppError::Unauthorized)?;
-    if token_matches(given, &state.runner_token) { Ok(()) } else { Err(AppError::Unauthorized) }
+    match authenticate(state, given, address) {
+        Some(principal) if principal.scope == Scope::Runner => Ok(principal),
+        _ => Err(AppError::Unauthorized),
+    }
 }
 
 /// Refuses a browser request from a foreign origin. Requests without `Origin` (CLI, scripts) pass:
@@ -194,6 +316,16 @@ mod tests {
         assert!(check_origin(&headers(Some("null"), "hq:8080"), None).is_err());
         let public = Some("https://relay.example.com/");
         assert!(check_origin(&headers(Some("https://relay.example.com"), "10.0.0.1"), public).is_ok());
+    }
+
+    #[test]
+    fn login_limiter_counts_per_address() {
+        let limiter = LoginLimiter::new(2);
+        let a: IpAddr = "127.0.0.1".parse().expect("ip");
+        let b: IpAddr = "127.0.0.2".parse().expect("ip");
+        assert!(limiter.allow(a) && limiter.allow(a));
+        assert!(!limiter.allow(a));
+        assert!(limiter.allow(b));
     }
 
     #[test]

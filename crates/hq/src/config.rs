@@ -59,9 +59,47 @@ pub struct HqConfig {
     #[arg(long, env = "AGENTRELAY_MAX_BODY_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_body_size: usize,
 
+    /// Sign-in attempts allowed per client address and minute (then 429).
+    #[arg(long, env = "AGENTRELAY_LOGIN_ATTEMPTS", default_value_t = 10)]
+    pub login_attempts: u32,
+
+    /// Live sessions allowed per runner.
+    #[arg(long, env = "AGENTRELAY_MAX_SESSIONS_PER_RUNNER", default_value_t = 64)]
+    pub max_sessions_per_runner: usize,
+
+    /// Viewers allowed per session at once.
+    #[arg(long, env = "AGENTRELAY_MAX_VIEWERS_PER_SESSION", default_value_t = 32)]
+    pub max_viewers_per_session: usize,
+
+    /// Control frames (resize, …) a viewer may send per second; more get an error frame.
+    #[arg(long, env = "AGENTRELAY_MAX_CONTROL_RATE", default_value_t = 50)]
+    pub max_control_rate: u32,
+
     /// Log output: human or json.
     #[arg(long, env = "AGENTRELAY_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
+
+    /// Maintenance commands run on the HQ host instead of serving.
+    #[command(subcommand)]
+    pub command: Option<HqCommand>,
+}
+
+/// `agentrelay-hq <command>`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum HqCommand {
+    /// Administration on the HQ host.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+/// `agentrelay-hq admin <action>`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AdminAction {
+    /// Revokes the bootstrap admin token and prints a new one (HQ need not be stopped).
+    ResetToken,
 }
 
 impl HqConfig {

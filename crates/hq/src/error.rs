@@ -31,6 +31,12 @@ pub enum AppError {
     /// 409: no online runner carries the requested labels.
     #[error("{0}")]
     NoMatchingRunner(String),
+    /// 409: a configured limit (sessions per runner, viewers per session) is reached.
+    #[error("{0}")]
+    LimitReached(String),
+    /// 429: too many attempts.
+    #[error("{0}")]
+    RateLimited(String),
     /// 413: the request body is too large.
     #[error("{0}")]
     TooLarge(String),
@@ -54,6 +60,8 @@ impl AppError {
             Self::RunnerOffline(_) => (StatusCode::CONFLICT, "runner_offline"),
             Self::NoMatchingRunner(_) => (StatusCode::CONFLICT, "no_matching_runner"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use agentrelay_protocol::{Runner, Session};
+use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt, stream};
@@ -11,6 +12,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use crate::auth::Principal;
 use crate::state::AppState;
 use crate::store::StoreHandle;
 
@@ -82,6 +84,7 @@ fn snapshot(state: &AppState) -> Vec<SseEvent> {
 /// `GET /api/events`: Server-Sent Events, starting with the current state.
 pub async fn stream_events(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     // Subscribe before the snapshot so nothing between the two is missed (a duplicate is harmless:
     // each event carries the whole object).
@@ -93,6 +96,11 @@ pub async fn stream_events(
         // This subscriber fell behind: send everything again instead of a partial picture.
         Err(BroadcastStreamRecvError::Lagged(_)) => stream::iter(snapshot(&resync_state)),
     });
-    let events = first.chain(live).map(Ok).take_until(state.shutdown.clone().cancelled_owned());
+    // Ends with HQ, or when the token it was opened with is revoked.
+    let stop = futures_util::future::select(
+        Box::pin(state.shutdown.clone().cancelled_owned()),
+        Box::pin(principal.revoked.cancelled_owned()),
+    );
+    let events = first.chain(live).map(Ok).take_until(stop);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -5,6 +5,7 @@
 //! [`Hq::bind`] and [`Hq::serve`].
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
@@ -19,16 +20,21 @@ pub mod session;
 pub mod state;
 pub mod store;
 pub mod terminal_model;
+pub mod tokens;
 pub mod viewer_socket;
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
+use agentrelay_protocol::Scope;
+use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::HqConfig;
+
+/// Name of the admin token HQ creates on first start (and `admin reset-token` replaces).
+pub const BOOTSTRAP_ADMIN: &str = "bootstrap-admin";
 use state::{AppState, Shared};
 
 /// A bound, not yet serving, HQ.
@@ -40,22 +46,34 @@ pub struct Hq {
 impl Hq {
     /// Checks the configuration and binds the listening socket.
     pub async fn bind(config: HqConfig) -> anyhow::Result<Self> {
-        let Some(admin_token) = config.admin_token.clone().filter(|t| !t.is_empty()) else {
-            bail!("no admin token: pass --admin-token or set AGENTRELAY_ADMIN_TOKEN");
-        };
-        let Some(runner_token) = config.resolved_runner_token() else {
-            bail!("no runner token: pass --runner-token or set RUNNER_TOKEN (runners present it)");
-        };
+        let admin_token = config.admin_token.clone().filter(|t| !t.is_empty());
+        let runner_token = config.resolved_runner_token();
         let mut store = store::SqliteStore::open(&config.data_dir)?;
         let snapshot = store::Store::load(&mut store).context("cannot read HQ's database")?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let events = events::EventBus::new(Some(store::start_writer(Box::new(store))?));
+        let store = store::start_writer(Box::new(store))?;
+        let tokens = tokens::Tokens::load(store.clone()).await.context("cannot read tokens")?;
+        if admin_token.is_none() && !tokens.has_admin() {
+            let created = tokens.create(BOOTSTRAP_ADMIN.to_owned(), Scope::Admin, None).await?;
+            // The one time a secret is printed: there is no other way to get the first one.
+            eprintln!(
+                "agentrelay-hq: created the first admin token (shown once; keep it safe):\n  {}",
+                created.token
+            );
+        }
+        if runner_token.is_none() {
+            tracing::info!("no --runner-token: runners need a runner token made with POST /api/tokens");
+        }
+        let events = events::EventBus::new(Some(store.clone()));
         let state = AppState::new(Shared {
+            login_limiter: auth::LoginLimiter::new(config.login_attempts),
             config,
             admin_token,
             runner_token,
+            tokens,
+            store,
             registry: registry::Registry::new(events.clone()),
             sessions: Default::default(),
             logins: Default::default(),
@@ -75,6 +93,7 @@ impl Hq {
     /// Serves until `shutdown` is cancelled, then closes every connection and waits for tasks.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state.clone();
+        state.tasks.spawn(refresh_tokens(state.clone()));
         let app = api::router(state.clone());
         let stop = shutdown.clone();
         let forward = state.shutdown.clone();
@@ -91,6 +110,52 @@ impl Hq {
         state.events.flush().await;
         Ok(())
     }
+}
+
+/// Rereads tokens now and then, so a token reset on the HQ host takes effect in a live HQ.
+async fn refresh_tokens(state: AppState) {
+    let mut every = tokio::time::interval(tokens::REFRESH_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if let Err(error) = state.tokens.refresh().await {
+                    tracing::warn!(error = format!("{error:#}"), "cannot reread tokens");
+                }
+            }
+            _ = state.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Revokes the bootstrap admin token(s) in `data_dir` and returns a new one, for
+/// `agentrelay-hq admin reset-token`. A running HQ picks the change up within seconds.
+pub fn reset_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use store::Store;
+    let mut store = store::SqliteStore::open(data_dir)?;
+    for token in store.active_tokens()? {
+        if token.info.name == BOOTSTRAP_ADMIN {
+            store.revoke_token(token.info.id)?;
+        }
+    }
+    let secret = tokens::generate(Scope::Admin);
+    let now = chrono::Utc::now();
+    let info = agentrelay_protocol::TokenInfo {
+        id: uuid::Uuid::now_v7(),
+        name: BOOTSTRAP_ADMIN.to_owned(),
+        scope: Scope::Admin,
+        created_at: now,
+        expires_at: None,
+    };
+    store.insert_token(&store::TokenRecord { info, hash: tokens::hash(&secret) })?;
+    store.append_audit(&[agentrelay_protocol::AuditEntry {
+        at: now,
+        actor: Some("agentrelay-hq admin".to_owned()),
+        action: "token.reset".to_owned(),
+        target: Some(BOOTSTRAP_ADMIN.to_owned()),
+        address: None,
+        detail: None,
+    }])?;
+    Ok(secret)
 }
 
 /// Brings back what the store knew: every runner (offline until it dials in) and every session,

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use agentrelay_hq::config::{AdminAction, HqCommand};
 use agentrelay_hq::{Hq, HqConfig};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -10,6 +11,21 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> ExitCode {
     let config = HqConfig::parse();
     init_logging(&config.log_format);
+    if let Some(HqCommand::Admin { action: AdminAction::ResetToken }) = &config.command {
+        return match agentrelay_hq::reset_admin_token(&config.data_dir) {
+            Ok(secret) => {
+                println!("{secret}");
+                eprintln!(
+                    "agentrelay-hq: the old bootstrap admin token is revoked; the new one is above (shown once)"
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("agentrelay-hq: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use agentrelay_protocol::runner::{DataDown, DataUp, OpenData, Resume};
 use anyhow::{Context, bail};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use tokio::sync::mpsc;
@@ -15,7 +17,7 @@ use tokio::time::timeout;
 use tracing::Instrument;
 
 use crate::api::sessions::find;
-use crate::auth::check_runner_token;
+use crate::auth::{Principal, runner_principal};
 use crate::error::AppError;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
@@ -27,15 +29,16 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    check_runner_token(&state, &headers)?;
+    let principal = runner_principal(&state, &headers, Some(address))?;
     let session = find(&state, &id)?;
     let span = tracing::info_span!("session", id = %session.id);
     Ok(ws.max_message_size(state.config.max_frame_size).on_upgrade(move |socket| {
         async move {
-            if let Err(error) = serve(state, session, socket).await {
+            if let Err(error) = serve(state, session, socket, principal).await {
                 tracing::info!(error = format!("{error:#}"), "data connection ended");
             }
         }
@@ -47,6 +50,7 @@ async fn serve(
     state: AppState,
     session: std::sync::Arc<Session>,
     mut socket: WebSocket,
+    principal: Principal,
 ) -> anyhow::Result<()> {
     let open = timeout(OPEN_TIMEOUT, read_open(&mut socket)).await.context("no open frame in time")??;
     if open.session_id != session.id || open.runner_id != session.runner_id {
@@ -58,7 +62,7 @@ async fn serve(
     let Some(mut rx) = session.take_runner_rx().await else {
         bail!("another data connection still holds the session");
     };
-    let result = pump(&state, &session, &mut socket, &mut rx).await;
+    let result = pump(&state, &session, &mut socket, &mut rx, &principal).await;
     session.park_runner_rx(rx);
     result
 }
@@ -82,6 +86,7 @@ async fn pump(
     session: &Session,
     socket: &mut WebSocket,
     rx: &mut mpsc::Receiver<ToRunner>,
+    principal: &Principal,
 ) -> anyhow::Result<()> {
     let from = session.output_end();
     send(socket, &DataDown::Resume(Resume { from })).await?;
@@ -122,6 +127,10 @@ async fn pump(
                     ToRunner::Kill => text(&DataDown::Kill)?,
                 };
                 socket.send(message).await.context("sending to runner")?;
+            }
+            _ = principal.revoked.cancelled() => {
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1008, reason: "token revoked".into() }))).await;
+                return Ok(());
             }
             _ = state.shutdown.cancelled() => {
                 let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "HQ is shutting down".into() }))).await;

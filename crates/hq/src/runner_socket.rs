@@ -6,15 +6,18 @@ use std::time::Duration;
 use agentrelay_protocol::runner::{Hello, HqMessage, Refused, RunnerMessage, Welcome};
 use agentrelay_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use anyhow::{Context, bail};
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use tokio::time::{Instant, interval_at, timeout};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::auth::check_runner_token;
+use crate::audit;
+use crate::auth::{Principal, runner_principal};
 use crate::error::AppError;
 use crate::registry::Registration;
 use crate::state::AppState;
@@ -28,22 +31,25 @@ const CONTROL_READ_BUFFER: usize = 4 * 1024;
 /// `GET /api/v1/ws/register`: checks the runner token, then upgrades.
 pub async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    check_runner_token(&state, &headers)?;
+    let principal = runner_principal(&state, &headers, Some(address)).inspect_err(|_| {
+        audit::record(&state, None, "runner.refused", None, Some(address), Some("bad token".to_owned()));
+    })?;
     Ok(ws
         .read_buffer_size(CONTROL_READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(state.config.max_frame_size)
         .on_upgrade(move |socket| async move {
-            if let Err(error) = serve(state, socket).await {
+            if let Err(error) = serve(state, socket, principal).await {
                 tracing::info!(error = format!("{error:#}"), "runner connection ended");
             }
         }))
 }
 
-async fn serve(state: AppState, mut socket: WebSocket) -> anyhow::Result<()> {
+async fn serve(state: AppState, mut socket: WebSocket, principal: Principal) -> anyhow::Result<()> {
     let hello = match timeout(HELLO_TIMEOUT, read_hello(&mut socket)).await {
         Ok(Ok(hello)) => hello,
         Ok(Err(error)) => {
@@ -58,12 +64,28 @@ async fn serve(state: AppState, mut socket: WebSocket) -> anyhow::Result<()> {
             hello.protocol_version
         );
         refuse(&mut socket, "protocol_version", &message).await;
+        audit::record(
+            &state,
+            Some(&hello.name),
+            "runner.refused",
+            Some(hello.id.to_string()),
+            principal.address,
+            Some(message.clone()),
+        );
         bail!(message);
     }
     let registration = match state.registry.connect(&hello) {
         Ok(registration) => registration,
         Err(refusal) => {
             refuse(&mut socket, "name_taken", &refusal.to_string()).await;
+            audit::record(
+                &state,
+                Some(&hello.name),
+                "runner.refused",
+                Some(hello.id.to_string()),
+                principal.address,
+                Some(refusal.to_string()),
+            );
             bail!(refusal);
         }
     };
@@ -72,8 +94,16 @@ async fn serve(state: AppState, mut socket: WebSocket) -> anyhow::Result<()> {
     let connection = registration.connection;
     async {
         tracing::info!(version = %hello.version, live_sessions = hello.sessions.len(), "runner online");
+        audit::record(
+            &state,
+            Some(&principal.name),
+            "runner.registered",
+            Some(hello.name.clone()),
+            principal.address,
+            Some(hello.id.to_string()),
+        );
         forget_vanished_sessions(&state, &hello);
-        let result = run(&state, &mut socket, id, registration).await;
+        let result = run(&state, &mut socket, id, registration, &principal).await;
         if state.registry.disconnect(id, connection) {
             tracing::info!("runner offline");
             watch_for_lost_sessions(&state, id);
@@ -115,6 +145,7 @@ async fn run(
     socket: &mut WebSocket,
     id: Uuid,
     registration: Registration,
+    principal: &Principal,
 ) -> anyhow::Result<()> {
     let Registration { mut rx, replaced, .. } = registration;
     let every = state.config.heartbeat_interval;
@@ -163,6 +194,10 @@ async fn run(
                 send(socket, &HqMessage::Heartbeat).await?;
             }
             _ = replaced.cancelled() => bail!("replaced by a newer connection of the same runner"),
+            _ = principal.revoked.cancelled() => {
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1008, reason: "token revoked".into() }))).await;
+                bail!("its token was revoked");
+            }
             _ = state.shutdown.cancelled() => {
                 let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "HQ is shutting down".into() }))).await;
                 return Ok(());

@@ -96,6 +96,17 @@ pub struct Session {
     persisted: watch::Sender<u64>,
     /// The headless terminal of a live session; dropped when the session ends.
     model: Mutex<Option<Arc<TerminalModel>>>,
+    /// Viewers attached now.
+    viewers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A viewer's place in a session; the count goes down when it is dropped.
+pub struct ViewerSeat(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ViewerSeat {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Session {
@@ -162,7 +173,17 @@ impl Session {
             log,
             persisted: watch::Sender::new(end),
             model: Mutex::new(None),
+            viewers: Arc::default(),
         }
+    }
+
+    /// A seat for one more viewer, unless `max` are attached already.
+    pub fn take_viewer_seat(&self, max: usize) -> Option<ViewerSeat> {
+        use std::sync::atomic::Ordering;
+        self.viewers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()?;
+        Some(ViewerSeat(self.viewers.clone()))
     }
 
     /// Gives a restored live session a terminal model, replayed from its log by [`follow`].

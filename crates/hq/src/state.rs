@@ -5,11 +5,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Logins;
+use crate::auth::{LoginLimiter, Logins};
 use crate::config::HqConfig;
 use crate::events::EventBus;
 use crate::registry::Registry;
 use crate::session::Sessions;
+use crate::store::StoreHandle;
+use crate::tokens::Tokens;
 
 /// A cheap handle on HQ's shared state.
 #[derive(Clone)]
@@ -19,10 +21,16 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     /// The configuration HQ started with.
     pub config: HqConfig,
-    /// Admin token for the API and viewers.
-    pub admin_token: String,
-    /// Enrollment token for runners.
-    pub runner_token: String,
+    /// The static admin token (`--admin-token`), if one was given.
+    pub admin_token: Option<String>,
+    /// The static runner enrollment token (`--runner-token`), if one was given.
+    pub runner_token: Option<String>,
+    /// Managed tokens.
+    pub tokens: Tokens,
+    /// Sign-in attempts per address.
+    pub login_limiter: LoginLimiter,
+    /// The database, for audit entries and reads.
+    pub store: StoreHandle,
     /// Known runners.
     pub registry: Registry,
     /// Known sessions.

@@ -7,9 +7,10 @@
 use std::path::Path;
 use std::sync::mpsc;
 
-use agentrelay_protocol::{Runner, RunnerStatus, Session, SessionStatus};
+use agentrelay_protocol::{AuditEntry, Runner, RunnerStatus, Scope, Session, SessionStatus, TokenInfo};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, params};
+use uuid::Uuid;
 
 /// A change to persist: the same events the dashboard receives, each carrying the whole object.
 pub use crate::events::Event as Change;
@@ -23,12 +24,31 @@ pub struct Snapshot {
     pub sessions: Vec<Session>,
 }
 
+/// A managed token as stored: its public part and the SHA-256 of its secret.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    /// Id, name, scope, times.
+    pub info: TokenInfo,
+    /// SHA-256 of the secret.
+    pub hash: [u8; 32],
+}
+
 /// A place to keep HQ's state.
 pub trait Store: Send + 'static {
     /// Reads everything.
     fn load(&mut self) -> anyhow::Result<Snapshot>;
     /// Applies changes atomically.
     fn apply(&mut self, changes: &[Change]) -> anyhow::Result<()>;
+    /// Appends to the audit log.
+    fn append_audit(&mut self, entries: &[AuditEntry]) -> anyhow::Result<()>;
+    /// The newest audit entries, newest first.
+    fn audit(&mut self, limit: usize) -> anyhow::Result<Vec<AuditEntry>>;
+    /// Saves a new token.
+    fn insert_token(&mut self, token: &TokenRecord) -> anyhow::Result<()>;
+    /// Marks a token revoked; whether it existed and was active.
+    fn revoke_token(&mut self, id: Uuid) -> anyhow::Result<bool>;
+    /// Every token neither revoked nor expired.
+    fn active_tokens(&mut self) -> anyhow::Result<Vec<TokenRecord>>;
 }
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -239,13 +259,92 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(())
     }
+
+    fn append_audit(&mut self, entries: &[AuditEntry]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        for e in entries {
+            tx.prepare_cached(
+                "INSERT INTO audit (at, actor, action, target, address, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![e.at.to_rfc3339(), e.actor, e.action, e.target, e.address, e.detail])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn audit(&mut self, limit: usize) -> anyhow::Result<Vec<AuditEntry>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT at, actor, action, target, address, detail FROM audit ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = statement.query_map([limit as i64], |row| {
+            Ok(AuditEntry {
+                at: parse_time(&row.get::<_, String>(0)?)?,
+                actor: row.get(1)?,
+                action: row.get(2)?,
+                target: row.get(3)?,
+                address: row.get(4)?,
+                detail: row.get(5)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>().context("reading the audit log")
+    }
+
+    fn insert_token(&mut self, token: &TokenRecord) -> anyhow::Result<()> {
+        let t = &token.info;
+        self.conn.execute(
+            "INSERT INTO tokens (id, name, scope, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                t.id.to_string(),
+                t.name,
+                status_text(&t.scope)?,
+                token.hash.as_slice(),
+                t.created_at.to_rfc3339(),
+                t.expires_at.map(|e| e.to_rfc3339()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn revoke_token(&mut self, id: Uuid) -> anyhow::Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id.to_string(), chrono::Utc::now().to_rfc3339()],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn active_tokens(&mut self) -> anyhow::Result<Vec<TokenRecord>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, name, scope, hash, created_at, expires_at FROM tokens WHERE revoked_at IS NULL ORDER BY id",
+        )?;
+        let now = chrono::Utc::now();
+        let rows = statement.query_map([], |row| {
+            let hash: Vec<u8> = row.get(3)?;
+            Ok(TokenRecord {
+                info: TokenInfo {
+                    id: parse_json(&format!("\"{}\"", row.get::<_, String>(0)?), "token id")?,
+                    name: row.get(1)?,
+                    scope: parse_json::<Scope>(&format!("\"{}\"", row.get::<_, String>(2)?), "scope")?,
+                    created_at: parse_time(&row.get::<_, String>(4)?)?,
+                    expires_at: row.get::<_, Option<String>>(5)?.map(|t| parse_time(&t)).transpose()?,
+                },
+                hash: hash.try_into().unwrap_or([0; 32]),
+            })
+        })?;
+        let tokens: Vec<TokenRecord> = rows.collect::<Result<_, _>>().context("reading tokens")?;
+        Ok(tokens.into_iter().filter(|t| t.info.expires_at.is_none_or(|e| e > now)).collect())
+    }
 }
+
+/// A closure run on the store thread, with access to the store.
+type Call = Box<dyn FnOnce(&mut dyn Store) + Send>;
 
 /// Messages to the writer thread.
 enum Op {
     Change(Change),
-    /// Everything before this is committed when the reply arrives.
-    Flush(mpsc::Sender<()>),
+    Audit(AuditEntry),
+    /// Runs after everything queued before it, e.g. a read or a token write.
+    Call(Call),
 }
 
 /// The handle through which HQ persists changes; cheap to clone.
@@ -261,12 +360,27 @@ impl StoreHandle {
         let _ = self.tx.send(Op::Change(change));
     }
 
+    /// Queues an audit entry; never blocks.
+    pub fn audit(&self, entry: AuditEntry) {
+        let _ = self.tx.send(Op::Audit(entry));
+    }
+
+    /// Runs `f` on the store thread after everything queued so far, and returns its result.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Store) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let call: Call = Box::new(move |store| {
+            let _ = reply.send(f(store));
+        });
+        self.tx.send(Op::Call(call)).map_err(|_| anyhow::anyhow!("the store has stopped"))?;
+        answer.await.map_err(|_| anyhow::anyhow!("the store has stopped"))?
+    }
+
     /// Waits until everything queued so far is committed.
     pub async fn flush(&self) {
-        let (reply, done) = mpsc::channel();
-        if self.tx.send(Op::Flush(reply)).is_ok() {
-            let _ = tokio::task::spawn_blocking(move || done.recv()).await;
-        }
+        let _ = self.call(|_| Ok(())).await;
     }
 }
 
@@ -280,18 +394,24 @@ pub fn start_writer(mut store: Box<dyn Store>) -> anyhow::Result<StoreHandle> {
             // Batch whatever is queued into one transaction.
             while let Ok(first) = rx.recv() {
                 let mut changes = Vec::new();
-                let mut replies = Vec::new();
+                let mut audits = Vec::new();
+                let mut calls = Vec::new();
                 for op in std::iter::once(first).chain(rx.try_iter().take(1024)) {
                     match op {
                         Op::Change(change) => changes.push(change),
-                        Op::Flush(reply) => replies.push(reply),
+                        Op::Audit(entry) => audits.push(entry),
+                        Op::Call(call) => calls.push(call),
                     }
                 }
                 if let Err(error) = if changes.is_empty() { Ok(()) } else { store.apply(&changes) } {
                     tracing::error!(error = format!("{error:#}"), "cannot save state");
                 }
-                for reply in replies {
-                    let _ = reply.send(());
+                if let Err(error) = if audits.is_empty() { Ok(()) } else { store.append_audit(&audits) } {
+                    tracing::error!(error = format!("{error:#}"), "cannot write the audit log");
+                }
+                // Calls run after the writes queued before them.
+                for call in calls {
+                    call(store.as_mut());
                 }
             }
         })

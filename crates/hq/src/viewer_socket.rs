@@ -10,6 +10,7 @@ use agentrelay_protocol::SessionStatus;
 use agentrelay_protocol::viewer::{Attached, ClientFrame, FrameError, Gap, ServerFrame};
 use agentrelay_ring::Read;
 use anyhow::Context;
+use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -18,7 +19,8 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::api::sessions::find;
-use crate::auth::check_origin;
+use crate::audit;
+use crate::auth::{Principal, check_origin};
 use crate::error::AppError;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
@@ -30,13 +32,14 @@ const MAX_OUTPUT_FRAME: usize = 64 * 1024;
 #[derive(Debug, Deserialize)]
 pub struct AttachQuery {
     /// Resume from this output offset.
-    from: Option<u64>,
+    pub from: Option<u64>,
 }
 
 /// `GET /api/v1/ws/session/{id}`: checks origin and session, then upgrades.
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -44,11 +47,24 @@ pub async fn upgrade(
     check_origin(&headers, state.config.public_url.as_deref())?;
     let Query(query) = query.map_err(|_| AppError::bad_field("from", "'from' must be a byte offset"))?;
     let session = find(&state, &id)?;
+    let max = state.config.max_viewers_per_session;
+    let seat = session.take_viewer_seat(max).ok_or_else(|| {
+        AppError::LimitReached(format!("session already has {max} viewers (--max-viewers-per-session)"))
+    })?;
+    audit::record(
+        &state,
+        Some(&principal.name),
+        "session.attached",
+        Some(session.id.to_string()),
+        principal.address,
+        None,
+    );
     let span = tracing::info_span!("viewer", session = %session.id);
     let limit = state.config.max_frame_size;
     Ok(ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
         async move {
-            if let Err(error) = serve(state, session, socket, query.from).await {
+            let _seat = seat;
+            if let Err(error) = serve(state, session, socket, query.from, principal).await {
                 tracing::debug!(error = format!("{error:#}"), "viewer connection ended");
             }
         }
@@ -61,8 +77,10 @@ async fn serve(
     session: Arc<Session>,
     mut socket: WebSocket,
     from: Option<u64>,
+    principal: Principal,
 ) -> anyhow::Result<()> {
     let mut progress = session.subscribe();
+    let mut control_rate = RateWindow::new(state.config.max_control_rate);
     // Without `from`: replay from 0 while the output fits the ring; past that, draw the current
     // screen from the terminal model and go on from the offset it stands for.
     let snapshot = match (from, session.model()) {
@@ -106,20 +124,57 @@ async fn serve(
             changed = progress.changed() => changed.context("session dropped")?,
             frame = socket.recv() => match frame {
                 Some(Ok(Message::Binary(keys))) => forward(&session, ToRunner::Input(keys)).await,
-                Some(Ok(Message::Text(text))) => match parse_control(text.as_str()) {
-                    Ok(order) => forward(&session, order).await,
-                    Err(error) => send(&mut socket, &ServerFrame::Error(error)).await?,
-                },
+                Some(Ok(Message::Text(text))) => {
+                    let parsed = if control_rate.allow() {
+                        parse_control(text.as_str())
+                    } else {
+                        Err(FrameError {
+                            code: "rate_limited".to_owned(),
+                            message: "too many control frames; this one was dropped".to_owned(),
+                        })
+                    };
+                    match parsed {
+                        Ok(order) => forward(&session, order).await,
+                        Err(error) => send(&mut socket, &ServerFrame::Error(error)).await?,
+                    }
+                }
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e).context("viewer socket"),
             },
+            _ = principal.revoked.cancelled() => {
+                let close = CloseFrame { code: 1008, reason: "token revoked".into() };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                return Ok(());
+            }
             _ = state.shutdown.cancelled() => {
                 let close = CloseFrame { code: 1001, reason: "HQ is shutting down".into() };
                 let _ = socket.send(Message::Close(Some(close))).await;
                 return Ok(());
             }
         }
+    }
+}
+
+/// Counts events in one-second windows.
+struct RateWindow {
+    per_second: u32,
+    start: tokio::time::Instant,
+    count: u32,
+}
+
+impl RateWindow {
+    fn new(per_second: u32) -> Self {
+        Self { per_second, start: tokio::time::Instant::now(), count: 0 }
+    }
+
+    fn allow(&mut self) -> bool {
+        if self.start.elapsed() >= std::time::Duration::from_secs(1) {
+            self.start = tokio::time::Instant::now();
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= self.per_second
     }
 }
 

@@ -151,3 +151,64 @@ pub struct ErrorBody {
     /// The request field at fault, for `bad_request`.
     pub field: Option<String>,
 }
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Everything, including tokens and the audit log.
+    Admin,
+    /// Runners and sessions, not tokens.
+    User,
+    /// Only dialing in as a runner.
+    Runner,
+    /// Read-only access to one session.
+    Share,
+}
+
+/// A managed token as `GET /api/tokens` lists it (never with its secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Token id.
+    pub id: Uuid,
+    /// A name for people.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to `POST /api/tokens`: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// Token id.
+    pub id: Uuid,
+    /// A name for people.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// The secret itself.
+    pub token: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One line of the audit log (`GET /api/audit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who did it (a token name, `admin`, or a runner name).
+    pub actor: Option<String>,
+    /// What happened, e.g. `session.started`.
+    pub action: String,
+    /// What it happened to (an id or name).
+    pub target: Option<String>,
+    /// The client address it came from.
+    pub address: Option<String>,
+    /// More, for people.
+    pub detail: Option<String>,
+}

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, the JSON body reader, and the small handlers (health, runners).
 
 pub mod sessions;
+mod tokens;
 
 use agentrelay_protocol::Runner;
 use axum::extract::{DefaultBodyLimit, State};
@@ -11,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth::{login, logout, require_admin};
+use crate::auth::{login, logout, require_admin, require_user};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::{dashboard, events, runner_data, runner_socket, viewer_socket};
@@ -19,13 +20,18 @@ use crate::{dashboard, events, runner_data, runner_socket, viewer_socket};
 /// Every route HQ serves.
 pub fn router(state: AppState) -> Router {
     let admin = Router::new()
+        .route("/api/tokens", post(tokens::create).get(tokens::list))
+        .route("/api/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/api/audit", get(crate::audit::list))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    let user = Router::new()
         .route("/api/runners", get(list_runners))
         .route("/api/events", get(events::stream_events))
         .route("/api/sessions", post(sessions::create).get(sessions::list))
         .route("/api/sessions/{id}", get(sessions::get).delete(sessions::delete))
         .route("/api/sessions/{id}/recording", get(sessions::recording))
         .route("/api/v1/ws/session/{id}", get(viewer_socket::upgrade))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_user));
     Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(health))
@@ -34,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ws/register", get(runner_socket::upgrade))
         .route("/api/v1/ws/runner/session/{id}", get(runner_data::upgrade))
         .merge(admin)
+        .merge(user)
         .fallback(dashboard::serve)
         .layer(DefaultBodyLimit::max(state.config.max_body_size))
         // Every response: no framing, no sniffing, no referrer, and a CSP without inline scripts

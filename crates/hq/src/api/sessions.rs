@@ -15,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::JsonObject;
+use crate::audit;
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::events::Event;
@@ -107,6 +108,13 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<SessionView>), AppError> {
     let request = CreateRequest::parse(JsonObject::parse(body)?)?;
     let runner = pick_runner(&state, &request.target)?;
+    let max = state.config.max_sessions_per_runner;
+    if state.sessions.live_on_runner(runner.id).len() >= max {
+        return Err(AppError::LimitReached(format!(
+            "runner '{}' already runs {max} sessions (--max-sessions-per-runner)",
+            runner.name
+        )));
+    }
     let control = state
         .registry
         .sender(runner.id)
@@ -117,7 +125,7 @@ pub async fn create(
         runner.id,
         request.command.clone(),
         request.size,
-        principal.name,
+        principal.name.clone(),
         state.config.ring_size,
         state.events.clone(),
         crate::open_log(&state, id, chrono::Utc::now()),
@@ -140,6 +148,14 @@ pub async fn create(
         return Err(AppError::RunnerOffline(format!("runner '{}' is offline", runner.name)));
     }
     tracing::info!(session = %session.id, runner = %runner.name, "session starting");
+    audit::record(
+        &state,
+        Some(&session.created_by),
+        "session.started",
+        Some(session.id.to_string()),
+        principal.address,
+        Some(format!("runner {}: {}", runner.name, session.command.join(" "))),
+    );
     Ok((StatusCode::CREATED, Json(session.view())))
 }
 
@@ -184,8 +200,20 @@ pub async fn get(
 }
 
 /// `DELETE /api/sessions/{id}`: hang the process group up, then kill it → 202.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
     let session = find(&state, &id)?;
+    audit::record(
+        &state,
+        Some(&principal.name),
+        "session.killed",
+        Some(session.id.to_string()),
+        principal.address,
+        None,
+    );
     if !session.status().is_final() {
         // Queued behind any input already sent, so the runner sees them in order.
         let _ = session.to_runner().send(ToRunner::Kill).await;

@@ -1,0 +1,93 @@
+//! `/api/tokens`: create, list and revoke managed tokens (admin only).
+
+use agentrelay_protocol::{CreatedToken, Scope, TokenInfo};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use uuid::Uuid;
+
+use super::JsonObject;
+use crate::audit;
+use crate::auth::Principal;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// `POST /api/tokens` `{"name", "scope", "expires_in"?}` → 201 with the secret, shown this once.
+/// `expires_in` is seconds or a duration such as `"30d"`.
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
+    let mut body = JsonObject::parse(body)?;
+    let name: Option<String> = body.take("name", "a string")?;
+    let scope: Option<Scope> = body.take("scope", "one of \"admin\", \"user\", \"runner\"")?;
+    let expires_in: Option<serde_json::Value> =
+        body.take("expires_in", "seconds or a duration like \"30d\"")?;
+    body.finish()?;
+    let name = name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| AppError::bad_field("name", "'name' is required"))?;
+    if name.len() > 100 {
+        return Err(AppError::bad_field("name", "'name' is at most 100 characters"));
+    }
+    let scope =
+        scope.ok_or_else(|| AppError::bad_field("scope", "'scope' is required: admin, user or runner"))?;
+    if scope == Scope::Share {
+        return Err(AppError::bad_field("scope", "share tokens are made per session, not here"));
+    }
+    let expires_in = match expires_in {
+        None => None,
+        Some(value) => Some(parse_expiry(&value).ok_or_else(|| {
+            AppError::bad_field(
+                "expires_in",
+                "'expires_in' must be positive seconds or a duration like \"30d\"",
+            )
+        })?),
+    };
+    let created = state.tokens.create(name, scope, expires_in).await?;
+    audit::record(
+        &state,
+        Some(&principal.name),
+        "token.created",
+        Some(created.id.to_string()),
+        principal.address,
+        Some(format!("{} ({:?})", created.name, created.scope)),
+    );
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+fn parse_expiry(value: &serde_json::Value) -> Option<std::time::Duration> {
+    match value {
+        serde_json::Value::Number(n) => n.as_u64().filter(|s| *s > 0).map(std::time::Duration::from_secs),
+        serde_json::Value::String(text) => humantime::parse_duration(text).ok().filter(|d| !d.is_zero()),
+        _ => None,
+    }
+}
+
+/// `GET /api/tokens`: active tokens, without secrets.
+pub async fn list(State(state): State<AppState>) -> Json<Vec<TokenInfo>> {
+    Json(state.tokens.list())
+}
+
+/// `DELETE /api/tokens/{id}` → 204; its live connections are cut.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let not_found = || AppError::NotFound(format!("no active token with id '{id}'"));
+    let token_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    if !state.tokens.revoke(token_id).await? {
+        return Err(not_found());
+    }
+    audit::record(
+        &state,
+        Some(&principal.name),
+        "token.revoked",
+        Some(token_id.to_string()),
+        principal.address,
+        None,
+    );
+    Ok(StatusCode::NO_CONTENT)
+}

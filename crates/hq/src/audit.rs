@@ -1,0 +1,49 @@
+//! The audit log: who signed in, made or revoked tokens, registered runners, started, killed or
+//! attached to sessions; when, and from where. Entries go to the store off the request path.
+
+use std::net::SocketAddr;
+
+use agentrelay_protocol::AuditEntry;
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Appends an entry.
+pub fn record(
+    state: &AppState,
+    actor: Option<&str>,
+    action: &str,
+    target: Option<String>,
+    address: Option<SocketAddr>,
+    detail: Option<String>,
+) {
+    state.store.audit(AuditEntry {
+        at: Utc::now(),
+        actor: actor.map(str::to_owned),
+        action: action.to_owned(),
+        target,
+        address: address.map(|a| a.ip().to_string()),
+        detail,
+    });
+}
+
+/// Query of `GET /api/audit`.
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    /// How many entries, newest first (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// `GET /api/audit`: the newest entries first (admin only).
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<AuditEntry>>, AppError> {
+    let Query(query) = query.map_err(|_| AppError::bad_field("limit", "'limit' must be a number"))?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(state.store.call(move |store| store.audit(limit)).await?))
+}

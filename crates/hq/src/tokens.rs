@@ -1,0 +1,165 @@
+//! Managed tokens: random secrets with a visible prefix per scope (so secret scanners can find a
+//! leaked one), shown once, stored only as SHA-256, optionally expiring, revocable. Revoking a
+//! token cuts off every live connection that authenticated with it.
+//!
+//! SHA-256 is the right hash here: the secrets are 192 random bits, not passwords, so there is
+//! nothing to brute-force. Lookups go by hash; the static `--admin-token`/`--runner-token` are
+//! compared in constant time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use agentrelay_protocol::{CreatedToken, Scope, TokenInfo};
+use chrono::Utc;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::store::{StoreHandle, TokenRecord};
+
+/// How often HQ rereads tokens from the database, to pick up `agentrelay-hq admin reset-token`
+/// run beside a live HQ.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// The visible prefix of each scope's tokens.
+pub fn prefix(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Admin => "arl_adm_",
+        Scope::User => "arl_usr_",
+        Scope::Runner => "arl_run_",
+        Scope::Share => "arl_shr_",
+    }
+}
+
+/// A new secret for `scope`: the prefix and 192 random bits in hex.
+pub fn generate(scope: Scope) -> String {
+    let mut secret = [0u8; 24];
+    rand::rng().fill_bytes(&mut secret);
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}{hex}", prefix(scope))
+}
+
+/// SHA-256 of a secret.
+pub fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A token that authenticated, with the signal that cuts its connections off.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The token's public part.
+    pub info: TokenInfo,
+    /// Cancelled when the token is revoked.
+    pub revoked: CancellationToken,
+}
+
+struct Active {
+    record: TokenRecord,
+    revoked: CancellationToken,
+}
+
+/// The active managed tokens, cached from the store.
+pub struct Tokens {
+    store: StoreHandle,
+    by_hash: Mutex<HashMap<[u8; 32], Active>>,
+}
+
+impl Tokens {
+    /// Loads the active tokens.
+    pub async fn load(store: StoreHandle) -> anyhow::Result<Self> {
+        let tokens = Self { store, by_hash: Mutex::default() };
+        tokens.refresh().await?;
+        Ok(tokens)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Active>> {
+        self.by_hash.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rereads the database: new tokens appear, tokens revoked elsewhere are cut off.
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        let records = self.store.call(|store| store.active_tokens()).await?;
+        let mut map = self.lock();
+        let mut fresh = HashMap::with_capacity(records.len());
+        for record in records {
+            let revoked = map.remove(&record.hash).map(|a| a.revoked).unwrap_or_default();
+            fresh.insert(record.hash, Active { record, revoked });
+        }
+        for (_, gone) in map.drain() {
+            gone.revoked.cancel();
+        }
+        *map = fresh;
+        Ok(())
+    }
+
+    /// The token a secret belongs to, if it is active and unexpired.
+    pub fn authenticate(&self, secret: &str) -> Option<Authenticated> {
+        let map = self.lock();
+        let active = map.get(&hash(secret))?;
+        if active.record.info.expires_at.is_some_and(|at| at <= Utc::now()) {
+            return None;
+        }
+        Some(Authenticated { info: active.record.info.clone(), revoked: active.revoked.child_token() })
+    }
+
+    /// Creates a token; the returned secret is not kept anywhere.
+    pub async fn create(
+        &self,
+        name: String,
+        scope: Scope,
+        expires_in: Option<Duration>,
+    ) -> anyhow::Result<CreatedToken> {
+        let secret = generate(scope);
+        let now = Utc::now();
+        let expires_at = expires_in.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d);
+        let info = TokenInfo { id: Uuid::now_v7(), name, scope, created_at: now, expires_at };
+        let record = TokenRecord { info: info.clone(), hash: hash(&secret) };
+        let saved = record.clone();
+        self.store.call(move |store| store.insert_token(&saved)).await?;
+        self.lock().insert(record.hash, Active { record, revoked: CancellationToken::new() });
+        Ok(CreatedToken { id: info.id, name: info.name, scope, token: secret, expires_at })
+    }
+
+    /// Revokes a token and cuts its connections; whether it was active.
+    pub async fn revoke(&self, id: Uuid) -> anyhow::Result<bool> {
+        let existed = self.store.call(move |store| store.revoke_token(id)).await?;
+        let mut map = self.lock();
+        let hashes: Vec<[u8; 32]> =
+            map.iter().filter(|(_, a)| a.record.info.id == id).map(|(h, _)| *h).collect();
+        for h in hashes {
+            if let Some(active) = map.remove(&h) {
+                active.revoked.cancel();
+            }
+        }
+        Ok(existed)
+    }
+
+    /// Every active token, oldest first.
+    pub fn list(&self) -> Vec<TokenInfo> {
+        let mut list: Vec<TokenInfo> = self.lock().values().map(|a| a.record.info.clone()).collect();
+        list.sort_by_key(|t| t.id);
+        list
+    }
+
+    /// Whether any active admin token exists.
+    pub fn has_admin(&self) -> bool {
+        self.lock().values().any(|a| a.record.info.scope == Scope::Admin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_prefixed_long_and_distinct() {
+        let a = generate(Scope::Runner);
+        let b = generate(Scope::Runner);
+        assert!(a.starts_with("arl_run_") && a.len() == "arl_run_".len() + 48);
+        assert_ne!(a, b);
+        assert_ne!(hash(&a), hash(&b));
+        assert!(generate(Scope::Admin).starts_with("arl_adm_"));
+    }
+}
