@@ -303,17 +303,11 @@ impl TestRunner {
     /// Starts a runner whose state dir the caller owns.
     pub fn spawn_in(hq: &HqClient, name: &str, state_dir: &std::path::Path, extra: &[&str]) -> Self {
         let url = hq.url("");
-        let mut args = vec![
-            "agentrelay-runner",
-            "--hq",
-            &url,
-            "--token",
-            RUNNER_TOKEN,
-            "--name",
-            name,
-            "--state-dir",
-            state_dir.to_str().unwrap(),
-        ];
+        let mut args = vec!["agentrelay-runner", "--hq", &url];
+        if !extra.contains(&"--token") {
+            args.extend(["--token", RUNNER_TOKEN]);
+        }
+        args.extend(["--name", name, "--state-dir", state_dir.to_str().unwrap()]);
         if !extra.contains(&"--allow") {
             args.extend(["--allow", "sh,bash,cat,env,sleep,seq,stty,printf,head"]);
         }

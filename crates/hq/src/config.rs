@@ -20,7 +20,7 @@ pub struct HqConfig {
     pub listen: SocketAddr,
 
     /// Directory for HQ's state (database, session logs, recordings).
-    #[arg(long, env = "AGENTRELAY_DATA_DIR", default_value = "./agentrelay-data")]
+    #[arg(long, global = true, env = "AGENTRELAY_DATA_DIR", default_value = "./agentrelay-data")]
     pub data_dir: PathBuf,
 
     /// The URL browsers use to reach HQ; WebSocket upgrades from any other origin are refused.

@@ -172,3 +172,39 @@ mod tests {
         assert_eq!(serde_json::from_str::<DataDown>(&text).expect("round trip"), resume);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::viewer::ClientFrame;
+    use proptest::prelude::*;
+
+    fn decode_all(text: &str) {
+        let _ = serde_json::from_str::<RunnerMessage>(text);
+        let _ = serde_json::from_str::<HqMessage>(text);
+        let _ = serde_json::from_str::<DataUp>(text);
+        let _ = serde_json::from_str::<DataDown>(text);
+        let _ = serde_json::from_str::<ClientFrame>(text);
+    }
+
+    proptest! {
+        /// Every decoder of network input returns an error, never panics, on arbitrary text.
+        #[test]
+        fn decoders_never_panic_on_arbitrary_text(text in ".{0,400}") {
+            decode_all(&text);
+        }
+
+        /// …nor on near-misses of real frames: right shape, wrong types and values.
+        #[test]
+        fn decoders_never_panic_on_near_misses(
+            kind in prop::sample::select(vec!["hello", "heartbeat", "start", "open", "exit", "gap", "resize", "kill", "resume", "refused"]),
+            payload in prop::sample::select(vec![
+                "null", "{}", "[]", "1e999", "-1", "\"x\"", "{\"rows\":70000,\"cols\":-3}",
+                "{\"id\":\"not-a-uuid\",\"name\":1}", "{\"from\":18446744073709551616}",
+                "{\"session_id\":\"00000000-0000-0000-0000-000000000000\",\"command\":[],\"size\":{}}",
+            ]),
+        ) {
+            decode_all(&format!("{{\"type\":\"{kind}\",\"payload\":{payload}}}"));
+        }
+    }
+}
