@@ -98,11 +98,24 @@ impl TestHq {
             data_dir.to_str().unwrap(),
         ]);
         args.extend_from_slice(extra);
+        let tls_cert = extra.iter().position(|a| *a == "--tls-cert").map(|i| extra[i + 1].to_owned());
         let hq = Hq::bind(HqConfig::parse_from(args)).await.unwrap();
         let addr = hq.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(hq.serve(shutdown.clone()));
-        Self { client: HqClient::new(addr), shutdown, task: Some(task), _data_dir: None }
+        let client = match tls_cert {
+            None => HqClient::new(addr),
+            Some(cert) => {
+                // Talk HTTPS by the certificate's name, trusting exactly that certificate.
+                let pem = std::fs::read(cert).unwrap();
+                let http = reqwest::Client::builder()
+                    .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+                    .build()
+                    .unwrap();
+                HqClient { addr, http, base: format!("https://localhost:{}", addr.port()) }
+            }
+        };
+        Self { client, shutdown, task: Some(task), _data_dir: None }
     }
 
     /// Stops HQ gracefully and waits for it.
@@ -183,15 +196,17 @@ impl HqProcess {
 pub struct HqClient {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
+    /// `http://127.0.0.1:port`, or `https://localhost:port` under TLS.
+    base: String,
 }
 
 impl HqClient {
     fn new(addr: SocketAddr) -> Self {
-        Self { addr, http: reqwest::Client::new() }
+        Self { addr, http: reqwest::Client::new(), base: format!("http://{addr}") }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.base)
     }
 
     /// An authenticated request builder.
@@ -303,7 +318,10 @@ impl TestRunner {
     /// Starts a runner whose state dir the caller owns.
     pub fn spawn_in(hq: &HqClient, name: &str, state_dir: &std::path::Path, extra: &[&str]) -> Self {
         let url = hq.url("");
-        let mut args = vec!["agentrelay-runner", "--hq", &url];
+        let mut args = vec!["agentrelay-runner"];
+        if !extra.contains(&"--hq") {
+            args.extend(["--hq", &url]);
+        }
         if !extra.contains(&"--token") {
             args.extend(["--token", RUNNER_TOKEN]);
         }

@@ -370,3 +370,67 @@ async fn ten_thousand_malformed_frames_leave_hq_serving_normally() {
     assert!(check.text().contains("fine"));
     assert_eq!(hq.runners().await[0].status, RunnerStatus::Online);
 }
+
+#[tokio::test]
+async fn tls_serves_https_and_wss_and_the_runner_trusts_a_private_ca() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("hq.pem"), dir.path().join("hq.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let hq =
+        TestHq::start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]).await;
+    let base = hq.url("");
+    assert!(base.starts_with("https://"));
+
+    // Plain HTTP to the TLS port gets nowhere.
+    assert!(reqwest::get(format!("http://{}/healthz", hq.addr)).await.is_err());
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let health = https.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    // The sign-in cookie is Secure under TLS.
+    let login =
+        https.post(format!("{base}/api/login")).json(&json!({"token": ADMIN_TOKEN})).send().await.unwrap();
+    assert!(login.headers()["set-cookie"].to_str().unwrap().contains("Secure"));
+
+    // Without the CA the runner refuses the certificate; with --ca-cert it connects.
+    let untrusting = agentrelay_runner::dial::HqEndpoint::new(&base, RUNNER_TOKEN.to_owned(), None).unwrap();
+    match untrusting.dial("/api/v1/ws/register").await {
+        Err(agentrelay_runner::dial::DialError::Unreachable(message)) => {
+            assert!(message.to_lowercase().contains("certificate"), "{message}")
+        }
+        Err(other) => panic!("expected a certificate error, got {other}"),
+        Ok(_) => panic!("an unknown certificate must not be trusted"),
+    }
+    let runner =
+        TestRunner::start_with(&hq, "secure", &["--hq", &base, "--ca-cert", cert.to_str().unwrap()]).await;
+    let session = https
+        .post(format!("{base}/api/sessions"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"runner_id": runner.id, "command": ["sh", "-c", "echo over-tls; exit 0"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), StatusCode::CREATED);
+    let id = session.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("wss://localhost:{}/api/v1/ws/session/{id}", hq.addr.port()),
+    )
+    .unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
+    let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(tls));
+    let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
+        .await
+        .unwrap();
+    let mut viewer = Viewer::new(socket).await;
+    viewer.read_to_exit().await.unwrap();
+    assert!(viewer.text().contains("over-tls"));
+}

@@ -27,6 +27,18 @@ pub struct HqConfig {
     #[arg(long, env = "AGENTRELAY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// TLS certificate chain (PEM); with --tls-key, HQ serves https:// and wss://.
+    #[arg(long, env = "AGENTRELAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, env = "AGENTRELAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A client must send its request headers within this time.
+    #[arg(long, env = "AGENTRELAY_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
     /// Shared enrollment token runners present when they dial in (also read from RUNNER_TOKEN).
     #[arg(long, env = "AGENTRELAY_RUNNER_TOKEN", hide_env_values = true)]
     pub runner_token: Option<String>,
@@ -106,7 +118,7 @@ impl HqConfig {
     /// Whether HQ serves HTTPS itself, or sits behind a proxy that does (`--public-url https://…`);
     /// either way cookies get the `Secure` flag.
     pub fn tls_enabled(&self) -> bool {
-        self.public_url.as_deref().is_some_and(|url| url.starts_with("https://"))
+        self.tls_cert.is_some() || self.public_url.as_deref().is_some_and(|url| url.starts_with("https://"))
     }
 
     /// The runner enrollment token: the flag or `AGENTRELAY_RUNNER_TOKEN`, else plain `RUNNER_TOKEN`.

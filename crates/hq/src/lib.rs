@@ -27,7 +27,6 @@ use std::net::SocketAddr;
 
 use agentrelay_protocol::Scope;
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,7 +38,8 @@ use state::{AppState, Shared};
 
 /// A bound, not yet serving, HQ.
 pub struct Hq {
-    listener: TcpListener,
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     state: AppState,
 }
 
@@ -50,9 +50,25 @@ impl Hq {
         let runner_token = config.resolved_runner_token();
         let mut store = store::SqliteStore::open(&config.data_dir)?;
         let snapshot = store::Store::load(&mut store).context("cannot read HQ's database")?;
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                // rustls leaves the choice of crypto provider to the program; ours is ring.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let loaded = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot load the TLS certificate {} and key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?;
+                Some(loaded)
+            }
+            _ => None,
+        };
         let store = store::start_writer(Box::new(store))?;
         let tokens = tokens::Tokens::load(store.clone()).await.context("cannot read tokens")?;
         if admin_token.is_none() && !tokens.has_admin() {
@@ -82,7 +98,7 @@ impl Hq {
             tasks: TaskTracker::new(),
         });
         restore(&state, snapshot);
-        Ok(Self { listener, state })
+        Ok(Self { listener, tls, state })
     }
 
     /// The address HQ listens on (useful with port 0).
@@ -90,20 +106,40 @@ impl Hq {
         self.listener.local_addr().context("listener has no local address")
     }
 
+    /// Whether HQ serves TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Serves until `shutdown` is cancelled, then closes every connection and waits for tasks.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state.clone();
         state.tasks.spawn(refresh_tokens(state.clone()));
-        let app = api::router(state.clone());
-        let stop = shutdown.clone();
+        let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
         let forward = state.shutdown.clone();
-        let server = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                stop.cancelled().await;
-                // Socket tasks watch this token; they close their WebSockets so the server drains.
-                forward.cancel();
-            });
-        server.await.context("HTTP server failed")?;
+        let watcher = tokio::spawn(async move {
+            shutdown.cancelled().await;
+            // Socket tasks watch this token and close their WebSockets, so the server drains.
+            forward.cancel();
+            stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        });
+        let header_timeout = Some(state.config.header_timeout);
+        let served = match self.tls {
+            Some(tls) => {
+                let mut server = axum_server::from_tcp_rustls(self.listener, tls)?.handle(handle);
+                server.http_builder().http1().header_read_timeout(header_timeout);
+                server.serve(app).await
+            }
+            None => {
+                let mut server = axum_server::from_tcp(self.listener)?.handle(handle);
+                server.http_builder().http1().header_read_timeout(header_timeout);
+                server.serve(app).await
+            }
+        };
+        watcher.abort();
+        served.context("HTTP server failed")?;
         // Output logs drain what they hold, then the database catches up.
         state.tasks.close();
         state.tasks.wait().await;

@@ -47,6 +47,11 @@ pub struct RunnerConfig {
     #[arg(long, env = "AGENTRELAY_KILL_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub kill_grace: Duration,
 
+    /// A PEM file of extra CA certificates to trust for wss:// (a private CA), besides the
+    /// system's roots.
+    #[arg(long, env = "AGENTRELAY_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Log output: human or json.
     #[arg(long, env = "AGENTRELAY_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,

@@ -1,6 +1,9 @@
 //! Dialing HQ: URL building, the bearer header, buffer limits, and telling a refusal (fatal) from
 //! an unreachable HQ (retried).
 
+use std::path::Path;
+use std::sync::Arc;
+
 use agentrelay_protocol::runner::DataUp;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -31,11 +34,38 @@ pub enum DialError {
 pub struct HqEndpoint {
     base: String,
     token: String,
+    /// TLS settings for wss://: the system's roots plus any `--ca-cert`.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The system's root certificates plus those in `ca_cert`, for wss:// connections.
+pub fn tls_config(ca_cert: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A system certificate rustls cannot parse is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_cert {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|iter| iter.collect())
+            .map_err(|e| format!("cannot read --ca-cert {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("--ca-cert {} holds no PEM certificate", path.display()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 impl HqEndpoint {
-    /// Accepts `ws(s)://` or `http(s)://` base URLs.
-    pub fn new(url: &str, token: String) -> Result<Self, String> {
+    /// Accepts `ws(s)://` or `http(s)://` base URLs; `ca_cert` adds a private CA for wss://.
+    pub fn new(url: &str, token: String, ca_cert: Option<&Path>) -> Result<Self, String> {
         let url = url.trim().trim_end_matches('/');
         let base = if let Some(rest) = url.strip_prefix("http://") {
             format!("ws://{rest}")
@@ -46,7 +76,8 @@ impl HqEndpoint {
         } else {
             return Err(format!("--hq '{url}' must start with http://, https://, ws:// or wss://"));
         };
-        Ok(Self { base, token })
+        let tls = if base.starts_with("wss://") { Some(tls_config(ca_cert)?) } else { None };
+        Ok(Self { base, token, tls })
     }
 
     /// The base URL, for messages.
@@ -67,7 +98,8 @@ impl HqEndpoint {
             .read_buffer_size(16 * 1024)
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
-        match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        match tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector).await {
             Ok((socket, _)) => Ok(socket),
             Err(tungstenite::Error::Http(response))
                 if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) =>
@@ -95,9 +127,11 @@ mod tests {
     #[test]
     fn accepts_http_and_ws_urls() {
         let token = String::from("t");
-        assert_eq!(HqEndpoint::new("http://h:1/", token.clone()).expect("ok").base(), "ws://h:1");
-        assert_eq!(HqEndpoint::new("https://h", token.clone()).expect("ok").base(), "wss://h");
-        assert_eq!(HqEndpoint::new("wss://h", token.clone()).expect("ok").base(), "wss://h");
-        assert!(HqEndpoint::new("h:8080", token).is_err());
+        assert_eq!(HqEndpoint::new("http://h:1/", token.clone(), None).expect("ok").base(), "ws://h:1");
+        assert_eq!(HqEndpoint::new("https://h", token.clone(), None).expect("ok").base(), "wss://h");
+        assert_eq!(HqEndpoint::new("wss://h", token.clone(), None).expect("ok").base(), "wss://h");
+        assert!(HqEndpoint::new("h:8080", token.clone(), None).is_err());
+        let missing = HqEndpoint::new("wss://h", token, Some(Path::new("/nonexistent.pem")));
+        assert!(missing.err().expect("refused").contains("cannot read --ca-cert"));
     }
 }

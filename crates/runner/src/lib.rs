@@ -59,7 +59,8 @@ impl Runner {
         let token = config.resolved_token().ok_or_else(|| {
             RunnerError::Config("no runner token: pass --token or set RUNNER_TOKEN".to_owned())
         })?;
-        let hq = HqEndpoint::new(&config.hq, token).map_err(RunnerError::Config)?;
+        let hq =
+            HqEndpoint::new(&config.hq, token, config.ca_cert.as_deref()).map_err(RunnerError::Config)?;
         let state_dir = config.resolved_state_dir().ok_or_else(|| {
             RunnerError::Config("no state dir: pass --state-dir (HOME is not set)".to_owned())
         })?;
