@@ -188,7 +188,7 @@ async fn child_gets_term_and_session_id_but_not_the_runner_token() {
     let hq = TestHq::start().await;
     let state = tempfile::tempdir().unwrap();
     let _runner = runner_command(&hq, "envy", state.path())
-        .args(["--allow", "env"])
+        .args(["--allow", "env", "--allow-env", "LD_LIBRARY_PATH"])
         .env("AGENTRELAY_SECRET_THING", "hush")
         .spawn()
         .unwrap();
@@ -197,7 +197,7 @@ async fn child_gets_term_and_session_id_but_not_the_runner_token() {
         .start_session_with(json!({
             "runner_id": runner.id,
             "command": ["env"],
-            "env": {"GREETING": "hi", "LD_PRELOAD": "/tmp/evil.so"},
+            "env": {"GREETING": "hi", "LD_PRELOAD": "/tmp/evil.so", "LD_LIBRARY_PATH": "/opt/ok"},
         }))
         .await;
     let mut viewer = hq.attach(session.id, None).await;
@@ -208,6 +208,10 @@ async fn child_gets_term_and_session_id_but_not_the_runner_token() {
     assert!(env.contains("GREETING=hi"), "{env}");
     assert!(!env.contains(RUNNER_TOKEN) && !env.contains("RUNNER_TOKEN"), "{env}");
     assert!(!env.contains("hush") && !env.contains("LD_PRELOAD"), "{env}");
+    assert!(
+        env.contains("LD_LIBRARY_PATH=/opt/ok"),
+        "--allow-env lets a named loader variable through: {env}"
+    );
 }
 
 #[tokio::test]

@@ -43,6 +43,11 @@ pub struct RunnerConfig {
     #[arg(long = "allow", env = "AGENTRELAY_ALLOW", value_delimiter = ',')]
     pub allow: Vec<String>,
 
+    /// A loader variable (LD_PRELOAD, LD_LIBRARY_PATH, …) that sessions may set (repeatable);
+    /// others are dropped from requested environments.
+    #[arg(long = "allow-env", env = "AGENTRELAY_ALLOW_ENV", value_delimiter = ',')]
+    pub allow_env: Vec<String>,
+
     /// Time between the hang-up and the kill when a session is ended.
     #[arg(long, env = "AGENTRELAY_KILL_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub kill_grace: Duration,

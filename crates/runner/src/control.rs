@@ -146,7 +146,7 @@ impl Runner {
                 self.config.allow.join(", ")
             ));
         }
-        let process = match pty::spawn(&start) {
+        let process = match pty::spawn(&start, &self.config.allow_env) {
             Ok(process) => process,
             Err(e) => return failed(format!("{e:#}")),
         };

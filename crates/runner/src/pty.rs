@@ -49,8 +49,9 @@ pub struct Process {
     group: Pid,
 }
 
-/// Spawns `start.command` in a new PTY of the requested size.
-pub fn spawn(start: &StartSession) -> anyhow::Result<Process> {
+/// Spawns `start.command` in a new PTY of the requested size; `allowed_env` lists loader
+/// variables the operator lets through.
+pub fn spawn(start: &StartSession, allowed_env: &[String]) -> anyhow::Result<Process> {
     use anyhow::Context;
     let (pty, pts) = pty_process::open().context("cannot open a PTY")?;
     pty.resize(Size::new(start.size.rows, start.size.cols)).context("cannot size the PTY")?;
@@ -59,7 +60,7 @@ pub fn spawn(start: &StartSession) -> anyhow::Result<Process> {
     for key in secret_variables() {
         command = command.env_remove(key);
     }
-    for (key, value) in requested_env(&start.env) {
+    for (key, value) in requested_env(&start.env, allowed_env) {
         command = command.env(key, value);
     }
     command =
@@ -81,12 +82,17 @@ fn secret_variables() -> Vec<String> {
         .collect()
 }
 
-/// The requested env minus loader-hijacking variables and our own names.
-fn requested_env(env: &BTreeMap<String, String>) -> impl Iterator<Item = (&String, &String)> {
-    env.iter().filter(|(key, _)| {
-        let refused = LOADER_VARIABLES.contains(&key.as_str())
-            || key.starts_with("AGENTRELAY_")
-            || *key == "RUNNER_TOKEN";
+/// The requested env minus our own names and loader-hijacking variables (unless `--allow-env`
+/// names them).
+fn requested_env<'a>(
+    env: &'a BTreeMap<String, String>,
+    allowed: &'a [String],
+) -> impl Iterator<Item = (&'a String, &'a String)> {
+    env.iter().filter(move |(key, _)| {
+        let loader =
+            LOADER_VARIABLES.contains(&key.as_str()) || key.starts_with("LD_") || key.starts_with("DYLD_");
+        let refused =
+            (loader && !allowed.contains(key)) || key.starts_with("AGENTRELAY_") || *key == "RUNNER_TOKEN";
         if refused {
             tracing::warn!(variable = %key, "dropping a requested environment variable");
         }
