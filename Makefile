@@ -4,7 +4,7 @@ CARGO ?= cargo
 NPM ?= npm
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run build web web-deps test test-deps test-rust test-web lint fmt clean
+.PHONY: run build web web-deps test test-deps test-rust test-web test-bench bench lint fmt clean
 
 ## run: build everything and start HQ with a local runner (prints the URL and how to log in)
 run: build
@@ -24,7 +24,7 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 	@touch $@
 
 ## test: install what the tests need, then run every test
-test: test-deps web test-rust test-web
+test: test-deps web test-rust test-web test-bench
 
 test-deps: web-deps
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
@@ -42,6 +42,15 @@ test-rust:
 test-web: web-deps
 	cd web && $(NPM) test
 	cd web && CHROMIUM_PATH=$(CHROMIUM) $(NPM) run e2e
+
+# The benchmark in quick mode, only to prove it still runs (debug build, no thresholds).
+test-bench:
+	BENCH_QUICK=1 target/debug/agentrelay-bench --out target/bench-quick.json
+
+## bench: release build, then the full benchmark (prints a table, writes target/bench.json)
+bench: build
+	$(CARGO) build --release -p agentrelay-bench
+	target/release/agentrelay-bench --out target/bench.json
 
 ## lint: formatting, clippy and the web linters, as before each commit
 lint: web-deps

@@ -127,13 +127,18 @@ impl Hq {
         });
         let header_timeout = Some(state.config.header_timeout);
         let served = match self.tls {
+            // TCP_NODELAY on every accepted socket: a keystroke's echo must not wait for Nagle.
             Some(tls) => {
-                let mut server = axum_server::from_tcp_rustls(self.listener, tls)?.handle(handle);
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                let mut server = axum_server::from_tcp(self.listener)?.acceptor(acceptor).handle(handle);
                 server.http_builder().http1().header_read_timeout(header_timeout);
                 server.serve(app).await
             }
             None => {
-                let mut server = axum_server::from_tcp(self.listener)?.handle(handle);
+                let mut server = axum_server::from_tcp(self.listener)?
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new())
+                    .handle(handle);
                 server.http_builder().http1().header_read_timeout(header_timeout);
                 server.serve(app).await
             }

@@ -7,7 +7,9 @@ use agentrelay_hq::{Hq, HqConfig};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
+// One thread: a keystroke's echo crosses fewer thread wake-ups (measured by `make bench`, see
+// docs/performance.md); disk writes and big terminal-model chunks go to the blocking pool.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = HqConfig::parse();
     init_logging(&config.log_format);

@@ -18,6 +18,8 @@ use crate::session::Session;
 
 /// Scrollback lines the model keeps (and a snapshot replays); bounds its memory per session.
 const SCROLLBACK: usize = 500;
+/// Chunks up to this size are parsed in place; larger ones on the blocking pool.
+const INLINE_FEED: usize = 4 * 1024;
 /// Largest read when catching up.
 const FEED_CHUNK: usize = 64 * 1024;
 /// How far the model may fall behind before it skips ahead: a burst larger than this has
@@ -149,6 +151,14 @@ pub async fn follow(session: Arc<Session>, model: Arc<TerminalModel>, shutdown: 
             }
             let offset = model.offset();
             match session.read_output(offset, FEED_CHUNK).await {
+                // Big chunks are parsed off the runtime: HQ runs one thread, and forwarding
+                // must not wait for the model.
+                Read::Data(bytes) if bytes.len() > INLINE_FEED => {
+                    let model = model.clone();
+                    if tokio::task::spawn_blocking(move || model.feed(&bytes)).await.is_err() {
+                        return;
+                    }
+                }
                 Read::Data(bytes) => model.feed(&bytes),
                 Read::Gap { to, .. } => {
                     // The bytes are gone: the model starts over from what comes next.

@@ -6,7 +6,9 @@ use agentrelay_runner::{Runner, RunnerConfig};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
+// One thread: a keystroke's echo crosses fewer thread wake-ups (measured by `make bench`, see
+// docs/performance.md), and a runner's work is I/O, never compute.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = RunnerConfig::parse();
     init_logging(&config.log_format);

@@ -1,0 +1,125 @@
+//! `make bench`: measures AgentRelay (release HQ and runner on loopback) next to a raw local PTY
+//! in the same run, prints a table and writes JSON. `BENCH_QUICK=1` runs tiny sizes, only to
+//! prove the benchmark still works; its numbers mean nothing.
+//!
+//! `agentrelay-bench tick <ms>` is the load generator for the scale run: one process that prints
+//! a line every `ms` milliseconds (no shell, no `sleep` processes).
+
+mod raw;
+mod scenarios;
+mod stack;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// Sizes for one run.
+pub(crate) struct Plan {
+    pub(crate) quick: bool,
+    pub(crate) throughput_bytes: u64,
+    pub(crate) pairs: usize,
+    pub(crate) echo_samples: usize,
+    pub(crate) starts: usize,
+    pub(crate) scale_sessions: usize,
+    pub(crate) scale_window: Duration,
+    pub(crate) idle_runners: usize,
+    pub(crate) slow_bytes: u64,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                quick,
+                throughput_bytes: 4 << 20,
+                pairs: 1,
+                echo_samples: 200,
+                starts: 10,
+                scale_sessions: 10,
+                scale_window: Duration::from_secs(1),
+                idle_runners: 50,
+                slow_bytes: 8 << 20,
+            }
+        } else {
+            Self {
+                quick,
+                throughput_bytes: 200_000_000,
+                pairs: 5,
+                echo_samples: 5000,
+                starts: 200,
+                scale_sessions: 1000,
+                scale_window: Duration::from_secs(10),
+                idle_runners: 10_000,
+                slow_bytes: 200_000_000,
+            }
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("tick") {
+        let every = args.get(2).and_then(|ms| ms.parse().ok()).unwrap_or(100);
+        scenarios::tick(Duration::from_millis(every));
+    }
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).cloned();
+    raise_fd_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("agentrelay-bench: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(Plan::new(quick))) {
+        Ok(results) => {
+            let path = out.unwrap_or_else(|| "target/bench.json".to_owned());
+            match std::fs::write(&path, serde_json::to_string_pretty(&results).unwrap_or_default()) {
+                Ok(()) => println!("\nwrote {path}"),
+                Err(error) => eprintln!("agentrelay-bench: cannot write {path}: {error}"),
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("agentrelay-bench: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(plan: Plan) -> anyhow::Result<Value> {
+    println!(
+        "AgentRelay benchmark ({} mode) on {} cores",
+        if plan.quick { "quick" } else { "full" },
+        cores()
+    );
+    let throughput = scenarios::throughput(&plan).await?;
+    let echo = scenarios::echo(&plan).await?;
+    let start = scenarios::session_start(&plan).await?;
+    let scale = scenarios::scale(&plan).await?;
+    let idle = scenarios::idle_runners(&plan).await?;
+    let slow = scenarios::slow_viewer(&plan).await?;
+    Ok(json!({
+        "quick": plan.quick,
+        "cores": cores(),
+        "throughput": throughput,
+        "echo": echo,
+        "session_start": start,
+        "scale": scale,
+        "idle_runners": idle,
+        "slow_viewer": slow,
+    }))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Thousands of sockets need thousands of descriptors.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}

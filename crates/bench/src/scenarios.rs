@@ -1,0 +1,310 @@
+//! The measurements, each printing its rows and returning its JSON.
+
+use std::time::{Duration, Instant};
+
+use agentrelay_protocol::PROTOCOL_VERSION;
+use agentrelay_protocol::runner::{Hello, HqMessage, RunnerMessage};
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::Plan;
+use crate::raw;
+use crate::stack::{self, Stack, cpu_ticks, memory_kib, ticks_per_second};
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// The value at quantile `q` of sorted durations.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Throughput: `cat` of a text file, raw PTY read loop vs process → runner → HQ → viewer.
+pub(crate) async fn throughput(plan: &Plan) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let file = stack::text_file(dir.path(), plan.throughput_bytes)?;
+    let file = file.to_str().context("temp path is not UTF-8")?.to_owned();
+    let stack = Stack::start(&[]).await?;
+    let mut ratios = Vec::new();
+    let mut pairs = Vec::new();
+    for _ in 0..plan.pairs {
+        let (raw_bytes, raw_time) = raw::pty_read_all(&["cat", &file]).await?;
+        let started = Instant::now();
+        let id = stack.start_session(&["cat", &file]).await?;
+        let mut viewer = stack.attach(&id).await?;
+        let relayed = stack::drain_to_exit(&mut viewer).await?;
+        let relay_time = started.elapsed();
+        if relayed != raw_bytes {
+            bail!("relayed {relayed} bytes but the PTY produced {raw_bytes}");
+        }
+        let raw_rate = raw_bytes as f64 / raw_time.as_secs_f64();
+        let relay_rate = relayed as f64 / relay_time.as_secs_f64();
+        ratios.push(relay_rate / raw_rate);
+        pairs.push(json!({"raw_bytes_per_s": raw_rate, "relay_bytes_per_s": relay_rate, "bytes": relayed}));
+    }
+    let ratio = median(&mut ratios);
+    println!("\nthroughput ({} MB, {} interleaved pairs)", plan.throughput_bytes / 1_000_000, plan.pairs);
+    for (i, p) in pairs.iter().enumerate() {
+        println!(
+            "  pair {i}: raw PTY {:>8.1} MB/s   AgentRelay {:>8.1} MB/s   bytes {}",
+            p["raw_bytes_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+            p["relay_bytes_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+            p["bytes"]
+        );
+    }
+    println!("  median ratio: {:.1} % of raw (target ≥ 90 %), every byte delivered", ratio * 100.0);
+    Ok(json!({"pairs": pairs, "median_ratio": ratio}))
+}
+
+/// Keystroke echo: one byte through viewer → HQ → runner → PTY and back, against the floor.
+pub(crate) async fn echo(plan: &Plan) -> anyhow::Result<Value> {
+    let stack = Stack::start(&[]).await?;
+    let id = stack.start_session(&["sh", "-c", raw::ECHO_PROGRAM]).await?;
+    let mut viewer = stack.attach(&id).await?;
+    // Start measuring once the terminal is raw and `cat` runs.
+    let mut seen = Vec::new();
+    while !seen.ends_with(raw::READY) {
+        match tokio::time::timeout(Duration::from_secs(10), viewer.next()).await? {
+            Some(Ok(Message::Binary(bytes))) => seen.extend_from_slice(&bytes),
+            Some(Ok(_)) => continue,
+            other => bail!("the echo program did not start: {other:?}"),
+        }
+    }
+    let mut relay = Vec::with_capacity(plan.echo_samples);
+    for i in 0..plan.echo_samples {
+        let byte = [b'a' + (i % 26) as u8];
+        let start = Instant::now();
+        viewer.send(Message::Binary(Bytes::copy_from_slice(&byte))).await?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), viewer.next()).await? {
+                Some(Ok(Message::Binary(bytes))) if bytes.as_ref() == byte => break,
+                Some(Ok(_)) => continue,
+                other => bail!("echo failed: {other:?}"),
+            }
+        }
+        relay.push(start.elapsed());
+    }
+    let mut pty = raw::pty_echo(plan.echo_samples).await?;
+    let mut tcp = raw::tcp_round_trips(plan.echo_samples).await?;
+    for list in [&mut relay, &mut pty, &mut tcp] {
+        list.sort();
+    }
+    let row = |name: &str, list: &[Duration]| {
+        println!(
+            "  {name:<28} p50 {:>7.1} µs   p99 {:>7.1} µs   p999 {:>7.1} µs",
+            micros(quantile(list, 0.5)),
+            micros(quantile(list, 0.99)),
+            micros(quantile(list, 0.999))
+        );
+    };
+    println!("\nkeystroke echo ({} samples)", plan.echo_samples);
+    row("AgentRelay (2 hops)", &relay);
+    row("raw PTY", &pty);
+    row("loopback TCP round trip", &tcp);
+    let floor50 = quantile(&pty, 0.5) + 2 * quantile(&tcp, 0.5);
+    let floor99 = quantile(&pty, 0.99) + 2 * quantile(&tcp, 0.99);
+    let over50 = micros(quantile(&relay, 0.5)) - micros(floor50);
+    let over99 = micros(quantile(&relay, 0.99)) - micros(floor99);
+    println!(
+        "  floor (PTY + 2 TCP)          p50 {:>7.1} µs   p99 {:>7.1} µs",
+        micros(floor50),
+        micros(floor99)
+    );
+    println!("  over the floor: p50 {over50:+.1} µs (target ≤ +100), p99 {over99:+.1} µs (target ≤ +300)");
+    let stats = |list: &[Duration]| json!({"p50_us": micros(quantile(list, 0.5)), "p99_us": micros(quantile(list, 0.99)), "p999_us": micros(quantile(list, 0.999))});
+    Ok(json!({
+        "relay": stats(&relay), "raw_pty": stats(&pty), "tcp_round_trip": stats(&tcp),
+        "floor_p50_us": micros(floor50), "floor_p99_us": micros(floor99),
+        "over_floor_p50_us": over50, "over_floor_p99_us": over99,
+    }))
+}
+
+/// Session start: `POST /api/sessions` to the first output byte at a viewer.
+pub(crate) async fn session_start(plan: &Plan) -> anyhow::Result<Value> {
+    let stack = Stack::start(&[]).await?;
+    let mut times = Vec::with_capacity(plan.starts);
+    for _ in 0..plan.starts {
+        let start = Instant::now();
+        let id = stack.start_session(&["echo", "x"]).await?;
+        let mut viewer = stack.attach(&id).await?;
+        loop {
+            match viewer.next().await {
+                Some(Ok(Message::Binary(_))) => break,
+                Some(Ok(_)) => continue,
+                other => bail!("no output: {other:?}"),
+            }
+        }
+        times.push(start.elapsed());
+        stack::drain_to_exit(&mut viewer).await?;
+    }
+    times.sort();
+    let (p50, p99) = (quantile(&times, 0.5), quantile(&times, 0.99));
+    println!(
+        "\nsession start ({} sessions): p50 {:.2} ms, p99 {:.2} ms (target p99 ≤ 50 ms)",
+        plan.starts,
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    Ok(json!({"p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3}))
+}
+
+/// The load generator: a line every `every`, forever.
+pub(crate) fn tick(every: Duration) -> ! {
+    use std::io::Write;
+    let mut n = 0u64;
+    let stdout = std::io::stdout();
+    loop {
+        let _ = writeln!(stdout.lock(), "tick {n} the quick brown fox");
+        n += 1;
+        std::thread::sleep(every);
+    }
+}
+
+/// Many live sessions, each printing a line every 100 ms to its own viewer: HQ and runner CPU
+/// and memory.
+pub(crate) async fn scale(plan: &Plan) -> anyhow::Result<Value> {
+    let stack = Stack::start(&["--max-sessions-per-runner", "100000"]).await?;
+    let me = std::env::current_exe()?;
+    let me = me.to_str().context("path is not UTF-8")?.to_owned();
+    let (hq_idle, _) = memory_kib(stack.hq_pid());
+    let mut readers = Vec::new();
+    for _ in 0..plan.scale_sessions {
+        let id = stack.start_session(&[&me, "tick", "100"]).await?;
+        let mut viewer = stack.attach(&id).await?;
+        readers.push(tokio::spawn(async move { while let Some(Ok(_)) = viewer.next().await {} }));
+    }
+    // Let every session reach its steady state, then measure a window.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (hq0, runner0) = (cpu_ticks(stack.hq_pid()), cpu_ticks(stack.runner_pid()));
+    let window = Instant::now();
+    tokio::time::sleep(plan.scale_window).await;
+    let seconds = window.elapsed().as_secs_f64();
+    let hz = ticks_per_second();
+    let hq_cpu = (cpu_ticks(stack.hq_pid()) - hq0) as f64 / hz / seconds * 100.0;
+    let runner_cpu = (cpu_ticks(stack.runner_pid()) - runner0) as f64 / hz / seconds * 100.0;
+    let (hq_rss, _) = memory_kib(stack.hq_pid());
+    let (runner_rss, _) = memory_kib(stack.runner_pid());
+    let per_session = (hq_rss.saturating_sub(hq_idle)) as f64 / plan.scale_sessions as f64;
+    println!("\nscale: {} live sessions, a line every 100 ms each, one viewer each", plan.scale_sessions);
+    println!(
+        "  HQ     CPU {hq_cpu:>6.1} % of one core (target < 100 %)   RSS {:>8.1} MiB ({per_session:.1} KiB per session incl. ring use)",
+        hq_rss as f64 / 1024.0
+    );
+    println!(
+        "  runner CPU {runner_cpu:>6.1} % of one core                     RSS {:>8.1} MiB",
+        runner_rss as f64 / 1024.0
+    );
+    for reader in readers {
+        reader.abort();
+    }
+    Ok(json!({
+        "sessions": plan.scale_sessions, "hq_cpu_percent": hq_cpu, "runner_cpu_percent": runner_cpu,
+        "hq_rss_kib": hq_rss, "runner_rss_kib": runner_rss, "hq_kib_per_session": per_session,
+    }))
+}
+
+/// Idle runner connections from a simulator that speaks the runner protocol: HQ memory per runner.
+pub(crate) async fn idle_runners(plan: &Plan) -> anyhow::Result<Value> {
+    let stack = Stack::start(&[]).await?;
+    let (before, _) = memory_kib(stack.hq_pid());
+    let addr = stack.addr.clone();
+    let mut connections = Vec::with_capacity(plan.idle_runners);
+    let started = Instant::now();
+    let batches: Vec<Vec<usize>> =
+        (0..plan.idle_runners).collect::<Vec<_>>().chunks(200).map(<[usize]>::to_vec).collect();
+    for batch in batches {
+        let opened =
+            futures_util::future::join_all(batch.into_iter().map(|i| simulated_runner(addr.clone(), i)))
+                .await;
+        for socket in opened {
+            connections.push(socket?);
+        }
+    }
+    let connect_time = started.elapsed();
+    let online = stack
+        .get("/api/runners")
+        .await?
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|r| r["status"] == "online").count());
+    let (after, _) = memory_kib(stack.hq_pid());
+    let per_runner = (after.saturating_sub(before)) as f64 / plan.idle_runners as f64;
+    println!(
+        "\nidle runners: {} simulated connections ({} online) in {:.1} s; HQ RSS {:.1} → {:.1} MiB, {per_runner:.1} KiB per runner (target ≤ 20)",
+        plan.idle_runners,
+        online,
+        connect_time.as_secs_f64(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+    drop(connections);
+    Ok(
+        json!({"runners": plan.idle_runners, "online": online, "hq_rss_before_kib": before, "hq_rss_after_kib": after, "hq_kib_per_runner": per_runner}),
+    )
+}
+
+/// One simulated runner: dials, says hello, waits for the welcome, then keeps the socket.
+/// (The benchmark ends long before HQ's 15 s heartbeat timeout.)
+async fn simulated_runner(addr: String, index: usize) -> anyhow::Result<stack::Socket> {
+    let mut request = format!("ws://{addr}/api/v1/ws/register").into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", HeaderValue::from_str(&format!("Bearer {}", stack::RUNNER))?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let hello = Hello {
+        id: uuid::Uuid::now_v7(),
+        name: format!("sim-{index}"),
+        labels: Default::default(),
+        hostname: "sim".into(),
+        os: "linux/x86_64".into(),
+        version: "bench".into(),
+        protocol_version: PROTOCOL_VERSION,
+        presets: vec![],
+        sessions: vec![],
+    };
+    socket.send(Message::text(serde_json::to_string(&RunnerMessage::Hello(hello))?)).await?;
+    match socket.next().await {
+        Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str())? {
+            HqMessage::Welcome(_) => Ok(socket),
+            other => bail!("refused: {other:?}"),
+        },
+        other => bail!("no welcome: {other:?}"),
+    }
+}
+
+/// A viewer that reads nothing while a session writes a lot: HQ's memory stays bounded.
+pub(crate) async fn slow_viewer(plan: &Plan) -> anyhow::Result<Value> {
+    let stack = Stack::start(&[]).await?;
+    let (before, _) = memory_kib(stack.hq_pid());
+    let command = format!("head -c {} /dev/zero | tr '\\0' x", plan.slow_bytes);
+    let id = stack.start_session(&["sh", "-c", &command]).await?;
+    let _stalled = stack.attach(&id).await?;
+    let mut reader = stack.attach(&id).await?;
+    let started = Instant::now();
+    let bytes = stack::drain_to_exit(&mut reader).await?;
+    let elapsed = started.elapsed();
+    let (_, peak) = memory_kib(stack.hq_pid());
+    println!(
+        "\nslow viewer: {} MB written while one viewer read nothing; the other got {} bytes at {:.1} MB/s; HQ RSS {:.1} MiB at rest, peak {:.1} MiB",
+        plan.slow_bytes / 1_000_000,
+        bytes,
+        bytes as f64 / elapsed.as_secs_f64() / 1e6,
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    Ok(json!({"bytes": bytes, "hq_rss_before_kib": before, "hq_peak_kib": peak}))
+}
