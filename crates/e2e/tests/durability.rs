@@ -337,3 +337,18 @@ async fn a_restarted_runner_comes_back_with_its_id_and_its_dead_sessions_are_los
         other => panic!("expected session_lost, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slower_hq_slows_the_process_down_instead_of_losing_output() {
+    // Tiny buffers on both hops: while HQ is connected, the only way to keep every byte is flow
+    // control back to the process.
+    let hq = TestHq::start_with(&["--ring-size", "16KiB"]).await;
+    let runner = TestRunner::start_with(&hq, "throttled", &["--buffer-size", "16KiB"]).await;
+    let session = hq.start_session(runner.id, &["seq", "1", "2000000"]).await;
+    let mut viewer = hq.attach(session.id, None).await;
+    viewer.read_to_exit().await.unwrap();
+    assert!(viewer.controls.iter().all(|f| !matches!(f, ServerFrame::Gap(_))), "{:?}", viewer.controls);
+    let expected: usize = (1..=2_000_000u32).map(|n| n.to_string().len() + 2).sum();
+    assert_eq!(viewer.output.len(), expected);
+    assert!(viewer.text().ends_with("\r\n2000000\r\n"));
+}

@@ -48,7 +48,10 @@ pub async fn stream(
             backoff.reset();
             pump(socket, runner_id, &session).await.map_err(|e| DialError::Unreachable(format!("{e:#}")))
         };
-        match attempt.await {
+        let ended = attempt.await;
+        // Disconnected: the ring may drop old bytes again rather than stall the process.
+        session.mark_sent(None);
+        match ended {
             Ok(Ended::Delivered) => break,
             Ok(Ended::Interrupted) => tracing::debug!(session = %session.id, "data connection interrupted"),
             Err(e) => tracing::debug!(session = %session.id, error = %e, "data connection failed"),
@@ -70,6 +73,7 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
         .await
         .context("no resume in time")??;
     let mut offset = from.min(end);
+    session.mark_sent(Some(offset));
     let mut progress = session.subscribe();
     let mut exit_sent = false;
     loop {
@@ -78,11 +82,13 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
                 Read::Data(bytes) => {
                     offset += bytes.len() as u64;
                     socket.send(Message::Binary(bytes)).await?;
+                    session.mark_sent(Some(offset));
                 }
                 Read::Gap { from, to } => {
                     tracing::warn!(session = %session.id, from, to, "output outgrew the buffer during the outage");
                     socket.send(data_frame(&DataUp::Gap(Gap { from, to }))).await?;
                     offset = to;
+                    session.mark_sent(Some(offset));
                 }
                 Read::CaughtUp => break,
             }

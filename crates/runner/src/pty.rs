@@ -124,7 +124,10 @@ pub async fn run(
     let mut shutting_down = false;
     while !(eof && exit.is_some()) {
         tokio::select! {
-            read = reader.read_buf(&mut buf), if !eof => match read {
+            // Flow control: while HQ is connected but slower than the process, stop reading; the
+            // PTY's own buffer then blocks the process's writes.
+            _ = session.wait_for_room(), if !eof && session.is_full() => {}
+            read = reader.read_buf(&mut buf), if !eof && !session.is_full() => match read {
                 Ok(0) => eof = true,
                 Ok(_) => {
                     session.push_output(buf.split().freeze());

@@ -8,7 +8,7 @@ use agentrelay_protocol::runner::LiveSession;
 use agentrelay_protocol::{ExitStatus, TermSize};
 use agentrelay_ring::{OutputRing, Read};
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use uuid::Uuid;
 
 /// An order for a session's PTY, in the order HQ sent it.
@@ -41,6 +41,8 @@ pub struct Session {
     progress: watch::Sender<Progress>,
     /// Orders for the PTY task; the data connection sends. Closes when the PTY task ends.
     orders: mpsc::Sender<PtyOrder>,
+    /// Signalled when the data connection has sent more (or dropped), freeing ring space.
+    room: Notify,
 }
 
 impl Session {
@@ -52,6 +54,7 @@ impl Session {
             output: Mutex::new(OutputRing::new(buffer_size)),
             progress: watch::Sender::new(Progress { end: 0, exit: None }),
             orders,
+            room: Notify::new(),
         };
         (Arc::new(session), rx)
     }
@@ -64,6 +67,30 @@ impl Session {
             ring.end()
         };
         self.progress.send_modify(|p| p.end = end);
+    }
+
+    /// While HQ is connected, output not yet sent stays in the ring and the PTY reader waits for
+    /// room (flow control back to the process); `None` (no connection) lets the ring drop the
+    /// oldest bytes instead, so an outage never stops the process.
+    pub fn mark_sent(&self, offset: Option<u64>) {
+        lock(&self.output).pin_at(offset);
+        self.room.notify_waiters();
+    }
+
+    /// Whether unsent output fills the ring.
+    pub fn is_full(&self) -> bool {
+        lock(&self.output).is_over_capacity()
+    }
+
+    /// Waits until the ring has room again.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let room = self.room.notified();
+            if !self.is_full() {
+                return;
+            }
+            room.await;
+        }
     }
 
     /// Records the exit; call only after the last output byte was pushed.
