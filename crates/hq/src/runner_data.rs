@@ -22,6 +22,9 @@ use crate::error::AppError;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
 
+/// Read buffer per data connection.
+pub(crate) const SOCKET_BUFFER: usize = 8 * 1024;
+
 /// How long a runner may take to send `open`.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,6 +39,9 @@ pub async fn upgrade(
     let principal = runner_principal(&state, &headers, Some(address))?;
     let session = find(&state, &id)?;
     let span = tracing::info_span!("session", id = %session.id);
+    // tungstenite's default 128 KiB read and write buffers per socket would dominate a session's
+    // memory; frames are written (and flushed) one at a time anyway.
+    let ws = ws.read_buffer_size(SOCKET_BUFFER).write_buffer_size(0);
     Ok(ws.max_message_size(state.config.max_frame_size).on_upgrade(move |socket| {
         async move {
             if let Err(error) = serve(state, session, socket, principal).await {

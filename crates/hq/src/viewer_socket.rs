@@ -61,6 +61,7 @@ pub async fn upgrade(
     );
     let span = tracing::info_span!("viewer", session = %session.id);
     let limit = state.config.max_frame_size;
+    let ws = ws.read_buffer_size(crate::runner_data::SOCKET_BUFFER).write_buffer_size(0);
     Ok(ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
         async move {
             let _seat = seat;
