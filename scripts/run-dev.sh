@@ -41,10 +41,10 @@ pids+=($!)
 cat <<MSG
 
   AgentRelay HQ is running at $url
-  Admin token (also in $dev/admin-token):
+  Open it in a browser and paste this admin token into "Access token" (also in $dev/admin-token):
     $admin_token
 
-  Try it:
+  Or use the API:
     export AGENTRELAY_TOKEN=\$(cat $dev/admin-token)
     curl -s -H "Authorization: Bearer \$AGENTRELAY_TOKEN" $url/api/runners
     curl -s -H "Authorization: Bearer \$AGENTRELAY_TOKEN" -H 'content-type: application/json' \\
