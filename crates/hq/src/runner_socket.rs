@@ -63,29 +63,13 @@ async fn serve(state: AppState, mut socket: WebSocket, principal: Principal) -> 
             "runner speaks protocol {} but this HQ accepts {MIN_PROTOCOL_VERSION}–{PROTOCOL_VERSION}; upgrade the runner",
             hello.protocol_version
         );
-        refuse(&mut socket, "protocol_version", &message).await;
-        audit::record(
-            &state,
-            Some(&hello.name),
-            "runner.refused",
-            Some(hello.id.to_string()),
-            principal.address,
-            Some(message.clone()),
-        );
+        refuse_runner(&state, &mut socket, &hello, &principal, "protocol_version", &message).await;
         bail!(message);
     }
     let registration = match state.registry.connect(&hello) {
         Ok(registration) => registration,
         Err(refusal) => {
-            refuse(&mut socket, "name_taken", &refusal.to_string()).await;
-            audit::record(
-                &state,
-                Some(&hello.name),
-                "runner.refused",
-                Some(hello.id.to_string()),
-                principal.address,
-                Some(refusal.to_string()),
-            );
+            refuse_runner(&state, &mut socket, &hello, &principal, "name_taken", &refusal.to_string()).await;
             bail!(refusal);
         }
     };
@@ -128,6 +112,27 @@ async fn read_hello(socket: &mut WebSocket) -> anyhow::Result<Hello> {
             None => bail!("closed before hello"),
         }
     }
+}
+
+/// Refuses a runner that said hello, and audits it.
+async fn refuse_runner(
+    state: &AppState,
+    socket: &mut WebSocket,
+    hello: &Hello,
+    principal: &Principal,
+    code: &str,
+    message: &str,
+) {
+    refuse(socket, code, message).await;
+    let target = Some(hello.id.to_string());
+    audit::record(
+        state,
+        Some(&hello.name),
+        "runner.refused",
+        target,
+        principal.address,
+        Some(message.to_owned()),
+    );
 }
 
 async fn refuse(socket: &mut WebSocket, code: &str, message: &str) {
