@@ -345,7 +345,8 @@ async fn a_slower_hq_slows_the_process_down_instead_of_losing_output() {
     let hq = TestHq::start_with(&["--ring-size", "16KiB"]).await;
     let runner = TestRunner::start_with(&hq, "throttled", &["--buffer-size", "16KiB"]).await;
     let session = hq.start_session(runner.id, &["seq", "1", "2000000"]).await;
-    let mut viewer = hq.attach(session.id, None).await;
+    // `from=0` asks for the bytes themselves (without it, a late viewer may get a snapshot).
+    let mut viewer = hq.attach(session.id, Some(0)).await;
     viewer.read_to_exit().await.unwrap();
     assert!(viewer.controls.iter().all(|f| !matches!(f, ServerFrame::Gap(_))), "{:?}", viewer.controls);
     let expected: usize = (1..=2_000_000u32).map(|n| n.to_string().len() + 2).sum();

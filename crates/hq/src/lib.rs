@@ -219,8 +219,6 @@ fn restore(state: &AppState, snapshot: store::Snapshot) {
         state.sessions.insert(session.clone());
         if live {
             waiting_runners.insert(session.runner_id);
-            let model = session.start_model();
-            state.tasks.spawn(terminal_model::follow(session.clone(), model, state.shutdown.clone()));
             state.tasks.spawn(session.persist(state.shutdown.clone()));
         }
     }

@@ -98,6 +98,8 @@ pub struct Session {
     model: Mutex<Option<Arc<TerminalModel>>>,
     /// Viewers attached now.
     viewers: Arc<std::sync::atomic::AtomicUsize>,
+    /// The PTY's current size, as last requested.
+    size: Mutex<TermSize>,
 }
 
 /// A viewer's place in a session; the count goes down when it is dropped.
@@ -122,7 +124,6 @@ impl Session {
         events: EventBus,
         log: Option<Arc<OutputLog>>,
     ) -> Self {
-        let model = Some(Arc::new(TerminalModel::new(size)));
         let view = SessionView {
             id,
             runner_id,
@@ -137,7 +138,6 @@ impl Session {
             output_bytes: 0,
         };
         let session = Self::restore(view, ring_size, events, log);
-        *lock(&session.model) = model;
         session.note_resize(size);
         session
     }
@@ -154,6 +154,8 @@ impl Session {
         let exit = (view.status == SessionStatus::Exited)
             .then(|| ExitStatus { code: view.exit_code, signal: view.signal.clone() });
         let lifecycle = Lifecycle { status: view.status, exit, error: view.error, ended_at: view.ended_at };
+        let size = log.as_ref().and_then(|log| log.last_size());
+        let size = size.map_or(TermSize::DEFAULT, |(rows, cols)| TermSize { rows, cols });
         let mut ring = OutputRing::starting_at(end, ring_size);
         // Nothing leaves the ring before it is in the log.
         ring.pin_at(log.as_ref().map(|_| end));
@@ -174,6 +176,7 @@ impl Session {
             persisted: watch::Sender::new(end),
             model: Mutex::new(None),
             viewers: Arc::default(),
+            size: Mutex::new(size),
         }
     }
 
@@ -186,18 +189,22 @@ impl Session {
         Some(ViewerSeat(self.viewers.clone()))
     }
 
-    /// Gives a restored live session a terminal model, replayed from its log by [`follow`].
+    /// The terminal model of a live session, created on first use (the first viewer that needs
+    /// a snapshot): `true` when it is new and needs a [`follow`] task to feed it. A session no
+    /// viewer attaches to late never pays for one.
     ///
     /// [`follow`]: crate::terminal_model::follow
-    pub fn start_model(&self) -> Arc<TerminalModel> {
-        let size = self.log.as_ref().and_then(|log| log.last_size());
-        let size = size.map_or(TermSize::DEFAULT, |(rows, cols)| TermSize { rows, cols });
-        lock(&self.model).get_or_insert_with(|| Arc::new(TerminalModel::new(size))).clone()
-    }
-
-    /// The terminal model, while the session is live.
-    pub fn model(&self) -> Option<Arc<TerminalModel>> {
-        lock(&self.model).clone()
+    pub fn start_model(&self) -> Option<(Arc<TerminalModel>, bool)> {
+        if self.status().is_final() {
+            return None;
+        }
+        let mut model = lock(&self.model);
+        if let Some(existing) = model.as_ref() {
+            return Some((existing.clone(), false));
+        }
+        let created = Arc::new(TerminalModel::new(*lock(&self.size)));
+        *model = Some(created.clone());
+        Some((created, true))
     }
 
     /// Whether the output has outgrown the in-memory ring: past that, a new viewer gets a
@@ -324,6 +331,7 @@ impl Session {
 
     /// Records a resize in the recording's timeline and the terminal model.
     pub fn note_resize(&self, size: TermSize) {
+        *lock(&self.size) = size;
         if let Some(model) = lock(&self.model).as_ref() {
             model.note_resize(self.progress.borrow().end, size);
         }

@@ -1,6 +1,7 @@
 //! A headless terminal per live session (the `vt100` crate), fed off the data path by its own
 //! task, so a viewer attaching to a long session gets the current screen (alternate screen,
 //! cursor and input modes included) and its recent scrollback instead of megabytes of replay.
+//! It is created when the first such viewer arrives and starts from the last MiB of output.
 //!
 //! A snapshot is taken at an exact output offset: the viewer draws it, then receives the bytes from
 //! that offset on. The model may lag behind live output in a burst; it catches up from the ring or
@@ -38,6 +39,8 @@ struct State {
 /// One session's terminal model.
 pub struct TerminalModel {
     state: Mutex<State>,
+    /// The offset processed so far, for viewers waiting on a fresh model to catch up.
+    fed: tokio::sync::watch::Sender<u64>,
 }
 
 fn dims(size: TermSize) -> (NonZeroU16, NonZeroU16) {
@@ -53,7 +56,10 @@ impl TerminalModel {
     pub fn new(size: TermSize) -> Self {
         let (rows, cols) = dims(size);
         let parser = vt100::Parser::new(rows, cols, SCROLLBACK);
-        Self { state: Mutex::new(State { parser, offset: 0, resizes: VecDeque::new() }) }
+        Self {
+            state: Mutex::new(State { parser, offset: 0, resizes: VecDeque::new() }),
+            fed: tokio::sync::watch::Sender::new(0),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -89,6 +95,20 @@ impl TerminalModel {
         }
         state.parser.process(&bytes[at..]);
         state.offset = end;
+        drop(state);
+        self.fed.send_replace(end);
+    }
+
+    /// Moves on to `offset` without the bytes before it (they are gone, or too many to replay).
+    fn skip_to(&self, offset: u64) {
+        self.lock().offset = offset;
+        self.fed.send_replace(offset);
+    }
+
+    /// Waits until the model has processed output up to `offset`, or `limit` passes.
+    pub async fn caught_up(&self, offset: u64, limit: std::time::Duration) {
+        let mut fed = self.fed.subscribe();
+        let _ = tokio::time::timeout(limit, fed.wait_for(|done| *done >= offset)).await;
     }
 
     /// Escape codes that redraw the current screen on a fresh terminal, and the offset they
@@ -147,7 +167,7 @@ pub async fn follow(session: Arc<Session>, model: Arc<TerminalModel>, shutdown: 
         loop {
             let end = progress.borrow().end;
             if end.saturating_sub(model.offset()) > MAX_LAG {
-                model.lock().offset = end - MAX_LAG;
+                model.skip_to(end - MAX_LAG);
             }
             let offset = model.offset();
             match session.read_output(offset, FEED_CHUNK).await {
@@ -160,11 +180,8 @@ pub async fn follow(session: Arc<Session>, model: Arc<TerminalModel>, shutdown: 
                     }
                 }
                 Read::Data(bytes) => model.feed(&bytes),
-                Read::Gap { to, .. } => {
-                    // The bytes are gone: the model starts over from what comes next.
-                    let mut state = model.lock();
-                    state.offset = to;
-                }
+                // The bytes are gone: the model goes on from what comes next.
+                Read::Gap { to, .. } => model.skip_to(to),
                 Read::CaughtUp => break,
             }
         }

@@ -24,6 +24,10 @@ use crate::auth::{Principal, check_origin};
 use crate::error::AppError;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
+use crate::terminal_model;
+
+/// How long a viewer waits for a fresh terminal model to catch up before taking its snapshot.
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Largest binary frame sent to a viewer; bigger backlogs go out as several frames.
 const MAX_OUTPUT_FRAME: usize = 64 * 1024;
@@ -84,8 +88,19 @@ async fn serve(
     let mut control_rate = RateWindow::new(state.config.max_control_rate);
     // Without `from`: replay from 0 while the output fits the ring; past that, draw the current
     // screen from the terminal model and go on from the offset it stands for.
-    let snapshot = match (from, session.model()) {
-        (None, Some(model)) if session.is_long() => Some(model.snapshot()),
+    let snapshot = match from {
+        None if session.is_long() => match session.start_model() {
+            Some((model, created)) => {
+                if created {
+                    let feed = terminal_model::follow(session.clone(), model.clone(), state.shutdown.clone());
+                    state.tasks.spawn(feed);
+                }
+                // A fresh model replays at most the last MiB; give it a moment to get there.
+                model.caught_up(session.output_end(), SNAPSHOT_WAIT).await;
+                Some(model.snapshot())
+            }
+            None => None,
+        },
         _ => None,
     };
     let mut offset = match (&snapshot, from) {

@@ -49,9 +49,13 @@ impl Session {
     /// A new session and the receiving end of its PTY orders.
     pub fn new(id: Uuid, buffer_size: usize) -> (Arc<Self>, mpsc::Receiver<PtyOrder>) {
         let (orders, rx) = mpsc::channel(256);
+        let mut ring = OutputRing::new(buffer_size);
+        // Nothing is sent yet: keep it all until the first data connection takes it (or fails
+        // to open, which counts as an outage).
+        ring.pin_at(Some(0));
         let session = Self {
             id,
-            output: Mutex::new(OutputRing::new(buffer_size)),
+            output: Mutex::new(ring),
             progress: watch::Sender::new(Progress { end: 0, exit: None }),
             orders,
             room: Notify::new(),

@@ -19,9 +19,9 @@ use crate::audit;
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::events::Event;
+use crate::recording;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
-use crate::{recording, terminal_model};
 
 /// A validated `POST /api/sessions` body.
 struct CreateRequest {
@@ -132,9 +132,6 @@ pub async fn create(
     ));
     state.sessions.insert(session.clone());
     state.tasks.spawn(session.clone().persist(state.shutdown.clone()));
-    if let Some(model) = session.model() {
-        state.tasks.spawn(terminal_model::follow(session.clone(), model, state.shutdown.clone()));
-    }
     state.events.publish(Event::Session(session.view()));
     let start = StartSession {
         session_id: session.id,
