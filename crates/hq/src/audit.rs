@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use chrono::Utc;
 use serde::Deserialize;
 
+use crate::auth::Principal;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -29,6 +30,17 @@ pub fn record(
         address: address.map(|a| a.ip().to_string()),
         detail,
     });
+}
+
+/// Appends an entry for something an authenticated caller did, from where they did it.
+pub fn by_principal(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    target: String,
+    detail: Option<String>,
+) {
+    record(state, Some(&principal.name), action, Some(target), principal.address, detail);
 }
 
 /// Query of `GET /api/audit`.

@@ -106,11 +106,6 @@ impl Hq {
         self.listener.local_addr().context("listener has no local address")
     }
 
-    /// Whether HQ serves TLS.
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
     /// Serves until `shutdown` is cancelled, then closes every connection and waits for tasks.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state.clone();

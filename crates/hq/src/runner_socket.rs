@@ -78,12 +78,11 @@ async fn serve(state: AppState, mut socket: WebSocket, principal: Principal) -> 
     let connection = registration.connection;
     async {
         tracing::info!(version = %hello.version, live_sessions = hello.sessions.len(), "runner online");
-        audit::record(
+        audit::by_principal(
             &state,
-            Some(&principal.name),
+            &principal,
             "runner.registered",
-            Some(hello.name.clone()),
-            principal.address,
+            hello.name.clone(),
             Some(hello.id.to_string()),
         );
         forget_vanished_sessions(&state, &hello);

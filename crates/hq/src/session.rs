@@ -276,6 +276,10 @@ impl Session {
     /// Waits while output not yet in the log fills the ring: the disk sets the pace, and the
     /// runner's buffer absorbs the difference. Returns at once when there is room.
     pub async fn wait_for_room(&self) {
+        // The common case, on every output frame: room already, no subscription needed.
+        if !lock(&self.output).is_over_capacity() {
+            return;
+        }
         let mut persisted = self.persisted.subscribe();
         while lock(&self.output).is_over_capacity() {
             if persisted.changed().await.is_err() {

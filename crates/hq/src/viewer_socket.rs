@@ -55,14 +55,7 @@ pub async fn upgrade(
     let seat = session.take_viewer_seat(max).ok_or_else(|| {
         AppError::LimitReached(format!("session already has {max} viewers (--max-viewers-per-session)"))
     })?;
-    audit::record(
-        &state,
-        Some(&principal.name),
-        "session.attached",
-        Some(session.id.to_string()),
-        principal.address,
-        None,
-    );
+    audit::by_principal(&state, &principal, "session.attached", session.id.to_string(), None);
     let span = tracing::info_span!("viewer", session = %session.id);
     let limit = state.config.max_frame_size;
     let ws = ws.read_buffer_size(crate::runner_data::SOCKET_BUFFER).write_buffer_size(0);

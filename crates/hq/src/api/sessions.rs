@@ -145,14 +145,8 @@ pub async fn create(
         return Err(AppError::RunnerOffline(format!("runner '{}' is offline", runner.name)));
     }
     tracing::info!(session = %session.id, runner = %runner.name, "session starting");
-    audit::record(
-        &state,
-        Some(&session.created_by),
-        "session.started",
-        Some(session.id.to_string()),
-        principal.address,
-        Some(format!("runner {}: {}", runner.name, session.command.join(" "))),
-    );
+    let detail = format!("runner {}: {}", runner.name, session.command.join(" "));
+    audit::by_principal(&state, &principal, "session.started", session.id.to_string(), Some(detail));
     Ok((StatusCode::CREATED, Json(session.view())))
 }
 
@@ -203,14 +197,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     let session = find(&state, &id)?;
-    audit::record(
-        &state,
-        Some(&principal.name),
-        "session.killed",
-        Some(session.id.to_string()),
-        principal.address,
-        None,
-    );
+    audit::by_principal(&state, &principal, "session.killed", session.id.to_string(), None);
     if !session.status().is_final() {
         // Queued behind any input already sent, so the runner sees them in order.
         let _ = session.to_runner().send(ToRunner::Kill).await;

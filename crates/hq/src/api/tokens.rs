@@ -46,14 +46,8 @@ pub async fn create(
         })?),
     };
     let created = state.tokens.create(name, scope, expires_in).await?;
-    audit::record(
-        &state,
-        Some(&principal.name),
-        "token.created",
-        Some(created.id.to_string()),
-        principal.address,
-        Some(format!("{} ({:?})", created.name, created.scope)),
-    );
+    let detail = format!("{} ({:?})", created.name, created.scope);
+    audit::by_principal(&state, &principal, "token.created", created.id.to_string(), Some(detail));
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -81,13 +75,6 @@ pub async fn revoke(
     if !state.tokens.revoke(token_id).await? {
         return Err(not_found());
     }
-    audit::record(
-        &state,
-        Some(&principal.name),
-        "token.revoked",
-        Some(token_id.to_string()),
-        principal.address,
-        None,
-    );
+    audit::by_principal(&state, &principal, "token.revoked", token_id.to_string(), None);
     Ok(StatusCode::NO_CONTENT)
 }
