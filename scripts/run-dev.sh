@@ -44,8 +44,12 @@ cat <<MSG
   Open it in a browser and paste this admin token into "Access token" (also in $dev/admin-token):
     $admin_token
 
-  Or use the API:
-    export AGENTRELAY_TOKEN=\$(cat $dev/admin-token)
+  Or the CLI (in another terminal; Ctrl-] then d detaches):
+    export AGENTRELAY_HQ=$url AGENTRELAY_TOKEN=\$(cat $dev/admin-token)
+    $bin/agentrelay runners
+    $bin/agentrelay run --runner $(hostname) -- bash -l
+
+  Or the API:
     curl -s -H "Authorization: Bearer \$AGENTRELAY_TOKEN" $url/api/runners
     curl -s -H "Authorization: Bearer \$AGENTRELAY_TOKEN" -H 'content-type: application/json' \\
       -d '{"runner":"$(hostname)","command":["bash","-l"]}' $url/api/sessions

@@ -506,3 +506,60 @@ impl Viewer {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A loopback TCP proxy whose live connections a test can cut, as a network blip would.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    cut: std::sync::Arc<std::sync::Mutex<CancellationToken>>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Forwards connections on a new loopback port to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = std::sync::Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (cut_for_task, accepted_for_task) = (cut.clone(), accepted.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                accepted_for_task.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let cancel = cut_for_task.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut, accepted, task }
+    }
+
+    /// `http://` URL of the proxy.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Drops every connection open now; later ones go through again.
+    pub fn cut(&self) {
+        let mut current = self.cut.lock().unwrap();
+        current.cancel();
+        *current = CancellationToken::new();
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cut();
+    }
+}

@@ -1,0 +1,255 @@
+//! The `agentrelay` command line: subcommands, flags and their environment variables.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  agentrelay login --hq https://hq.example.com        # asks for a token, saves both
+  agentrelay runners                                 # who is connected
+  agentrelay run --runner laptop -- claude           # start an agent and attach to it
+  agentrelay run --label gpu=true --detach -- ./train.sh
+  agentrelay sessions --all                          # live and finished sessions
+  agentrelay attach 019a…                            # a unique prefix of the id is enough
+  agentrelay logs 019a… --follow --plain | grep ERROR
+
+While attached, Ctrl-] then d detaches and leaves the session running;
+Ctrl-] twice sends one Ctrl-] to the session.
+
+Environment: AGENTRELAY_HQ and AGENTRELAY_TOKEN override what `agentrelay login` saved;
+AGENTRELAY_CONFIG names another credentials file.";
+
+/// The user's command-line client for AgentRelay HQ.
+#[derive(Debug, Parser)]
+#[command(name = "agentrelay", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// HQ's address, http(s)://host[:port] (default: what `agentrelay login` saved).
+    #[arg(long, global = true, env = "AGENTRELAY_HQ")]
+    pub hq: Option<String>,
+
+    /// A private CA certificate (PEM) that signed HQ's TLS certificate.
+    #[arg(long, global = true, env = "AGENTRELAY_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// The credentials file (default: $XDG_CONFIG_HOME/agentrelay/config.toml).
+    #[arg(long, global = true, env = "AGENTRELAY_CONFIG", hide = true)]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Save HQ's address and a token (read from AGENTRELAY_TOKEN, the terminal, or stdin).
+    #[command(after_help = "Examples:\n  agentrelay login --hq https://hq.example.com\n  \
+                            echo \"$TOKEN\" | agentrelay login --hq http://127.0.0.1:8080")]
+    Login,
+    /// Forget the saved token.
+    Logout,
+    /// List runners.
+    Runners(ListArgs),
+    /// List sessions (live ones unless --all).
+    Sessions(SessionsArgs),
+    /// Start a session and attach to it; exits with the remote process's exit code.
+    #[command(after_help = "\
+Examples:
+  agentrelay run --runner laptop -- bash -l
+  agentrelay run --label gpu=true -- python train.py --epochs 3
+  agentrelay run --runner ci --detach -- make test
+
+Exit status: the remote process's code; 128+N when signal N ended it; 255 when agentrelay
+itself failed or the session was lost.")]
+    Run(RunArgs),
+    /// Attach this terminal to a session (Ctrl-] then d detaches).
+    #[command(after_help = "\
+While attached, Ctrl-] then d detaches and leaves the session running; Ctrl-] twice sends one
+Ctrl-]. The local window size follows to the session. A dropped connection is resumed from the
+last byte received, so nothing is shown twice or lost.
+
+Exit status: the session's exit code if it ends while attached (128+N for signal N), 0 after a
+detach, 255 when agentrelay itself failed.")]
+    Attach(AttachArgs),
+    /// Hang a session up (SIGHUP, then SIGKILL after the runner's grace period).
+    Kill(SessionArg),
+    /// Print a session's output.
+    #[command(after_help = "Examples:\n  agentrelay logs 019a… --plain > out.txt\n  \
+                            agentrelay logs 019a… --follow")]
+    Logs(LogsArgs),
+    /// Write a session's recording (asciicast v2) to stdout.
+    #[command(
+        after_help = "Example:\n  agentrelay recording 019a… > session.cast && asciinema play session.cast"
+    )]
+    Recording(SessionArg),
+    /// Create, list and revoke API tokens (admin).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  agentrelay completions bash > ~/.local/share/bash-completion/completions/agentrelay"
+    )]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Output format of the list commands.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON (as HQ returns it) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `agentrelay sessions`.
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Include finished sessions.
+    #[arg(long, short)]
+    pub all: bool,
+    /// Only sessions on this runner (name or id).
+    #[arg(long)]
+    pub runner: Option<String>,
+    /// Print JSON (as HQ returns it) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `agentrelay run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The runner to start on, by name.
+    #[arg(long, conflicts_with = "label")]
+    pub runner: Option<String>,
+    /// Pick the online runner with these labels (key=value, repeatable) and the fewest sessions.
+    #[arg(long, value_parser = parse_key_value)]
+    pub label: Vec<(String, String)>,
+    /// Working directory on the runner.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Environment variable for the process (KEY=value, repeatable).
+    #[arg(long, value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+    /// Print the session id and return instead of attaching.
+    #[arg(long, short)]
+    pub detach: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, last = true, num_args = 1..)]
+    pub command: Vec<String>,
+}
+
+/// `agentrelay attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The session id, or a unique prefix of it.
+    pub id: String,
+}
+
+/// Commands that name one session.
+#[derive(Debug, Args)]
+pub struct SessionArg {
+    /// The session id, or a unique prefix of it.
+    pub id: String,
+}
+
+/// `agentrelay logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The session id, or a unique prefix of it.
+    pub id: String,
+    /// Keep printing new output until the session ends.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Strip escape sequences (colours, cursor moves) and carriage returns.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// `agentrelay tokens …`.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token; its secret is printed once, on stdout.
+    #[command(after_help = "Examples:\n  agentrelay tokens create laptop-runner --scope runner\n  \
+                            agentrelay tokens create alice --scope user --expires-in 30d")]
+    Create {
+        /// A name for people (shown in lists and the audit log).
+        name: String,
+        /// What the token may do.
+        #[arg(long, value_enum, default_value = "user")]
+        scope: TokenScope,
+        /// Lifetime, e.g. `12h` or `30d` (default: until revoked).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Print JSON instead of the bare secret.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets).
+    List(ListArgs),
+    /// Revoke a token; its live connections are cut.
+    Revoke {
+        /// The token's id (from `agentrelay tokens list`).
+        id: String,
+    },
+}
+
+/// Scopes a created token can have.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenScope {
+    /// Everything, tokens included.
+    Admin,
+    /// Runners and sessions.
+    User,
+    /// Only dialing in as a runner.
+    Runner,
+}
+
+impl TokenScope {
+    /// The scope's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+            Self::Runner => "runner",
+        }
+    }
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("'{text}' is not KEY=value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_the_command_after_the_separator() {
+        let cli =
+            Cli::try_parse_from(["agentrelay", "run", "--runner", "r1", "--", "bash", "-l"]).expect("parses");
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.runner.as_deref(), Some("r1"));
+        assert_eq!(run.command, ["bash", "-l"]);
+    }
+
+    #[test]
+    fn labels_must_be_key_value() {
+        assert!(Cli::try_parse_from(["agentrelay", "run", "--label", "gpu", "--", "x"]).is_err());
+        let cli = Cli::try_parse_from(["agentrelay", "run", "--label", "gpu=true", "--", "x"]).expect("ok");
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.label, [("gpu".to_owned(), "true".to_owned())]);
+    }
+}
