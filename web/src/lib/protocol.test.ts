@@ -21,7 +21,21 @@ describe("protocol", () => {
   });
 
   it("rejects what is not a control frame", () => {
-    for (const text of ["", "{", "null", "[]", '{"type":"exit"}', '{"type":"nope","payload":{}}', '"exit"']) {
+    for (const text of [
+      "",
+      "{",
+      "null",
+      "[]",
+      '{"type":"exit"}',
+      '{"type":"nope","payload":{}}',
+      '{"type":"toString","payload":{}}',
+      '"exit"',
+      '{"type":"activity","payload":{"activity":"asleep","since":"2026-11-24T02:00:00Z","source":"screen"}}',
+      '{"type":"activity","payload":{"activity":"idle","since":null,"source":"output"}}',
+      '{"type":"activity","payload":{"activity":"idle","since":"2026-11-24T02:00:00Z","source":"guess"}}',
+      '{"type":"presence","payload":{}}',
+      '{"type":"presence","payload":{"viewers":[{"name":"a"}]}}',
+    ]) {
       expect(parseServerFrame(text)).toBeNull();
     }
   });

@@ -4,6 +4,16 @@
 export type RunnerStatus = "online" | "offline";
 export type SessionStatus = "starting" | "running" | "exited" | "failed" | "lost";
 
+/** A command a runner offers by name. */
+export interface Preset {
+  name: string;
+  description: string;
+  /** The argv it runs. */
+  command: string[];
+  /** Patterns that, on a quiet screen, mean "waiting for input". */
+  prompt_patterns: string[];
+}
+
 export interface Runner {
   id: string;
   name: string;
@@ -12,9 +22,20 @@ export interface Runner {
   hostname: string;
   os: string;
   version: string;
-  presets: string[];
+  presets: Preset[];
   connected_at: string;
   last_seen_at: string;
+}
+
+/** What a running session is doing. */
+export type Activity = "working" | "waiting_for_input" | "idle";
+/** Which signal set the activity. */
+export type ActivitySource = "output" | "screen" | "hook";
+
+/** Someone attached to a session. */
+export interface Viewer {
+  name: string;
+  read_only: boolean;
 }
 
 export interface Session {
@@ -29,6 +50,12 @@ export interface Session {
   created_at: string;
   ended_at: string | null;
   output_bytes: number;
+  /** Null unless running. */
+  activity: Activity | null;
+  activity_since: string | null;
+  activity_source: ActivitySource | null;
+  preset: string | null;
+  viewers: Viewer[];
 }
 
 export interface ExitStatus {
@@ -43,21 +70,75 @@ export interface Attached {
   status: SessionStatus;
 }
 
+/** A session's activity at one moment, as the session socket reports it. */
+export interface ActivityState {
+  activity: Activity;
+  since: string;
+  source: ActivitySource;
+}
+
 /** Control frames HQ sends to a viewer. */
 export type ServerFrame =
   | { type: "attached"; payload: Attached }
   | { type: "gap"; payload: { from: number; to: number } }
   | { type: "exit"; payload: ExitStatus }
-  | { type: "error"; payload: { code: string; message: string } };
+  | { type: "error"; payload: { code: string; message: string } }
+  | { type: "activity"; payload: ActivityState }
+  | { type: "presence"; payload: { viewers: Viewer[] } };
 
 /** Control frames a viewer sends to HQ. */
 export type ClientFrame = { type: "resize"; payload: { rows: number; cols: number } };
+
+export type Scope = "admin" | "user" | "share";
+
+/** `POST /api/login`'s answer. */
+export interface LoginAnswer {
+  name: string;
+  scope: Scope;
+  /** For a share: the one session it opens. */
+  session_id: string | null;
+}
+
+/** `POST /api/sessions/{id}/shares`'s answer. */
+export interface CreatedShare {
+  id: string;
+  /** `<HQ origin>/share#<token>`. */
+  url: string;
+  token: string;
+  expires_at: string;
+}
+
+/** `GET /api/sessions/{id}/screen?format=json`. */
+export interface Screen {
+  rows: number;
+  cols: number;
+  cursor: { row: number; col: number };
+  /** One string per screen row, trailing spaces trimmed. */
+  lines: string[];
+}
 
 export interface ApiErrorBody {
   error: { code: string; message: string; field: string | null };
 }
 
-const SERVER_TYPES = new Set(["attached", "gap", "exit", "error"]);
+type Check = (payload: Record<string, unknown>) => boolean;
+
+const isViewer = (v: unknown): boolean =>
+  typeof v === "object" && v !== null && typeof (v as Viewer).name === "string" && typeof (v as Viewer).read_only === "boolean";
+
+const ACTIVITIES = new Set<unknown>(["working", "waiting_for_input", "idle"]);
+const SOURCES = new Set<unknown>(["output", "screen", "hook"]);
+
+// Frames whose payload a component reads field by field are checked, so a malformed one is
+// dropped here rather than half-rendered.
+const SERVER_TYPES: Record<ServerFrame["type"], Check> = {
+  attached: () => true,
+  gap: () => true,
+  exit: () => true,
+  error: () => true,
+  activity: (p) => ACTIVITIES.has(p.activity) && SOURCES.has(p.source) && typeof p.since === "string",
+  presence: (p) => Array.isArray(p.viewers) && p.viewers.every(isViewer),
+};
 
 /** Parses a text frame from HQ; `null` for anything that is not a known control frame. */
 export function parseServerFrame(text: string): ServerFrame | null {
@@ -69,8 +150,9 @@ export function parseServerFrame(text: string): ServerFrame | null {
   }
   if (typeof value !== "object" || value === null) return null;
   const frame = value as { type?: unknown; payload?: unknown };
-  if (typeof frame.type !== "string" || !SERVER_TYPES.has(frame.type)) return null;
+  if (typeof frame.type !== "string" || !Object.hasOwn(SERVER_TYPES, frame.type)) return null;
   if (typeof frame.payload !== "object" || frame.payload === null) return null;
+  if (!SERVER_TYPES[frame.type as ServerFrame["type"]](frame.payload as Record<string, unknown>)) return null;
   return frame as ServerFrame;
 }
 

@@ -33,7 +33,7 @@ class FakeSocket implements SocketLike {
   }
 }
 
-function harness() {
+function harness(readOnly = false) {
   const sockets: FakeSocket[] = [];
   const timers: Array<() => void> = [];
   const output: string[] = [];
@@ -46,6 +46,8 @@ function harness() {
     onExit: (exit) => events.push(`exit ${exit.code}`),
     onGap: (from, to) => events.push(`gap ${from}-${to}`),
     onError: (code) => events.push(`error ${code}`),
+    onActivity: (a) => events.push(`activity ${a.activity} ${a.source}`),
+    onPresence: (viewers) => events.push(`presence ${viewers.map((v) => v.name + (v.read_only ? "(ro)" : "")).join(",")}`),
   };
   const socket = new SessionSocket("s1", handlers, {
     base: "ws://hq",
@@ -57,6 +59,7 @@ function harness() {
     backoff: () => 100,
     setTimeout: (fn) => timers.push(fn),
     clearTimeout: () => {},
+    readOnly,
   });
   const runTimers = () => timers.splice(0).forEach((fn) => fn());
   return { socket, sockets, output, states, events, runTimers, last: () => sockets[sockets.length - 1] };
@@ -150,5 +153,54 @@ describe("SessionSocket", () => {
     expect(h.socket.state).toBe("open");
     h.last().bytes("x");
     expect(h.output).toEqual(["x"]);
+  });
+
+  it("reports activity and presence frames and keeps the latest of each", () => {
+    const h = harness();
+    expect(h.socket.activity).toBeNull();
+    h.last().attach(0);
+    h.last().text({ type: "activity", payload: { activity: "working", since: "2026-11-24T02:00:00Z", source: "output" } });
+    h.last().text({ type: "presence", payload: { viewers: [{ name: "admin", read_only: false }] } });
+    h.last().text({ type: "activity", payload: { activity: "waiting_for_input", since: "2026-11-24T02:00:05Z", source: "screen" } });
+    h.last().text({ type: "presence", payload: { viewers: [{ name: "admin", read_only: false }, { name: "guest", read_only: true }] } });
+    // Malformed ones are dropped, not half-applied.
+    h.last().text({ type: "activity", payload: { activity: "dancing", since: "x", source: "screen" } });
+    h.last().text({ type: "presence", payload: { viewers: [{ name: 3 }] } });
+    expect(h.events).toEqual([
+      "activity working output",
+      "presence admin",
+      "activity waiting_for_input screen",
+      "presence admin,guest(ro)",
+    ]);
+    expect(h.socket.activity).toEqual({ activity: "waiting_for_input", since: "2026-11-24T02:00:05Z", source: "screen" });
+    expect(h.socket.viewers).toEqual([
+      { name: "admin", read_only: false },
+      { name: "guest", read_only: true },
+    ]);
+  });
+
+  it("stays up after a read_only refusal", () => {
+    const h = harness();
+    h.last().attach(0);
+    h.last().text({ type: "error", payload: { code: "read_only", message: "this share is read-only" } });
+    expect(h.socket.state).toBe("open");
+    expect(h.events).toEqual(["error read_only"]);
+    h.last().bytes("still here");
+    expect(h.output).toEqual(["still here"]);
+  });
+
+  it("sends neither keystrokes nor resizes when read-only, even after a reconnect", () => {
+    const h = harness(true);
+    h.socket.resize(24, 80);
+    h.socket.sendInput("queued?");
+    h.last().attach(0);
+    h.socket.sendInput("typed");
+    h.socket.resize(30, 100);
+    expect(h.last().sent).toEqual([]);
+    h.last().drop();
+    h.runTimers();
+    h.last().attach(0);
+    expect(h.last().sent).toEqual([]);
+    expect(h.last().url).toBe("ws://hq/api/v1/ws/session/s1?from=0");
   });
 });

@@ -1,7 +1,8 @@
 // One session's WebSocket: connect, track the output offset, reconnect with ?from=<offset> after a
-// network blip, and keep input and resizes in order. Knows nothing about React or xterm.js.
+// network blip, and keep input and resizes in order; keep the latest activity and presence HQ
+// reported. Knows nothing about React or xterm.js.
 
-import { parseServerFrame, resizeFrame, type Attached, type ExitStatus } from "./protocol";
+import { parseServerFrame, resizeFrame, type ActivityState, type Attached, type ExitStatus, type Viewer } from "./protocol";
 
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "exited" | "ended";
 
@@ -14,6 +15,10 @@ export interface SessionHandlers {
   onGap(from: number, to: number): void;
   /** A problem worth showing: a bad frame, a lost session. */
   onError(code: string, message: string): void;
+  /** What the session is doing; after each attach and on every change. */
+  onActivity?(activity: ActivityState): void;
+  /** Who is attached (this viewer included); after each attach and on every change. */
+  onPresence?(viewers: Viewer[]): void;
 }
 
 /** The subset of the browser's WebSocket this module uses (so tests can substitute it). */
@@ -38,6 +43,8 @@ export interface SessionSocketOptions {
   /** Timer functions, replaceable in tests. */
   setTimeout?: (fn: () => void, ms: number) => unknown;
   clearTimeout?: (handle: unknown) => void;
+  /** Watch only: keystrokes and resizes are never sent (HQ would refuse them anyway). */
+  readOnly?: boolean;
 }
 
 const OPEN = 1;
@@ -57,6 +64,10 @@ export class SessionSocket {
   /** Offset of the next output byte this viewer needs. */
   offset: number | null = null;
   state: ConnectionState = "connecting";
+  /** The latest activity HQ reported, or null before the first report. */
+  activity: ActivityState | null = null;
+  /** Who was attached at the latest presence report. */
+  viewers: Viewer[] = [];
 
   private socket: SocketLike | null = null;
   private attempts = 0;
@@ -81,6 +92,7 @@ export class SessionSocket {
       backoff: options.backoff ?? defaultBackoff,
       setTimeout: options.setTimeout ?? ((fn, ms) => window.setTimeout(fn, ms)),
       clearTimeout: options.clearTimeout ?? ((h) => window.clearTimeout(h as number)),
+      readOnly: options.readOnly ?? false,
     };
     this.open();
   }
@@ -93,7 +105,7 @@ export class SessionSocket {
 
   /** Sends keystrokes; queued (bounded) while reconnecting. */
   sendInput(data: string | Uint8Array): void {
-    if (this.state === "exited" || this.state === "ended") return;
+    if (this.options.readOnly || this.state === "exited" || this.state === "ended") return;
     const bytes = typeof data === "string" ? this.encoder.encode(data) : data;
     if (this.socket && this.socket.readyState === OPEN && this.attached) {
       this.socket.send(bytes);
@@ -105,6 +117,7 @@ export class SessionSocket {
 
   /** Sets the terminal size; re-sent after every reconnect. */
   resize(rows: number, cols: number): void {
+    if (this.options.readOnly) return;
     if (this.size && this.size.rows === rows && this.size.cols === cols) return;
     this.size = { rows, cols };
     if (this.socket && this.socket.readyState === OPEN && this.attached) {
@@ -168,6 +181,14 @@ export class SessionSocket {
             this.setState("ended");
           }
           this.handlers.onError(frame.payload.code, frame.payload.message);
+          break;
+        case "activity":
+          this.activity = frame.payload;
+          this.handlers.onActivity?.(frame.payload);
+          break;
+        case "presence":
+          this.viewers = frame.payload.viewers;
+          this.handlers.onPresence?.(frame.payload.viewers);
           break;
       }
       return;
