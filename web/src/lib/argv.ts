@@ -38,3 +38,8 @@ export function splitCommand(line: string): SplitResult {
   if (argv.length === 0) return { ok: false, error: "enter a command" };
   return { ok: true, argv };
 }
+
+/** The inverse of splitCommand: a line that splits back into exactly `argv`. */
+export function joinCommand(argv: readonly string[]): string {
+  return argv.map((arg) => (/^[A-Za-z0-9_\-.,/:@%+=]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)).join(" ");
+}

@@ -1,0 +1,100 @@
+import { describe, expect, it } from "vitest";
+import { filterSessions, labelOptions, NO_FILTER, parseLabel, previewLines, stateCounts } from "./overview";
+import type { Activity, Runner, Session, SessionStatus } from "./protocol";
+
+function runner(id: string, labels: Record<string, string>): Runner {
+  return {
+    id,
+    name: `runner-${id}`,
+    labels,
+    status: "online",
+    hostname: id,
+    os: "linux",
+    version: "0.1.0",
+    presets: [],
+    connected_at: "2026-11-24T00:00:00Z",
+    last_seen_at: "2026-11-24T00:00:00Z",
+  };
+}
+
+function session(id: string, runnerId: string, status: SessionStatus, activity: Activity | null, created = id): Session {
+  return {
+    id,
+    runner_id: runnerId,
+    command: ["sh"],
+    status,
+    exit_code: null,
+    signal: null,
+    error: null,
+    created_by: "admin",
+    created_at: `2026-11-24T02:00:0${created}Z`,
+    ended_at: null,
+    output_bytes: 0,
+    activity,
+    activity_since: null,
+    activity_source: null,
+    preset: null,
+    viewers: [],
+  };
+}
+
+const runners = [runner("a", { gpu: "true", zone: "eu" }), runner("b", { gpu: "false" }), runner("c", {})];
+const sessions = [
+  session("5", "a", "running", "working"),
+  session("1", "a", "running", "waiting_for_input"),
+  session("2", "b", "running", "idle"),
+  session("3", "c", "starting", null),
+  session("4", "b", "exited", null),
+  session("6", "c", "running", "waiting_for_input"),
+];
+const ids = (list: Session[]) => list.map((s) => s.id);
+
+describe("overview filters", () => {
+  it("shows live sessions only, oldest first", () => {
+    expect(ids(filterSessions(sessions, runners, NO_FILTER))).toEqual(["1", "2", "3", "5", "6"]);
+  });
+
+  it("filters by runner", () => {
+    expect(ids(filterSessions(sessions, runners, { ...NO_FILTER, runner: "a" }))).toEqual(["1", "5"]);
+    expect(ids(filterSessions(sessions, runners, { ...NO_FILTER, runner: "nope" }))).toEqual([]);
+  });
+
+  it("filters by a runner label, value included", () => {
+    expect(ids(filterSessions(sessions, runners, { ...NO_FILTER, label: "gpu=true" }))).toEqual(["1", "5"]);
+    expect(ids(filterSessions(sessions, runners, { ...NO_FILTER, label: "gpu=false" }))).toEqual(["2"]);
+    expect(ids(filterSessions(sessions, runners, { ...NO_FILTER, label: "zone=us" }))).toEqual([]);
+    // A label on a runner HQ no longer lists matches nothing.
+    expect(ids(filterSessions([session("9", "gone", "running", "idle")], runners, { ...NO_FILTER, label: "gpu=true" }))).toEqual([]);
+  });
+
+  it("filters by state and activity", () => {
+    expect(ids(filterSessions(sessions, runners, { ...NO_FILTER, state: "waiting_for_input" }))).toEqual(["1", "6"]);
+    expect(ids(filterSessions(sessions, runners, { ...NO_FILTER, state: "starting" }))).toEqual(["3"]);
+    expect(ids(filterSessions(sessions, runners, { ...NO_FILTER, state: "idle" }))).toEqual(["2"]);
+  });
+
+  it("combines filters", () => {
+    expect(ids(filterSessions(sessions, runners, { runner: "a", label: "gpu=true", state: "working" }))).toEqual(["5"]);
+    expect(ids(filterSessions(sessions, runners, { runner: "b", label: "gpu=true", state: "any" }))).toEqual([]);
+  });
+
+  it("lists label options and parses them", () => {
+    expect(labelOptions(runners)).toEqual(["gpu=false", "gpu=true", "zone=eu"]);
+    expect(parseLabel("gpu=true")).toEqual({ key: "gpu", value: "true" });
+    expect(parseLabel("url=a=b")).toEqual({ key: "url", value: "a=b" });
+    expect(parseLabel("flag")).toEqual({ key: "flag", value: "" });
+    expect(parseLabel("=x")).toBeNull();
+  });
+
+  it("counts live sessions by state", () => {
+    expect(stateCounts(sessions)).toEqual({ any: 5, starting: 1, working: 1, waiting_for_input: 2, idle: 1 });
+  });
+
+  it("previews the screen down to the cursor or the last text", () => {
+    const screen = (row: number, lines: string[]) => ({ rows: lines.length, cols: 80, cursor: { row, col: 0 }, lines });
+    expect(previewLines(screen(1, ["$ ls", "$", "", ""]))).toEqual(["$ ls", "$"]);
+    expect(previewLines(screen(0, ["top", "", "status line", ""]))).toEqual(["top", "", "status line"]);
+    expect(previewLines(screen(3, ["a", "", "", ""]))).toEqual(["a", "", "", ""]);
+    expect(previewLines(screen(0, []))).toEqual([]);
+  });
+});
