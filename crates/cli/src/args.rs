@@ -58,6 +58,7 @@ pub enum Command {
     #[command(after_help = "\
 Examples:
   agentrelay run --runner laptop -- bash -l
+  agentrelay run --runner laptop --preset claude
   agentrelay run --label gpu=true -- python train.py --epochs 3
   agentrelay run --runner ci --detach -- make test
 
@@ -137,8 +138,11 @@ pub struct RunArgs {
     /// Print the session id and return instead of attaching.
     #[arg(long, short)]
     pub detach: bool,
+    /// Start one of the runner's presets (see `agentrelay runners --json`) instead of a command.
+    #[arg(long, conflicts_with = "command")]
+    pub preset: Option<String>,
     /// The command and its arguments, after `--`.
-    #[arg(required = true, last = true, num_args = 1..)]
+    #[arg(required_unless_present = "preset", last = true, num_args = 1..)]
     pub command: Vec<String>,
 }
 

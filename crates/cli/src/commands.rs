@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use agentrelay_protocol::{CreatedToken, Runner, Session, TokenInfo};
+use agentrelay_protocol::{Activity, CreatedToken, Runner, Session, TokenInfo};
 use anyhow::Context;
 use serde_json::{Value, json};
 
@@ -139,7 +139,8 @@ pub async fn sessions(api: &Api, args: &SessionsArgs) -> Result<(), CliError> {
         return print_json(&Value::Array(shown.into_iter().map(|(_, v)| v).collect()));
     }
     let now = chrono::Utc::now();
-    let mut table = Table::new(&["ID", "RUNNER", "STATUS", "EXIT", "STARTED", "OUTPUT", "BY", "COMMAND"]);
+    let mut table =
+        Table::new(&["ID", "RUNNER", "STATUS", "ACTIVITY", "EXIT", "STARTED", "OUTPUT", "BY", "COMMAND"]);
     for (session, _) in &shown {
         let exit = match (session.exit_code, &session.signal) {
             (Some(code), _) => code.to_string(),
@@ -150,6 +151,12 @@ pub async fn sessions(api: &Api, args: &SessionsArgs) -> Result<(), CliError> {
             session.id.to_string(),
             names.get(&session.runner_id).cloned().unwrap_or_else(|| "?".into()),
             format!("{:?}", session.status).to_lowercase(),
+            match session.activity {
+                Some(Activity::Working) => "working".into(),
+                Some(Activity::WaitingForInput) => "NEEDS INPUT".into(),
+                Some(Activity::Idle) => "idle".into(),
+                None => "-".into(),
+            },
             exit,
             table::ago(session.created_at, now),
             table::bytes(session.output_bytes),
@@ -166,7 +173,10 @@ pub async fn sessions(api: &Api, args: &SessionsArgs) -> Result<(), CliError> {
 
 /// `agentrelay run`: starts the session; the caller attaches unless `--detach`.
 pub async fn start(api: &Api, args: &RunArgs) -> Result<Session, CliError> {
-    let mut body = json!({ "command": args.command });
+    let mut body = match &args.preset {
+        Some(preset) => json!({ "preset": preset }),
+        None => json!({ "command": args.command }),
+    };
     match (&args.runner, args.label.is_empty()) {
         (Some(name), _) => body["runner"] = json!(name),
         (None, false) => body["labels"] = json!(args.label.iter().cloned().collect::<HashMap<_, _>>()),

@@ -213,8 +213,9 @@ impl Link {
                                 return End::Done;
                             }
                             Ok(ServerFrame::Error(error)) => Event::Warning(error.message),
-                            // Frames added by later HQs (activity, presence) are not ours to show.
-                            Err(_) => continue,
+                            // Activity and presence are for dashboards; frames from later HQs
+                            // are not ours to show.
+                            Ok(ServerFrame::Activity(_) | ServerFrame::Presence(_)) | Err(_) => continue,
                         },
                         Message::Close(frame) => return self.closed(frame),
                         _ => continue,

@@ -397,6 +397,10 @@ pub struct Viewer {
     pub controls: Vec<ServerFrame>,
     /// The close code HQ sent, once it closed.
     pub close_code: Option<u16>,
+    /// `activity` frames received so far.
+    pub activity: Vec<agentrelay_protocol::ActivityState>,
+    /// `presence` frames received so far.
+    pub presence: Vec<agentrelay_protocol::viewer::Presence>,
 }
 
 impl Viewer {
@@ -413,6 +417,8 @@ impl Viewer {
             output: Vec::new(),
             controls: Vec::new(),
             close_code: None,
+            activity: Vec::new(),
+            presence: Vec::new(),
         };
         match viewer.next_frame().await.unwrap() {
             Frame::Control(ServerFrame::Attached(attached)) => viewer.attached = attached,
@@ -433,7 +439,18 @@ impl Viewer {
                     Frame::Closed
                 }
                 Some(Ok(Message::Binary(bytes))) => Frame::Output(bytes),
-                Some(Ok(Message::Text(text))) => Frame::Control(serde_json::from_str(text.as_str())?),
+                Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str())? {
+                    // Informational frames are collected, not returned.
+                    ServerFrame::Activity(state) => {
+                        self.activity.push(state);
+                        continue;
+                    }
+                    ServerFrame::Presence(presence) => {
+                        self.presence.push(presence);
+                        continue;
+                    }
+                    frame => Frame::Control(frame),
+                },
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e.into()),
             });

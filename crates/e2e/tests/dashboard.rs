@@ -14,8 +14,10 @@ async fn login(hq: &TestHq, token: &str) -> reqwest::Response {
 /// Signs in and returns the `name=value` cookie pair.
 async fn sign_in(hq: &TestHq) -> String {
     let response = login(hq, ADMIN_TOKEN).await;
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(response.status(), StatusCode::OK);
     let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    let who: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(who, json!({ "name": "admin", "scope": "admin", "session_id": null }));
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attribute), "{attribute} missing in {cookie}");
     }

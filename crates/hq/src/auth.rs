@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use std::net::{IpAddr, SocketAddr};
 
-use agentrelay_protocol::Scope;
+use agentrelay_protocol::{LoginAnswer, Scope};
+use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -114,8 +115,9 @@ fn set_cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue
     HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.into()))
 }
 
-/// `POST /api/login` `{"token": "…"}`: sets the sign-in cookie. Accepts admin and user tokens;
-/// attempts per client address are limited (429 past `--login-attempts` a minute).
+/// `POST /api/login` `{"token": "…"}`: sets the sign-in cookie and says who signed in. Accepts
+/// admin, user and share tokens (a share's cookie opens one session, read-only); attempts per
+/// client address are limited (429 past `--login-attempts` a minute).
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
@@ -131,16 +133,18 @@ pub async fn login(
     let token: Option<String> = body.take("token", "a string")?;
     body.finish()?;
     let token = token.ok_or_else(|| AppError::bad_field("token", "'token' is required"))?;
-    let principal =
-        authenticate(&state, &token, Some(address)).filter(|p| matches!(p.scope, Scope::Admin | Scope::User));
+    let principal = authenticate(&state, &token, Some(address))
+        .filter(|p| matches!(p.scope, Scope::Admin | Scope::User | Scope::Share));
     let Some(principal) = principal else {
         audit::record(&state, None, "login.failed", None, Some(address), None);
         return Err(AppError::Unauthorized);
     };
     audit::record(&state, Some(&principal.name), "login.succeeded", None, Some(address), None);
+    let answer =
+        LoginAnswer { name: principal.name.clone(), scope: principal.scope, session_id: principal.session };
     let value = state.logins.create(principal);
     let cookie = set_cookie(&state, &value, LOGIN_LIFETIME.as_secs())?;
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+    Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
 }
 
 /// `POST /api/logout`: forgets the sign-in and clears the cookie.
@@ -166,6 +170,15 @@ pub struct Principal {
     pub revoked: CancellationToken,
     /// Where the request came from.
     pub address: Option<SocketAddr>,
+    /// For a share token: the one session it may watch.
+    pub session: Option<uuid::Uuid>,
+}
+
+impl Principal {
+    /// Whether this caller may only watch (a share).
+    pub fn is_read_only(&self) -> bool {
+        self.scope == Scope::Share
+    }
 }
 
 /// Resolves a secret to a principal: the static tokens first (constant-time), then managed ones.
@@ -176,6 +189,7 @@ pub fn authenticate(state: &AppState, secret: &str, address: Option<SocketAddr>)
         token_id: None,
         revoked: CancellationToken::new(),
         address,
+        session: None,
     };
     if state.admin_token.as_deref().is_some_and(|admin| token_matches(secret, admin)) {
         return Some(fixed("admin", Scope::Admin));
@@ -190,6 +204,7 @@ pub fn authenticate(state: &AppState, secret: &str, address: Option<SocketAddr>)
         token_id: Some(token.info.id),
         revoked: token.revoked,
         address,
+        session: token.info.session_id,
     })
 }
 
@@ -216,6 +231,16 @@ pub async fn require_user(
     next: Next,
 ) -> Result<Response, AppError> {
     authorize(&state, request, next, &[Scope::Admin, Scope::User]).await
+}
+
+/// Middleware for the session WebSocket: user, admin, or a share (checked against its session
+/// by the handler).
+pub async fn require_viewer(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    authorize(&state, request, next, &[Scope::Admin, Scope::User, Scope::Share]).await
 }
 
 /// Middleware for tokens and the audit log: admin scope only.

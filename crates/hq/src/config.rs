@@ -87,6 +87,16 @@ pub struct HqConfig {
     #[arg(long, env = "AGENTRELAY_MAX_CONTROL_RATE", default_value_t = 50)]
     pub max_control_rate: u32,
 
+    /// Output quiet for this long makes a session `idle`, or `waiting_for_input` when its screen
+    /// shows a prompt.
+    #[arg(long, env = "AGENTRELAY_IDLE_AFTER", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub idle_after: Duration,
+
+    /// Receives a JSON POST for every session activity change and every session end (works with
+    /// Slack-compatible and ntfy receivers: the body has a `text`).
+    #[arg(long, env = "AGENTRELAY_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+
     /// Log output: human or json.
     #[arg(long, env = "AGENTRELAY_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,

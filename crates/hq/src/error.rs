@@ -34,6 +34,9 @@ pub enum AppError {
     /// 409: a configured limit (sessions per runner, viewers per session) is reached.
     #[error("{0}")]
     LimitReached(String),
+    /// 409: the session has ended, so it cannot take input or show a screen.
+    #[error("{0}")]
+    SessionEnded(String),
     /// 429: too many attempts.
     #[error("{0}")]
     RateLimited(String),
@@ -61,6 +64,7 @@ impl AppError {
             Self::NoMatchingRunner(_) => (StatusCode::CONFLICT, "no_matching_runner"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
+            Self::SessionEnded(_) => (StatusCode::CONFLICT, "session_ended"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

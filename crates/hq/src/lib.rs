@@ -4,6 +4,7 @@
 //! `main.rs` only parses flags and waits for a signal; everything here is testable through
 //! [`Hq::bind`] and [`Hq::serve`].
 
+pub mod activity;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod store;
 pub mod terminal_model;
 pub mod tokens;
 pub mod viewer_socket;
+pub mod webhook;
 
 use std::net::SocketAddr;
 
@@ -72,7 +74,7 @@ impl Hq {
         let store = store::start_writer(Box::new(store))?;
         let tokens = tokens::Tokens::load(store.clone()).await.context("cannot read tokens")?;
         if admin_token.is_none() && !tokens.has_admin() {
-            let created = tokens.create(BOOTSTRAP_ADMIN.to_owned(), Scope::Admin, None).await?;
+            let created = tokens.create(BOOTSTRAP_ADMIN.to_owned(), Scope::Admin, None, None).await?;
             // The one time a secret is printed: there is no other way to get the first one.
             eprintln!(
                 "agentrelay-hq: created the first admin token (shown once; keep it safe):\n  {}",
@@ -110,6 +112,9 @@ impl Hq {
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state.clone();
         state.tasks.spawn(refresh_tokens(state.clone()));
+        if let Some(url) = state.config.webhook_url.clone() {
+            state.tasks.spawn(webhook::run(url, state.clone()));
+        }
         let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
         let stopper = handle.clone();
@@ -181,6 +186,7 @@ pub fn reset_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
         scope: Scope::Admin,
         created_at: now,
         expires_at: None,
+        session_id: None,
     };
     store.insert_token(&store::TokenRecord { info, hash: tokens::hash(&secret) })?;
     store.append_audit(&[agentrelay_protocol::AuditEntry {
@@ -205,21 +211,26 @@ fn restore(state: &AppState, snapshot: store::Snapshot) {
     for view in snapshot.sessions {
         let live = !view.status.is_final();
         let log = open_log(state, view.id, view.created_at);
-        let session = std::sync::Arc::new(session::Session::restore(
-            view,
-            state.config.ring_size,
-            state.events.clone(),
-            log,
-        ));
+        let presets = state.registry.get(view.runner_id).map(|r| r.presets).unwrap_or_default();
+        let patterns = activity::prompt_patterns(&presets, view.preset.as_deref(), &view.command);
+        let preset = view.preset.clone();
+        let session = session::Session::restore(view, state.config.ring_size, state.events.clone(), log);
+        let session = std::sync::Arc::new(session.with_prompts(preset, patterns));
         state.sessions.insert(session.clone());
         if live {
             waiting_runners.insert(session.runner_id);
-            state.tasks.spawn(session.persist(state.shutdown.clone()));
+            start_session_tasks(state, &session);
         }
     }
     for runner_id in waiting_runners {
         runner_socket::watch_for_lost_sessions(state, runner_id);
     }
+}
+
+/// The tasks every live session has: its log writer and its activity tracker.
+pub(crate) fn start_session_tasks(state: &AppState, session: &std::sync::Arc<session::Session>) {
+    state.tasks.spawn(session.clone().persist(state.shutdown.clone()));
+    state.tasks.spawn(activity::track(state.clone(), session.clone()));
 }
 
 /// Opens a session's output log; without one the session still works, from memory only.

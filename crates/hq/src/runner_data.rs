@@ -117,6 +117,7 @@ async fn pump(
                         let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "exit recorded".into() }))).await;
                         return Ok(());
                     }
+                    Ok(DataUp::Activity(report)) => session.report_activity(report.activity),
                     Ok(DataUp::Open(_)) => tracing::warn!("ignoring a second open"),
                     Err(e) => tracing::warn!(error = %e, "ignoring a bad data frame"),
                 },

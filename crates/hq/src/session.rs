@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use agentrelay_protocol::{ExitStatus, Session as SessionView, SessionStatus, TermSize};
+use agentrelay_protocol::{
+    Activity, ActivitySource, ActivityState, ExitStatus, Session as SessionView, SessionStatus, TermSize,
+    ViewerInfo,
+};
 use agentrelay_ring::{OutputRing, Read};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -76,6 +79,10 @@ pub struct Session {
     pub created_by: String,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// The preset it was started from.
+    pub preset: Option<String>,
+    /// Lines on a quiet screen that mean "waiting for input".
+    patterns: Vec<regex::Regex>,
     lifecycle: Mutex<Lifecycle>,
     /// Scrollback for viewers. Locked only to push or to slice out a read, never across I/O.
     output: Mutex<OutputRing>,
@@ -96,19 +103,38 @@ pub struct Session {
     persisted: watch::Sender<u64>,
     /// The headless terminal of a live session; dropped when the session ends.
     model: Mutex<Option<Arc<TerminalModel>>>,
-    /// Viewers attached now.
-    viewers: Arc<std::sync::atomic::AtomicUsize>,
+    /// Viewers attached now, by seat number.
+    viewers: Mutex<Vec<(u64, ViewerInfo)>>,
+    /// The next seat number.
+    next_seat: std::sync::atomic::AtomicU64,
+    /// Who is attached, for viewers to show.
+    presence: watch::Sender<Vec<ViewerInfo>>,
+    /// What the process is doing, and whether a report from the process holds it.
+    activity: Mutex<Tracked>,
+    /// The current activity, for viewers to show.
+    activity_watch: watch::Sender<Option<ActivityState>>,
     /// The PTY's current size, as last requested.
     size: Mutex<TermSize>,
 }
 
-/// A viewer's place in a session; the count goes down when it is dropped.
-pub struct ViewerSeat(Arc<std::sync::atomic::AtomicUsize>);
+/// A viewer's place in a session; dropping it leaves.
+pub struct ViewerSeat {
+    session: Arc<Session>,
+    seat: u64,
+}
 
 impl Drop for ViewerSeat {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.session.leave(self.seat);
     }
+}
+
+/// A session's activity and what may change it.
+#[derive(Debug, Default)]
+struct Tracked {
+    current: Option<ActivityState>,
+    /// A report from the process wins over guesses until someone types into the session.
+    held: bool,
 }
 
 impl Session {
@@ -136,6 +162,11 @@ impl Session {
             created_at: Utc::now(),
             ended_at: None,
             output_bytes: 0,
+            preset: None,
+            activity: None,
+            activity_since: None,
+            activity_source: None,
+            viewers: Vec::new(),
         };
         let session = Self::restore(view, ring_size, events, log);
         session.note_resize(size);
@@ -165,6 +196,8 @@ impl Session {
             command: view.command,
             created_by: view.created_by,
             created_at: view.created_at,
+            preset: view.preset,
+            patterns: Vec::new(),
             lifecycle: Mutex::new(lifecycle),
             output: Mutex::new(ring),
             progress: watch::Sender::new(Progress { end, status: view.status }),
@@ -175,18 +208,110 @@ impl Session {
             log,
             persisted: watch::Sender::new(end),
             model: Mutex::new(None),
-            viewers: Arc::default(),
+            viewers: Mutex::default(),
+            next_seat: Default::default(),
+            presence: watch::Sender::new(Vec::new()),
+            activity: Mutex::default(),
+            activity_watch: watch::Sender::new(None),
             size: Mutex::new(size),
         }
     }
 
+    /// The session started from `preset`, whose quiet screens are checked for `patterns`.
+    pub fn with_prompts(mut self, preset: Option<String>, patterns: Vec<regex::Regex>) -> Self {
+        self.preset = preset;
+        self.patterns = patterns;
+        self
+    }
+
     /// A seat for one more viewer, unless `max` are attached already.
-    pub fn take_viewer_seat(&self, max: usize) -> Option<ViewerSeat> {
-        use std::sync::atomic::Ordering;
-        self.viewers
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .ok()?;
-        Some(ViewerSeat(self.viewers.clone()))
+    pub fn take_viewer_seat(self: &Arc<Self>, max: usize, viewer: ViewerInfo) -> Option<ViewerSeat> {
+        let seat = {
+            let mut viewers = lock(&self.viewers);
+            if viewers.len() >= max {
+                return None;
+            }
+            let seat = self.next_seat.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            viewers.push((seat, viewer));
+            seat
+        };
+        self.presence_changed();
+        Some(ViewerSeat { session: self.clone(), seat })
+    }
+
+    fn leave(&self, seat: u64) {
+        lock(&self.viewers).retain(|(s, _)| *s != seat);
+        self.presence_changed();
+    }
+
+    fn presence_changed(&self) {
+        let now: Vec<ViewerInfo> = lock(&self.viewers).iter().map(|(_, v)| v.clone()).collect();
+        self.presence.send_replace(now);
+        self.events.publish(Event::Session(self.view()));
+    }
+
+    /// A receiver of who is attached.
+    pub fn subscribe_presence(&self) -> watch::Receiver<Vec<ViewerInfo>> {
+        self.presence.subscribe()
+    }
+
+    /// A receiver of activity changes.
+    pub fn subscribe_activity(&self) -> watch::Receiver<Option<ActivityState>> {
+        self.activity_watch.subscribe()
+    }
+
+    /// The prompt patterns of this session.
+    pub fn prompt_patterns(&self) -> &[regex::Regex] {
+        &self.patterns
+    }
+
+    /// New output: `working`, unless a report from the process holds the activity.
+    pub fn note_output_activity(&self) {
+        let held = lock(&self.activity).held;
+        if !held {
+            self.set_activity(Activity::Working, ActivitySource::Output, false);
+        }
+    }
+
+    /// The output has been quiet: `waiting_for_input` if the screen shows a prompt, else `idle`;
+    /// unless a report holds the activity.
+    pub fn note_quiet(&self, prompt_on_screen: bool) {
+        if lock(&self.activity).held {
+            return;
+        }
+        if prompt_on_screen {
+            self.set_activity(Activity::WaitingForInput, ActivitySource::Screen, false);
+        } else {
+            self.set_activity(Activity::Idle, ActivitySource::Output, false);
+        }
+    }
+
+    /// The process reported its activity; it holds until someone types.
+    pub fn report_activity(&self, activity: Activity) {
+        self.set_activity(activity, ActivitySource::Hook, true);
+    }
+
+    /// Someone typed: guesses from output and screen apply again.
+    pub fn note_input(&self) {
+        lock(&self.activity).held = false;
+    }
+
+    fn set_activity(&self, activity: Activity, source: ActivitySource, hold: bool) {
+        let changed = {
+            let mut tracked = lock(&self.activity);
+            tracked.held = hold;
+            if self.status().is_final() || tracked.current.is_some_and(|c| c.activity == activity) {
+                None
+            } else {
+                let state = ActivityState { activity, since: Utc::now(), source };
+                tracked.current = Some(state);
+                Some(state)
+            }
+        };
+        if let Some(state) = changed {
+            self.activity_watch.send_replace(Some(state));
+            self.events.publish(Event::Session(self.view()));
+        }
     }
 
     /// The terminal model of a live session, created on first use (the first viewer that needs
@@ -216,6 +341,7 @@ impl Session {
 
     /// The session as the API shows it.
     pub fn view(&self) -> SessionView {
+        let activity = lock(&self.activity).current;
         let life = lock(&self.lifecycle);
         let exit = life.exit.clone().unwrap_or(ExitStatus { code: None, signal: None });
         SessionView {
@@ -230,6 +356,11 @@ impl Session {
             created_at: self.created_at,
             ended_at: life.ended_at,
             output_bytes: self.progress.borrow().end,
+            preset: self.preset.clone(),
+            activity: activity.map(|a| a.activity),
+            activity_since: activity.map(|a| a.since),
+            activity_source: activity.map(|a| a.source),
+            viewers: lock(&self.viewers).iter().map(|(_, v)| v.clone()).collect(),
         }
     }
 
@@ -433,6 +564,8 @@ impl Session {
         if moved {
             if next.is_final() {
                 lock(&self.model).take();
+                lock(&self.activity).current = None;
+                self.activity_watch.send_replace(None);
             }
             self.progress.send_modify(|p| p.status = next);
             self.events.publish(Event::Session(self.view()));

@@ -97,6 +97,8 @@ const MIGRATIONS: &[&str] = &[
         address TEXT,
         detail TEXT
     );",
+    // 2: share tokens name the one session they open.
+    "ALTER TABLE tokens ADD COLUMN session_id TEXT;",
 ];
 
 /// SQLite in WAL mode.
@@ -143,6 +145,12 @@ fn status_text<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
     }
 }
 
+/// A runner's presets as saved: objects, or the bare names an older HQ kept (now empty, since
+/// a name alone cannot be started; the runner's next hello brings them back).
+fn parse_presets(text: &str) -> Vec<agentrelay_protocol::Preset> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> rusqlite::Result<T> {
     serde_json::from_str(text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -173,7 +181,7 @@ impl Store for SqliteStore {
                 hostname: row.get(3)?,
                 os: row.get(4)?,
                 version: row.get(5)?,
-                presets: parse_json(&row.get::<_, String>(6)?, "presets")?,
+                presets: parse_presets(&row.get::<_, String>(6)?),
                 connected_at: parse_time(&row.get::<_, String>(7)?)?,
                 last_seen_at: parse_time(&row.get::<_, String>(8)?)?,
             })
@@ -201,6 +209,12 @@ impl Store for SqliteStore {
                 created_at: parse_time(&row.get::<_, String>(8)?)?,
                 ended_at: row.get::<_, Option<String>>(9)?.map(|t| parse_time(&t)).transpose()?,
                 output_bytes: row.get::<_, i64>(10)?.max(0) as u64,
+                // Live state, rebuilt as the session goes on.
+                preset: None,
+                activity: None,
+                activity_since: None,
+                activity_source: None,
+                viewers: Vec::new(),
             })
         })?;
         for session in rows {
@@ -292,7 +306,8 @@ impl Store for SqliteStore {
     fn insert_token(&mut self, token: &TokenRecord) -> anyhow::Result<()> {
         let t = &token.info;
         self.conn.execute(
-            "INSERT INTO tokens (id, name, scope, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO tokens (id, name, scope, hash, created_at, expires_at, session_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 t.id.to_string(),
                 t.name,
@@ -300,6 +315,7 @@ impl Store for SqliteStore {
                 token.hash.as_slice(),
                 t.created_at.to_rfc3339(),
                 t.expires_at.map(|e| e.to_rfc3339()),
+                t.session_id.map(|id| id.to_string()),
             ],
         )?;
         Ok(())
@@ -315,7 +331,8 @@ impl Store for SqliteStore {
 
     fn active_tokens(&mut self) -> anyhow::Result<Vec<TokenRecord>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT id, name, scope, hash, created_at, expires_at FROM tokens WHERE revoked_at IS NULL ORDER BY id",
+            "SELECT id, name, scope, hash, created_at, expires_at, session_id FROM tokens
+             WHERE revoked_at IS NULL ORDER BY id",
         )?;
         let now = chrono::Utc::now();
         let rows = statement.query_map([], |row| {
@@ -327,6 +344,10 @@ impl Store for SqliteStore {
                     scope: parse_json::<Scope>(&format!("\"{}\"", row.get::<_, String>(2)?), "scope")?,
                     created_at: parse_time(&row.get::<_, String>(4)?)?,
                     expires_at: row.get::<_, Option<String>>(5)?.map(|t| parse_time(&t)).transpose()?,
+                    session_id: row
+                        .get::<_, Option<String>>(6)?
+                        .map(|id| parse_json(&format!("\"{id}\""), "token session"))
+                        .transpose()?,
                 },
                 hash: hash.try_into().unwrap_or([0; 32]),
             })
@@ -434,7 +455,12 @@ mod tests {
             hostname: "h".into(),
             os: "linux/x86_64".into(),
             version: "1".into(),
-            presets: vec!["claude".into()],
+            presets: vec![agentrelay_protocol::Preset {
+                name: "claude".into(),
+                description: "Claude Code".into(),
+                command: vec!["claude".into()],
+                prompt_patterns: vec!["Do you want to".into()],
+            }],
             connected_at: Utc::now(),
             last_seen_at: Utc::now(),
         }
@@ -456,6 +482,11 @@ mod tests {
             created_at: Utc::now(),
             ended_at: None,
             output_bytes: 10,
+            preset: None,
+            activity: None,
+            activity_since: None,
+            activity_source: None,
+            viewers: Vec::new(),
         };
         {
             let mut store = SqliteStore::open(dir.path()).expect("open");

@@ -131,6 +131,17 @@ impl TerminalModel {
     pub fn text(&self) -> String {
         self.lock().parser.screen().contents()
     }
+
+    /// The visible screen row by row, with the cursor.
+    pub fn screen(&self) -> agentrelay_protocol::Screen {
+        let state = self.lock();
+        let screen = state.parser.screen();
+        let (rows, cols) = screen.size();
+        let (rows, cols) = (rows.get(), cols.get());
+        let (row, col) = screen.cursor_position();
+        let lines = screen.rows(0, cols).map(|line| line.trim_end().to_owned()).collect();
+        agentrelay_protocol::Screen { rows, cols, cursor: agentrelay_protocol::Cursor { row, col }, lines }
+    }
 }
 
 /// Writes the scrollback lines, oldest first, so they scroll into the viewer's own history.

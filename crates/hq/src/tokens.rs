@@ -110,11 +110,12 @@ impl Tokens {
         name: String,
         scope: Scope,
         expires_in: Option<Duration>,
+        session_id: Option<Uuid>,
     ) -> anyhow::Result<CreatedToken> {
         let secret = generate(scope);
         let now = Utc::now();
         let expires_at = expires_in.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d);
-        let info = TokenInfo { id: Uuid::now_v7(), name, scope, created_at: now, expires_at };
+        let info = TokenInfo { id: Uuid::now_v7(), name, scope, created_at: now, expires_at, session_id };
         let record = TokenRecord { info: info.clone(), hash: hash(&secret) };
         let saved = record.clone();
         self.store.call(move |store| store.insert_token(&saved)).await?;

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use agentrelay_protocol::SessionStatus;
-use agentrelay_protocol::viewer::{Attached, ClientFrame, FrameError, Gap, ServerFrame};
+use agentrelay_protocol::viewer::{Attached, ClientFrame, FrameError, Gap, Presence, ServerFrame};
+use agentrelay_protocol::{SessionStatus, ViewerInfo};
 use agentrelay_ring::Read;
 use anyhow::Context;
 use axum::Extension;
@@ -51,8 +51,12 @@ pub async fn upgrade(
     check_origin(&headers, state.config.public_url.as_deref())?;
     let Query(query) = query.map_err(|_| AppError::bad_field("from", "'from' must be a byte offset"))?;
     let session = find(&state, &id)?;
+    if principal.is_read_only() && principal.session != Some(session.id) {
+        return Err(AppError::Forbidden("this share opens another session".to_owned()));
+    }
     let max = state.config.max_viewers_per_session;
-    let seat = session.take_viewer_seat(max).ok_or_else(|| {
+    let viewer = ViewerInfo { name: principal.name.clone(), read_only: principal.is_read_only() };
+    let seat = session.take_viewer_seat(max, viewer).ok_or_else(|| {
         AppError::LimitReached(format!("session already has {max} viewers (--max-viewers-per-session)"))
     })?;
     audit::by_principal(&state, &principal, "session.attached", session.id.to_string(), None);
@@ -78,6 +82,12 @@ async fn serve(
     principal: Principal,
 ) -> anyhow::Result<()> {
     let mut progress = session.subscribe();
+    let mut presence = session.subscribe_presence();
+    let mut activity = session.subscribe_activity();
+    // Both are sent right after `attached`, then on every change.
+    presence.mark_changed();
+    activity.mark_changed();
+    let read_only = principal.is_read_only();
     let mut control_rate = RateWindow::new(state.config.max_control_rate);
     // Without `from`: replay from 0 while the output fits the ring; past that, draw the current
     // screen from the terminal model and go on from the offset it stands for.
@@ -131,8 +141,30 @@ async fn serve(
         }
         tokio::select! {
             changed = progress.changed() => changed.context("session dropped")?,
+            changed = presence.changed() => {
+                changed.context("session dropped")?;
+                let viewers = presence.borrow_and_update().clone();
+                send(&mut socket, &ServerFrame::Presence(Presence { viewers })).await?;
+            }
+            changed = activity.changed() => {
+                changed.context("session dropped")?;
+                let now = *activity.borrow_and_update();
+                if let Some(now) = now {
+                    send(&mut socket, &ServerFrame::Activity(now)).await?;
+                }
+            }
             frame = socket.recv() => match frame {
-                Some(Ok(Message::Binary(keys))) => forward(&session, ToRunner::Input(keys)).await,
+                Some(Ok(Message::Binary(_) | Message::Text(_))) if read_only => {
+                    let error = FrameError {
+                        code: "read_only".to_owned(),
+                        message: "this share is read-only: input and resizes are not sent".to_owned(),
+                    };
+                    send(&mut socket, &ServerFrame::Error(error)).await?;
+                }
+                Some(Ok(Message::Binary(keys))) => {
+                    session.note_input();
+                    forward(&session, ToRunner::Input(keys)).await;
+                }
                 Some(Ok(Message::Text(text))) => {
                     let parsed = if control_rate.allow() {
                         parse_control(text.as_str())

@@ -14,7 +14,7 @@ pub mod runner;
 pub mod viewer;
 
 /// The runner protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The oldest runner protocol version HQ still accepts (its own and the previous one).
 pub const MIN_PROTOCOL_VERSION: u32 = PROTOCOL_VERSION.saturating_sub(1);
 
@@ -76,8 +76,8 @@ pub struct Runner {
     pub os: String,
     /// The runner's software version.
     pub version: String,
-    /// Names of the presets the runner can start.
-    pub presets: Vec<String>,
+    /// What the runner offers to start by name.
+    pub presets: Vec<Preset>,
     /// When the current (or last) connection was made.
     pub connected_at: DateTime<Utc>,
     /// When HQ last heard from the runner.
@@ -132,6 +132,126 @@ pub struct Session {
     pub ended_at: Option<DateTime<Utc>>,
     /// Output bytes produced so far (the next byte's offset).
     pub output_bytes: u64,
+    /// The preset it was started from, if any.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// What the process is doing now; `None` unless it is running.
+    #[serde(default)]
+    pub activity: Option<Activity>,
+    /// When the current activity began.
+    #[serde(default)]
+    pub activity_since: Option<DateTime<Utc>>,
+    /// The signal that set the current activity.
+    #[serde(default)]
+    pub activity_source: Option<ActivitySource>,
+    /// Who is attached now.
+    #[serde(default)]
+    pub viewers: Vec<ViewerInfo>,
+}
+
+/// A command a runner offers by name (built in, or from its `--presets` file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preset {
+    /// Name used to start it, e.g. `claude`.
+    pub name: String,
+    /// A line for people.
+    #[serde(default)]
+    pub description: String,
+    /// The argv it runs.
+    pub command: Vec<String>,
+    /// Regular expressions that, matched on a line of a quiet screen, mean "waiting for input".
+    #[serde(default)]
+    pub prompt_patterns: Vec<String>,
+}
+
+/// What a running session is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    /// It printed recently.
+    Working,
+    /// Its output stopped on a prompt: it needs someone.
+    WaitingForInput,
+    /// Its output stopped, and nothing on screen asks for anything.
+    Idle,
+}
+
+/// What set a session's activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivitySource {
+    /// Output arrived, or stopped.
+    Output,
+    /// A prompt pattern matched the screen.
+    Screen,
+    /// The process (or an agent hook) reported it through the runner.
+    Hook,
+}
+
+/// A session's activity at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityState {
+    /// What it is doing.
+    pub activity: Activity,
+    /// Since when.
+    pub since: DateTime<Utc>,
+    /// Which signal said so.
+    pub source: ActivitySource,
+}
+
+/// Someone attached to a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewerInfo {
+    /// The name of their token.
+    pub name: String,
+    /// Whether they watch through a read-only share.
+    pub read_only: bool,
+}
+
+/// `POST /api/login`'s answer: who signed in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginAnswer {
+    /// The token's name.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// For a share: the one session it opens.
+    pub session_id: Option<Uuid>,
+}
+
+/// `POST /api/sessions/{id}/shares`'s answer: a read-only link, shown once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedShare {
+    /// The share token's id (revoke it with `DELETE /api/tokens/{id}`).
+    pub id: Uuid,
+    /// The link to hand out; the token rides in its fragment.
+    pub url: String,
+    /// The share token itself.
+    pub token: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `GET /api/sessions/{id}/screen?format=json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Screen {
+    /// Screen height.
+    pub rows: u16,
+    /// Screen width.
+    pub cols: u16,
+    /// Where the cursor is (0-based).
+    pub cursor: Cursor,
+    /// One string per row, trailing spaces trimmed.
+    pub lines: Vec<String>,
+}
+
+/// A cursor position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// 0-based row.
+    pub row: u16,
+    /// 0-based column.
+    pub col: u16,
 }
 
 /// The error body every failed REST call returns.
@@ -173,6 +293,9 @@ pub struct TokenInfo {
     pub id: Uuid,
     /// A name for people.
     pub name: String,
+    /// For a share token: the one session it opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Uuid>,
     /// What it may do.
     pub scope: Scope,
     /// When it was created.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::viewer::Gap;
-use crate::{ExitStatus, TermSize};
+use crate::{Activity, ExitStatus, Preset, TermSize};
 
 /// Control frame from runner to HQ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ pub struct Hello {
     pub protocol_version: u32,
     /// Presets it can start.
     #[serde(default)]
-    pub presets: Vec<String>,
+    pub presets: Vec<Preset>,
     /// Sessions still alive on the runner (after an HQ outage), to be resumed.
     #[serde(default)]
     pub sessions: Vec<LiveSession>,
@@ -101,6 +101,10 @@ pub struct StartSession {
     pub env: BTreeMap<String, String>,
     /// Initial PTY size.
     pub size: TermSize,
+    /// The runner's preset this starts from: its working directory and environment apply
+    /// (`cwd` and `env` above override them).
+    #[serde(default)]
+    pub preset: Option<String>,
 }
 
 /// Payload of [`RunnerMessage::SessionFailed`].
@@ -122,6 +126,16 @@ pub enum DataUp {
     Gap(Gap),
     /// The process ended; sent after the last output byte.
     Exit(ExitStatus),
+    /// The process reported what it is doing (`agentrelay-runner report`, e.g. from an agent's
+    /// hooks); this wins over HQ's guesses from output and screen.
+    Activity(ActivityReport),
+}
+
+/// Payload of [`DataUp::Activity`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityReport {
+    /// What the process says it is doing.
+    pub activity: Activity,
 }
 
 /// Payload of [`DataUp::Open`].

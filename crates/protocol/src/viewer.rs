@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{ExitStatus, SessionStatus, TermSize};
+use crate::{ActivityState, ExitStatus, SessionStatus, TermSize, ViewerInfo};
 
 /// A control frame a viewer sends to HQ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,17 @@ pub enum ServerFrame {
     Exit(ExitStatus),
     /// A frame or a request went wrong.
     Error(FrameError),
+    /// What the session is doing now; after `attached` and on every change.
+    Activity(ActivityState),
+    /// Who is attached now; after `attached` and on every change.
+    Presence(Presence),
+}
+
+/// Payload of [`ServerFrame::Presence`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    /// Everyone attached, this viewer included.
+    pub viewers: Vec<ViewerInfo>,
 }
 
 /// Payload of [`ServerFrame::Attached`].

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Configuration of one runner process. Every flag also reads `AGENTRELAY_<FLAG>`.
 #[derive(Debug, Clone, Parser)]
@@ -57,9 +57,54 @@ pub struct RunnerConfig {
     #[arg(long, env = "AGENTRELAY_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
 
+    /// A TOML file of presets (`[[preset]]` with name, command, description, cwd, env,
+    /// prompt_patterns); they join the built-in agents found on PATH and a shell.
+    #[arg(long, env = "AGENTRELAY_PRESETS")]
+    pub presets: Option<PathBuf>,
+
     /// Log output: human or json.
     #[arg(long, env = "AGENTRELAY_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
+
+    /// A command instead of running the runner.
+    #[command(subcommand)]
+    pub command: Option<RunnerCommand>,
+}
+
+/// The runner's subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RunnerCommand {
+    /// Inside a session: tell HQ what this session is doing (e.g. from an agent's hooks).
+    #[command(after_help = "Example (Claude Code hooks in .claude/settings.json):\n  \
+        \"Notification\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"agentrelay-runner report waiting\"}]}]\n  \
+        \"UserPromptSubmit\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"agentrelay-runner report working\"}]}]\n  \
+        \"Stop\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"agentrelay-runner report waiting\"}]}]")]
+    Report {
+        /// What the session is doing.
+        #[arg(value_enum)]
+        activity: ReportedActivity,
+    },
+}
+
+/// Activities a process can report.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportedActivity {
+    /// Busy.
+    Working,
+    /// Needs a person: a question, a permission prompt, or done and waiting for the next task.
+    Waiting,
+    /// Nothing to do, nothing asked.
+    Idle,
+}
+
+impl From<ReportedActivity> for agentrelay_protocol::Activity {
+    fn from(activity: ReportedActivity) -> Self {
+        match activity {
+            ReportedActivity::Working => Self::Working,
+            ReportedActivity::Waiting => Self::WaitingForInput,
+            ReportedActivity::Idle => Self::Idle,
+        }
+    }
 }
 
 impl RunnerConfig {

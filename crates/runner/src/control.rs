@@ -65,7 +65,7 @@ impl Runner {
             os: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol_version: PROTOCOL_VERSION,
-            presets: Vec::new(),
+            presets: self.presets.advertised(),
             sessions: self.sessions.live(),
         };
         if let Err(e) = send(&mut socket, &RunnerMessage::Hello(hello)).await {
@@ -130,13 +130,23 @@ impl Runner {
     }
 
     /// Starts a session's process and its data connection; returns why it could not.
-    fn start_session(&self, start: StartSession) -> Option<SessionFailed> {
+    fn start_session(&self, mut start: StartSession) -> Option<SessionFailed> {
         let failed = |error: String| {
             tracing::warn!(session = %start.session_id, %error, "refusing to start session");
             Some(SessionFailed { session_id: start.session_id, error })
         };
         if self.sessions.contains(start.session_id) {
             return None;
+        }
+        if let Some(name) = &start.preset {
+            let Some(def) = self.presets.get(name) else {
+                return failed(format!("runner '{}' has no preset '{name}'", self.name));
+            };
+            // The preset's directory and environment, unless the request gives its own.
+            start.cwd = start.cwd.take().or_else(|| def.cwd.clone());
+            let mut env = def.env.clone();
+            env.append(&mut start.env);
+            start.env = env;
         }
         let program = start.command.first().cloned().unwrap_or_default();
         if !self.config.allow.is_empty() && !self.config.allow.contains(&program) {
@@ -146,7 +156,7 @@ impl Runner {
                 self.config.allow.join(", ")
             ));
         }
-        let process = match pty::spawn(&start, &self.config.allow_env) {
+        let process = match pty::spawn(&start, &self.config.allow_env, &self.report_socket) {
             Ok(process) => process,
             Err(e) => return failed(format!("{e:#}")),
         };

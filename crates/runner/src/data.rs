@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentrelay_protocol::runner::{DataDown, DataUp, OpenData};
+use agentrelay_protocol::runner::{ActivityReport, DataDown, DataUp, OpenData};
 use agentrelay_protocol::viewer::Gap;
 use agentrelay_ring::Read;
 use anyhow::{Context, bail};
@@ -75,6 +75,9 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
     let mut offset = from.min(end);
     session.mark_sent(Some(offset));
     let mut progress = session.subscribe();
+    let mut reports = session.subscribe_activity();
+    // A report made while disconnected goes out now (HQ ignores a repeat).
+    reports.mark_changed();
     let mut exit_sent = false;
     loop {
         loop {
@@ -105,6 +108,15 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
             changed = progress.changed() => {
                 if changed.is_err() {
                     bail!("session dropped");
+                }
+            }
+            changed = reports.changed() => {
+                if changed.is_err() {
+                    bail!("session dropped");
+                }
+                let report = *reports.borrow_and_update();
+                if let Some(activity) = report {
+                    socket.send(data_frame(&DataUp::Activity(ActivityReport { activity }))).await?;
                 }
             }
             frame = socket.next() => match frame {

@@ -10,7 +10,9 @@ pub mod control;
 pub mod data;
 pub mod dial;
 pub mod identity;
+pub mod presets;
 pub mod pty;
+pub mod report;
 pub mod session;
 
 use std::sync::Arc;
@@ -44,6 +46,10 @@ pub struct Runner {
     name: String,
     hq: HqEndpoint,
     sessions: Arc<SessionTable>,
+    /// What this runner offers to start by name.
+    presets: presets::Presets,
+    /// Where sessions report their activity (`agentrelay-runner report`).
+    report_socket: std::path::PathBuf,
     /// Cancelled to stop the runner; sessions are hung up.
     shutdown: CancellationToken,
     /// Every session's PTY and data tasks, awaited on shutdown.
@@ -70,6 +76,9 @@ impl Runner {
             .clone()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+        let presets =
+            presets::Presets::load(config.presets.as_deref(), &config.allow).map_err(RunnerError::Config)?;
+        let report_socket = report::socket_path(&state_dir);
         if config.allow.is_empty() {
             tracing::warn!("no --allow list: HQ may start any program on this machine");
         }
@@ -79,6 +88,8 @@ impl Runner {
             name,
             hq,
             sessions: Arc::default(),
+            presets,
+            report_socket,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
@@ -97,6 +108,14 @@ impl Runner {
             shutdown.cancelled().await;
             stop.cancel();
         });
+        // Without the socket, sessions cannot report activity; HQ still guesses it from output.
+        match report::bind(&self.report_socket) {
+            Ok(listener) => {
+                let serve = report::serve(listener, self.sessions.clone(), self.shutdown.clone());
+                self.tasks.spawn(serve);
+            }
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "activity reports are off"),
+        }
         let result = self.control_loop().await;
         self.shutdown.cancel();
         self.tasks.close();

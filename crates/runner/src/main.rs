@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use agentrelay_runner::config::RunnerCommand;
 use agentrelay_runner::{Runner, RunnerConfig};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +12,12 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = RunnerConfig::parse();
+    if let Some(RunnerCommand::Report { activity }) = config.command {
+        return match agentrelay_runner::report::send(activity.into()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&error),
+        };
+    }
     init_logging(&config.log_format);
     let runner = match Runner::new(config) {
         Ok(runner) => runner,

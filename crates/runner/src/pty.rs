@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub struct Process {
 
 /// Spawns `start.command` in a new PTY of the requested size; `allowed_env` lists loader
 /// variables the operator lets through.
-pub fn spawn(start: &StartSession, allowed_env: &[String]) -> anyhow::Result<Process> {
+pub fn spawn(start: &StartSession, allowed_env: &[String], report_socket: &Path) -> anyhow::Result<Process> {
     use anyhow::Context;
     let (pty, pts) = pty_process::open().context("cannot open a PTY")?;
     pty.resize(Size::new(start.size.rows, start.size.cols)).context("cannot size the PTY")?;
@@ -63,10 +64,12 @@ pub fn spawn(start: &StartSession, allowed_env: &[String]) -> anyhow::Result<Pro
     for (key, value) in requested_env(&start.env, allowed_env) {
         command = command.env(key, value);
     }
-    command =
-        command.env("TERM", "xterm-256color").env("AGENTRELAY_SESSION_ID", start.session_id.to_string());
+    command = command
+        .env("TERM", "xterm-256color")
+        .env("AGENTRELAY_SESSION_ID", start.session_id.to_string())
+        .env(crate::report::SOCKET_VARIABLE, report_socket);
     if let Some(cwd) = &start.cwd {
-        command = command.current_dir(cwd);
+        command = command.current_dir(crate::presets::expand_home(cwd));
     }
     let child = command.spawn(pts).map_err(|e| anyhow::anyhow!("cannot start '{program}': {e}"))?;
     let pid = child.id().context("child exited before its pid was read")?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use agentrelay_protocol::runner::LiveSession;
-use agentrelay_protocol::{ExitStatus, TermSize};
+use agentrelay_protocol::{Activity, ExitStatus, TermSize};
 use agentrelay_ring::{OutputRing, Read};
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, watch};
@@ -43,6 +43,8 @@ pub struct Session {
     orders: mpsc::Sender<PtyOrder>,
     /// Signalled when the data connection has sent more (or dropped), freeing ring space.
     room: Notify,
+    /// The latest activity the process reported, for the data connection to forward.
+    activity: watch::Sender<Option<Activity>>,
 }
 
 impl Session {
@@ -59,6 +61,7 @@ impl Session {
             progress: watch::Sender::new(Progress { end: 0, exit: None }),
             orders,
             room: Notify::new(),
+            activity: watch::Sender::new(None),
         };
         (Arc::new(session), rx)
     }
@@ -118,6 +121,16 @@ impl Session {
         self.progress.subscribe()
     }
 
+    /// Records what the process says it is doing; only the latest report matters.
+    pub fn report_activity(&self, activity: Activity) {
+        self.activity.send_replace(Some(activity));
+    }
+
+    /// A receiver of activity reports.
+    pub fn subscribe_activity(&self) -> watch::Receiver<Option<Activity>> {
+        self.activity.subscribe()
+    }
+
     /// The sender of orders for the PTY.
     pub fn orders(&self) -> &mpsc::Sender<PtyOrder> {
         &self.orders
@@ -139,6 +152,11 @@ impl SessionTable {
     /// Forgets a session whose exit HQ has recorded.
     pub fn remove(&self, id: Uuid) {
         lock(&self.map).remove(&id);
+    }
+
+    /// One session.
+    pub fn get(&self, id: Uuid) -> Option<Arc<Session>> {
+        lock(&self.map).get(&id).cloned()
     }
 
     /// Whether the session is held.

@@ -1,7 +1,7 @@
 //! The HTTP surface: routes, the JSON body reader, and the small handlers (health, runners).
 
 pub mod sessions;
-mod tokens;
+pub(crate) mod tokens;
 
 use agentrelay_protocol::Runner;
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth::{login, logout, require_admin, require_user};
+use crate::auth::{login, logout, require_admin, require_user, require_viewer};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::{dashboard, events, runner_data, runner_socket, viewer_socket};
@@ -30,8 +30,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sessions", post(sessions::create).get(sessions::list))
         .route("/api/sessions/{id}", get(sessions::get).delete(sessions::delete))
         .route("/api/sessions/{id}/recording", get(sessions::recording))
-        .route("/api/v1/ws/session/{id}", get(viewer_socket::upgrade))
+        .route("/api/sessions/{id}/screen", get(sessions::screen))
+        .route("/api/sessions/{id}/input", post(sessions::input))
+        .route("/api/sessions/{id}/shares", post(sessions::share))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_user));
+    // A share token opens this route only, and only for its own session (checked inside).
+    let viewer = Router::new()
+        .route("/api/v1/ws/session/{id}", get(viewer_socket::upgrade))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_viewer));
     Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(health))
@@ -41,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ws/runner/session/{id}", get(runner_data::upgrade))
         .merge(admin)
         .merge(user)
+        .merge(viewer)
         .fallback(dashboard::serve)
         .layer(DefaultBodyLimit::max(state.config.max_body_size))
         // Every response: no framing, no sniffing, no referrer, and a CSP without inline scripts

@@ -4,32 +4,40 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agentrelay_protocol::runner::{HqMessage, StartSession};
-use agentrelay_protocol::{Runner, RunnerStatus, Session as SessionView, TermSize};
+use agentrelay_protocol::{CreatedShare, Runner, RunnerStatus, Scope, Session as SessionView, TermSize};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::{Extension, Json};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::JsonObject;
-use crate::audit;
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::events::Event;
 use crate::recording;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
+use crate::terminal_model;
+use crate::{activity, audit};
 
 /// A validated `POST /api/sessions` body.
 struct CreateRequest {
     target: Target,
-    command: Vec<String>,
+    program: Program,
     cwd: Option<String>,
     env: BTreeMap<String, String>,
     size: TermSize,
+}
+
+/// What to run: an argv, or a preset of the chosen runner.
+enum Program {
+    Command(Vec<String>),
+    Preset(String),
 }
 
 /// How the request names its runner: exactly one way.
@@ -71,21 +79,24 @@ impl CreateRequest {
                 return Err(AppError::bad_field(field, "give only one of 'runner_id', 'runner' or 'labels'"));
             }
         };
-        let command = match (command, preset) {
+        let program = match (command, preset) {
             (Some(_), Some(_)) => {
                 return Err(AppError::bad_field("preset", "give either 'command' or 'preset', not both"));
             }
-            (None, Some(name)) => {
-                return Err(AppError::bad_field("preset", format!("unknown preset '{name}'")));
-            }
+            (None, Some(name)) => Program::Preset(name),
             (None, None) => {
-                return Err(AppError::bad_field("command", "'command' is required, e.g. [\"bash\", \"-l\"]"));
+                return Err(AppError::bad_field(
+                    "command",
+                    "'command' (e.g. [\"bash\", \"-l\"]) or 'preset' (e.g. \"claude\") is required",
+                ));
             }
-            (Some(command), None) => command,
+            (Some(command), None) => {
+                if command.first().is_none_or(|program| program.is_empty()) {
+                    return Err(AppError::bad_field("command", "'command' must name a program"));
+                }
+                Program::Command(command)
+            }
         };
-        if command.first().is_none_or(|program| program.is_empty()) {
-            return Err(AppError::bad_field("command", "'command' must name a program"));
-        }
         let size = TermSize {
             rows: rows.unwrap_or(TermSize::DEFAULT.rows),
             cols: cols.unwrap_or(TermSize::DEFAULT.cols),
@@ -96,7 +107,7 @@ impl CreateRequest {
         if !(1..=1000).contains(&size.cols) {
             return Err(AppError::bad_field("cols", "'cols' must be from 1 to 1000"));
         }
-        Ok(Self { target, command, cwd, env: env.unwrap_or_default(), size })
+        Ok(Self { target, program, cwd, env: env.unwrap_or_default(), size })
     }
 }
 
@@ -119,26 +130,46 @@ pub async fn create(
         .registry
         .sender(runner.id)
         .ok_or_else(|| AppError::RunnerOffline(format!("runner '{}' is offline", runner.name)))?;
+    let (command, preset) = match request.program {
+        Program::Command(command) => (command, None),
+        Program::Preset(name) => match runner.presets.iter().find(|p| p.name == name) {
+            Some(preset) => (preset.command.clone(), Some(name)),
+            None => {
+                let offered: Vec<&str> = runner.presets.iter().map(|p| p.name.as_str()).collect();
+                return Err(AppError::bad_field(
+                    "preset",
+                    format!(
+                        "runner '{}' has no preset '{name}' (it offers: {})",
+                        runner.name,
+                        offered.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
+    let patterns = activity::prompt_patterns(&runner.presets, preset.as_deref(), &command);
     let id = Uuid::now_v7();
-    let session = Arc::new(Session::new(
+    let session = Session::new(
         id,
         runner.id,
-        request.command.clone(),
+        command.clone(),
         request.size,
         principal.name.clone(),
         state.config.ring_size,
         state.events.clone(),
         crate::open_log(&state, id, chrono::Utc::now()),
-    ));
+    );
+    let session = Arc::new(session.with_prompts(preset.clone(), patterns));
     state.sessions.insert(session.clone());
-    state.tasks.spawn(session.clone().persist(state.shutdown.clone()));
+    crate::start_session_tasks(&state, &session);
     state.events.publish(Event::Session(session.view()));
     let start = StartSession {
         session_id: session.id,
-        command: request.command,
+        command,
         cwd: request.cwd,
         env: request.env,
         size: request.size,
+        preset,
     };
     if control.send(HqMessage::Start(start)).await.is_err() {
         session.mark_failed(format!("runner '{}' went offline before the session started", runner.name));
@@ -205,6 +236,139 @@ pub async fn delete(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// Query of `GET /api/sessions/{id}/screen`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ScreenQuery {
+    /// `json` for rows and cursor; plain text otherwise.
+    format: Option<String>,
+}
+
+/// `GET /api/sessions/{id}/screen`: the current screen from HQ's terminal model, as plain text or
+/// (`?format=json`) rows and cursor.
+pub async fn screen(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ScreenQuery>,
+) -> Result<Response, AppError> {
+    let session = find(&state, &id)?;
+    let (model, created) = session.start_model().ok_or_else(|| {
+        AppError::SessionEnded(format!("session {id} has ended; its output is in /recording"))
+    })?;
+    if created {
+        let feed = terminal_model::follow(session.clone(), model.clone(), state.shutdown.clone());
+        state.tasks.spawn(feed);
+    }
+    model.caught_up(session.output_end(), SCREEN_WAIT).await;
+    let screen = model.screen();
+    match query.format.as_deref() {
+        Some("json") => Ok(Json(screen).into_response()),
+        None | Some("text") => {
+            let mut text = screen.lines.join("\n");
+            text.push('\n');
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+        }
+        Some(other) => {
+            Err(AppError::bad_field("format", format!("unknown format '{other}': use text or json")))
+        }
+    }
+}
+
+/// How long `/screen` waits for a fresh terminal model to replay recent output.
+const SCREEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Between typed text and its Enter: agents that tell a paste from typing by timing (Claude
+/// Code, Ink apps) would otherwise take the Enter as part of a paste, a newline, not a submit.
+const ENTER_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// `POST /api/sessions/{id}/input` `{"text": "…", "enter": true}`: types into the session → 204.
+pub async fn input(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<StatusCode, AppError> {
+    let mut body = JsonObject::parse(body)?;
+    let text: Option<String> = body.take("text", "a string")?;
+    let enter: Option<bool> = body.take("enter", "true or false")?;
+    body.finish()?;
+    let text = text.unwrap_or_default();
+    let enter = enter.unwrap_or(false);
+    if text.is_empty() && !enter {
+        return Err(AppError::bad_field("text", "give 'text', 'enter': true, or both"));
+    }
+    let session = find(&state, &id)?;
+    if session.status().is_final() {
+        return Err(AppError::SessionEnded(format!("session {id} has ended")));
+    }
+    let detail = format!("{} bytes{}", text.len(), if enter { " + enter" } else { "" });
+    audit::by_principal(&state, &principal, "session.input", session.id.to_string(), Some(detail));
+    session.note_input();
+    let closed = || AppError::SessionEnded(format!("session {id} has ended"));
+    if !text.is_empty() {
+        session.to_runner().send(ToRunner::Input(text.into())).await.map_err(|_| closed())?;
+    }
+    if enter {
+        tokio::time::sleep(ENTER_DELAY).await;
+        session.to_runner().send(ToRunner::Input("\r".into())).await.map_err(|_| closed())?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How long a share lives unless the request says otherwise.
+const SHARE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The longest a share may live.
+const MAX_SHARE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// `POST /api/sessions/{id}/shares` `{"expires_in"?}`: a read-only link to one session → 201.
+/// The token rides in the link's fragment, which browsers never send to a server.
+pub async fn share(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<CreatedShare>), AppError> {
+    let session = find(&state, &id)?;
+    let expires_in = if body.as_ref().is_ok_and(|b| b.is_empty()) {
+        SHARE_LIFETIME
+    } else {
+        let mut body = JsonObject::parse(body)?;
+        let expires_in: Option<serde_json::Value> = body.take("expires_in", "a duration like \"1h\"")?;
+        body.finish()?;
+        match expires_in {
+            None => SHARE_LIFETIME,
+            Some(value) => {
+                super::tokens::parse_expiry(&value).filter(|d| *d <= MAX_SHARE_LIFETIME).ok_or_else(|| {
+                    AppError::bad_field("expires_in", "'expires_in' must be a duration up to 30d")
+                })?
+            }
+        }
+    };
+    let name = format!("share of {} by {}", &session.id.to_string()[..8], principal.name);
+    let created = state.tokens.create(name, Scope::Share, Some(expires_in), Some(session.id)).await?;
+    let expires_at =
+        created.expires_at.ok_or_else(|| AppError::Internal(anyhow::anyhow!("share without expiry")))?;
+    let url = format!("{}/share#{}", public_base(&state, &headers), created.token);
+    audit::by_principal(
+        &state,
+        &principal,
+        "session.shared",
+        session.id.to_string(),
+        Some(created.id.to_string()),
+    );
+    Ok((StatusCode::CREATED, Json(CreatedShare { id: created.id, url, token: created.token, expires_at })))
+}
+
+/// The URL people reach HQ at: `--public-url`, else what this request was sent to.
+fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = &state.config.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let scheme = if state.config.tls_cert.is_some() { "https" } else { "http" };
+    format!("{scheme}://{host}")
+}
+
 /// Looks a session up by the id in a path.
 pub fn find(state: &AppState, id: &str) -> Result<Arc<Session>, AppError> {
     Uuid::parse_str(id)
@@ -214,8 +378,18 @@ pub fn find(state: &AppState, id: &str) -> Result<Arc<Session>, AppError> {
 }
 
 /// `GET /api/sessions/{id}/recording`: the output as asciicast v2, streamed as it is rendered.
-pub async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
+/// Recordings can hold secrets an agent printed: only admins and the session's creator read them.
+pub async fn recording(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
     let session = find(&state, &id)?;
+    if principal.scope != Scope::Admin && principal.name != session.created_by {
+        return Err(AppError::Forbidden(
+            "only admins and the session's creator may read its recording".to_owned(),
+        ));
+    }
     let log = session.log().cloned().ok_or_else(|| {
         AppError::NotFound(format!("session '{id}' has no recording (its output log could not be written)"))
     })?;

@@ -45,13 +45,13 @@ pub async fn create(
             )
         })?),
     };
-    let created = state.tokens.create(name, scope, expires_in).await?;
+    let created = state.tokens.create(name, scope, expires_in, None).await?;
     let detail = format!("{} ({:?})", created.name, created.scope);
     audit::by_principal(&state, &principal, "token.created", created.id.to_string(), Some(detail));
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-fn parse_expiry(value: &serde_json::Value) -> Option<std::time::Duration> {
+pub(super) fn parse_expiry(value: &serde_json::Value) -> Option<std::time::Duration> {
     match value {
         serde_json::Value::Number(n) => n.as_u64().filter(|s| *s > 0).map(std::time::Duration::from_secs),
         serde_json::Value::String(text) => humantime::parse_duration(text).ok().filter(|d| !d.is_zero()),

@@ -1,0 +1,142 @@
+//! Live activity per session: `working` while output flows; when it has been quiet for
+//! `--idle-after`, the screen (from the terminal model) decides between `waiting_for_input` (a
+//! prompt pattern matches one of its last lines) and `idle`. A report from the process itself
+//! (`agentrelay-runner report`, see `runner_data`) wins over both until someone types.
+
+use std::sync::Arc;
+
+use agentrelay_protocol::Preset;
+use regex::{Regex, RegexBuilder};
+use tokio::time::Instant;
+
+use crate::session::Session;
+use crate::state::AppState;
+use crate::terminal_model;
+
+/// Prompts any program may show, besides its preset's own.
+const GENERIC_PROMPTS: &[&str] = &[
+    r"\((?i:y/n)\)",
+    r"\[(?i:y/n)\]",
+    r"\((?i:yes/no)\)",
+    r"(?i)press (enter|return|any key) to continue",
+    r"(?i)\bcontinue\?\s*$",
+];
+
+/// The last non-blank screen lines a prompt is looked for in: a prompt sits near the bottom, and
+/// an answered question further up must not count.
+const PROMPT_LINES: usize = 12;
+
+/// How long a fresh terminal model may take to replay recent output before a check.
+const MODEL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Compiles the prompt patterns for a session: the preset's (by name, or else the runner's
+/// preset whose command runs the same program) plus the generic ones. Bad patterns from a
+/// runner are skipped with a warning.
+pub fn prompt_patterns(presets: &[Preset], preset: Option<&str>, command: &[String]) -> Vec<Regex> {
+    let program = command.first().map(|p| p.rsplit('/').next().unwrap_or(p));
+    let chosen = match preset {
+        Some(name) => presets.iter().find(|p| p.name == name),
+        None => {
+            presets.iter().find(|p| p.command.first().map(|c| c.rsplit('/').next().unwrap_or(c)) == program)
+        }
+    };
+    let own = chosen.map(|p| p.prompt_patterns.as_slice()).unwrap_or_default();
+    own.iter()
+        .map(String::as_str)
+        .chain(GENERIC_PROMPTS.iter().copied())
+        .filter_map(|pattern| {
+            // Patterns come from runners: bound what one may cost.
+            let compiled = RegexBuilder::new(pattern).multi_line(true).size_limit(1 << 20).build();
+            compiled.map_err(|e| tracing::warn!(pattern, error = %e, "ignoring a bad prompt pattern")).ok()
+        })
+        .collect()
+}
+
+/// Whether one of the last lines of `screen` matches a pattern.
+pub fn shows_prompt(screen: &str, patterns: &[Regex]) -> bool {
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    let recent = &lines[lines.len().saturating_sub(PROMPT_LINES)..];
+    recent.iter().any(|line| patterns.iter().any(|p| p.is_match(line)))
+}
+
+/// Follows one live session's output until it ends, setting its activity.
+pub async fn track(state: AppState, session: Arc<Session>) {
+    let idle_after = state.config.idle_after;
+    let mut progress = session.subscribe();
+    let mut seen = progress.borrow().end;
+    let mut quiet_from = Instant::now();
+    let mut checked = false;
+    loop {
+        let now = *progress.borrow_and_update();
+        if now.status.is_final() {
+            return;
+        }
+        if now.end > seen {
+            seen = now.end;
+            session.note_output_activity();
+            quiet_from = Instant::now();
+            checked = false;
+        }
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep_until(quiet_from + idle_after), if !checked => {
+                checked = true;
+                check_screen(&state, &session, seen).await;
+            }
+            () = state.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Reads the screen once output has stopped at `end`.
+async fn check_screen(state: &AppState, session: &Arc<Session>, end: u64) {
+    let Some((model, created)) = session.start_model() else { return };
+    if created {
+        let feed = terminal_model::follow(session.clone(), model.clone(), state.shutdown.clone());
+        state.tasks.spawn(feed);
+    }
+    model.caught_up(end, MODEL_WAIT).await;
+    // Output that arrived meanwhile means working again; the tracker sees it next.
+    if session.output_end() != end {
+        return;
+    }
+    session.note_quiet(shows_prompt(&model.text(), session.prompt_patterns()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preset(name: &str, command: &[&str], patterns: &[&str]) -> Preset {
+        Preset {
+            name: name.into(),
+            description: String::new(),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            prompt_patterns: patterns.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn generic_prompts_match_only_near_the_bottom() {
+        let patterns = prompt_patterns(&[], None, &["sh".into()]);
+        assert!(shows_prompt("building\nOverwrite file? (y/n) ", &patterns));
+        assert!(shows_prompt("Install? [Y/n]", &patterns));
+        assert!(!shows_prompt("$ ls\nfile-a file-b\n$ ", &patterns));
+        let old_question = format!("Proceed? (y/n) y\n{}", "line\n".repeat(PROMPT_LINES));
+        assert!(!shows_prompt(&old_question, &patterns), "an answered prompt scrolled up");
+    }
+
+    #[test]
+    fn preset_patterns_by_name_or_by_program() {
+        let presets =
+            [preset("claude", &["claude"], &[r"Do you want to"]), preset("x", &["x"], &["(unclosed"])];
+        let by_name = prompt_patterns(&presets, Some("claude"), &["claude".into()]);
+        assert!(shows_prompt("│ Do you want to make this edit?", &by_name));
+        let by_program = prompt_patterns(&presets, None, &["/usr/local/bin/claude".into(), "-c".into()]);
+        assert!(shows_prompt("Do you want to proceed?", &by_program));
+        let other = prompt_patterns(&presets, None, &["bash".into()]);
+        assert!(!shows_prompt("Do you want to proceed?", &other));
+        // A bad pattern is skipped, the generic ones remain.
+        assert_eq!(prompt_patterns(&presets, Some("x"), &[]).len(), GENERIC_PROMPTS.len());
+    }
+}

@@ -1,0 +1,146 @@
+//! `--webhook-url`: a JSON POST for every session activity change and every session end, so a
+//! phone (ntfy), a chat (Slack-compatible) or a script hears when an agent needs someone.
+//!
+//! It follows the event bus off the data path; a slow or failing receiver only delays its own
+//! deliveries (bounded queue, a few retries, then the oldest are dropped with a warning).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use agentrelay_protocol::{Activity, Session, SessionStatus};
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::events::Event;
+use crate::registry::Registry;
+use crate::state::AppState;
+
+/// Deliveries waiting at most; past this the oldest are dropped.
+const QUEUE: usize = 256;
+/// Attempts per delivery.
+const ATTEMPTS: u32 = 3;
+
+/// One POST body.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// `session.activity` or `session.ended`.
+    pub event: &'static str,
+    /// A sentence for chat and push receivers.
+    pub text: String,
+    /// The session as the API shows it.
+    pub session: Session,
+}
+
+/// What was last seen of a session, to post only changes.
+#[derive(PartialEq, Clone, Copy)]
+struct Seen {
+    activity: Option<Activity>,
+    status: SessionStatus,
+}
+
+/// Follows `events` and posts changes to `url` until shutdown.
+pub async fn run(url: String, state: AppState) {
+    let shutdown = state.shutdown.clone();
+    let (queue, deliveries) = mpsc::channel::<Delivery>(QUEUE);
+    let sender = tokio::spawn(deliver(url, deliveries, shutdown.clone()));
+    let mut feed = state.events.subscribe();
+    let mut seen: HashMap<Uuid, Seen> = HashMap::new();
+    loop {
+        let event = tokio::select! {
+            event = feed.recv() => event,
+            () = shutdown.cancelled() => break,
+        };
+        let session = match event {
+            Ok(Event::Session(session)) => session,
+            Ok(_) => continue,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "webhook fell behind the event stream; some changes were not posted");
+                continue;
+            }
+            Err(RecvError::Closed) => break,
+        };
+        let now = Seen { activity: session.activity, status: session.status };
+        let before = seen.insert(session.id, now);
+        if before == Some(now) {
+            continue;
+        }
+        let Some(delivery) = describe(&session, before, &state.registry) else { continue };
+        if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(delivery) {
+            tracing::warn!("webhook receiver is behind; dropping a delivery");
+        }
+        if session.status.is_final() {
+            seen.remove(&session.id);
+        }
+    }
+    drop(queue);
+    let _ = sender.await;
+}
+
+/// The delivery for a change, if it is one worth posting.
+fn describe(session: &Session, before: Option<Seen>, registry: &Registry) -> Option<Delivery> {
+    let runner = registry.get(session.runner_id).map_or_else(|| "?".to_owned(), |r| r.name);
+    let what = session.preset.clone().unwrap_or_else(|| session.command.join(" "));
+    let short = &session.id.to_string()[..8];
+    let name = format!("{what} on {runner} ({short}…)");
+    if session.status.is_final() {
+        if before.is_some_and(|b| b.status.is_final()) {
+            return None;
+        }
+        let how = match (session.exit_code, &session.signal, &session.error) {
+            (Some(code), _, _) => format!("exited with code {code}"),
+            (None, Some(signal), _) => format!("was ended by {signal}"),
+            (None, None, Some(error)) => format!("is {:?}: {error}", session.status).to_lowercase(),
+            _ => format!("is {:?}", session.status).to_lowercase(),
+        };
+        return Some(Delivery {
+            event: "session.ended",
+            text: format!("{name} {how}"),
+            session: session.clone(),
+        });
+    }
+    let activity = session.activity?;
+    if before.and_then(|b| b.activity) == Some(activity) {
+        return None;
+    }
+    let doing = match activity {
+        Activity::Working => "is working",
+        Activity::WaitingForInput => "is waiting for input",
+        Activity::Idle => "is idle",
+    };
+    Some(Delivery { event: "session.activity", text: format!("{name} {doing}"), session: session.clone() })
+}
+
+/// Posts deliveries in order, retrying each a few times.
+async fn deliver(url: String, mut deliveries: mpsc::Receiver<Delivery>, shutdown: CancellationToken) {
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook client could not be built; webhooks are off");
+            return;
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            next = deliveries.recv() => match next { Some(next) => next, None => return },
+            () = shutdown.cancelled() => return,
+        };
+        for attempt in 1..=ATTEMPTS {
+            match client.post(&url).json(&next).send().await {
+                Ok(response) if response.status().is_success() => break,
+                Ok(response) => {
+                    tracing::warn!(status = %response.status(), attempt, "webhook refused a delivery")
+                }
+                Err(e) => tracing::warn!(error = %e, attempt, "webhook delivery failed"),
+            }
+            if attempt < ATTEMPTS {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! What a runner offers to start by name: built-in agents found on `PATH` and a shell, plus the
+//! operator's `--presets` TOML file (whose entries replace built-ins of the same name).
+//!
+//! A preset's working directory and environment stay on the runner (they may hold API keys);
+//! HQ only learns its name, description, command and prompt patterns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use agentrelay_protocol::Preset;
+use serde::Deserialize;
+
+/// A preset as the runner holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresetDef {
+    /// What HQ is told.
+    pub preset: Preset,
+    /// Working directory (`~/` is the runner's home).
+    pub cwd: Option<String>,
+    /// Extra environment for the process.
+    pub env: BTreeMap<String, String>,
+}
+
+/// The `--presets` file: `[[preset]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresetFile {
+    #[serde(default)]
+    preset: Vec<FileEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    name: String,
+    command: Vec<String>,
+    #[serde(default)]
+    description: String,
+    cwd: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    prompt_patterns: Vec<String>,
+}
+
+/// Agents the runner offers when their program is on `PATH`: name, argv, description, and the
+/// screen lines that mean the agent waits for a person (best effort; hooks are exact).
+const BUILT_IN: &[(&str, &[&str], &str, &[&str])] = &[
+    (
+        "claude",
+        &["claude"],
+        "Claude Code",
+        &[r"Do you want to", r"❯\s*1\.\s*Yes", r"^\s*│\s*>\s", r"^>\s*$", r"\? for shortcuts"],
+    ),
+    ("copilot", &["copilot"], "GitHub Copilot CLI", &[r"Do you want to", r"❯\s*1\.\s*Yes", r"^\s*│\s*>\s"]),
+    ("codex", &["codex"], "OpenAI Codex CLI", &[r"Allow command\?", r"\(y/n\)", r"^\s*▌", r"send\s+⏎"]),
+    ("aider", &["aider"], "Aider", &[r"\(Y\)es/\(N\)o", r"^\S*>\s*$"]),
+    ("gemini", &["gemini"], "Gemini CLI", &[r"Allow execution", r"Do you want to", r"^\s*│\s*>\s"]),
+];
+
+/// All presets of this runner, in the order they are advertised.
+#[derive(Debug, Clone, Default)]
+pub struct Presets {
+    defs: Vec<PresetDef>,
+}
+
+impl Presets {
+    /// Built-ins found on `PATH`, a shell, then the entries of `file`; with an `--allow` list,
+    /// only presets whose program it allows.
+    pub fn load(file: Option<&Path>, allow: &[String]) -> Result<Self, String> {
+        let mut defs = Vec::new();
+        for (name, command, description, patterns) in BUILT_IN {
+            if find_program(command[0]).is_some() {
+                defs.push(built_in(name, command, description, patterns));
+            }
+        }
+        // `gh copilot` stands in when the standalone Copilot CLI is not installed.
+        if find_program("copilot").is_none() && find_program("gh").is_some() {
+            defs.push(built_in("copilot", &["gh", "copilot"], "GitHub Copilot in the gh CLI", &[r"\?\s*$"]));
+        }
+        defs.push(built_in("shell", &[&shell(), "-l"], "Login shell", &[]));
+        if let Some(path) = file {
+            for def in read_file(path)? {
+                defs.retain(|d| d.preset.name != def.preset.name);
+                defs.push(def);
+            }
+        }
+        if !allow.is_empty() {
+            defs.retain(|d| d.preset.command.first().is_some_and(|program| allow.contains(program)));
+        }
+        Ok(Self { defs })
+    }
+
+    /// What HQ is told.
+    pub fn advertised(&self) -> Vec<Preset> {
+        self.defs.iter().map(|d| d.preset.clone()).collect()
+    }
+
+    /// One preset by name.
+    pub fn get(&self, name: &str) -> Option<&PresetDef> {
+        self.defs.iter().find(|d| d.preset.name == name)
+    }
+}
+
+fn built_in(name: &str, command: &[&str], description: &str, patterns: &[&str]) -> PresetDef {
+    PresetDef {
+        preset: Preset {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            prompt_patterns: patterns.iter().map(|s| (*s).to_owned()).collect(),
+        },
+        cwd: None,
+        env: BTreeMap::new(),
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<PresetDef>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --presets {}: {e}", path.display()))?;
+    let file: PresetFile =
+        toml::from_str(&text).map_err(|e| format!("--presets {} is not valid: {e}", path.display()))?;
+    let mut defs = Vec::with_capacity(file.preset.len());
+    for entry in file.preset {
+        if entry.name.trim().is_empty() || entry.command.first().is_none_or(|p| p.is_empty()) {
+            return Err(format!(
+                "--presets {}: preset '{}' needs a name and a non-empty command",
+                path.display(),
+                entry.name
+            ));
+        }
+        defs.push(PresetDef {
+            preset: Preset {
+                name: entry.name,
+                description: entry.description,
+                command: entry.command,
+                prompt_patterns: entry.prompt_patterns,
+            },
+            cwd: entry.cwd,
+            env: entry.env,
+        });
+    }
+    Ok(defs)
+}
+
+/// The user's shell, or bash, or sh.
+fn shell() -> String {
+    std::env::var("SHELL")
+        .ok()
+        .filter(|s| !s.is_empty() && Path::new(s).exists())
+        .or_else(|| find_program("bash").map(|_| "bash".to_owned()))
+        .unwrap_or_else(|| "sh".to_owned())
+}
+
+/// The executable `program` resolves to on `PATH`.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| {
+        std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// `~/rest` → `$HOME/rest`; anything else unchanged.
+pub fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ if path == "~" => std::env::var("HOME").unwrap_or_else(|_| path.to_owned()),
+        _ => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_entries_replace_built_ins_and_the_allow_list_filters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("presets.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[preset]]
+name = "shell"
+command = ["sh"]
+description = "Plain sh"
+
+[[preset]]
+name = "fake-agent"
+command = ["python3", "agent.py"]
+cwd = "~/work"
+env = { MODEL = "big" }
+prompt_patterns = ["Approve\\?"]
+"#,
+        )
+        .expect("write");
+        let presets = Presets::load(Some(&path), &[]).expect("loads");
+        let shell = presets.get("shell").expect("shell");
+        assert_eq!(shell.preset.command, ["sh"]);
+        assert_eq!(presets.advertised().iter().filter(|p| p.name == "shell").count(), 1);
+        let agent = presets.get("fake-agent").expect("file preset");
+        assert_eq!(agent.env.get("MODEL").map(String::as_str), Some("big"));
+        assert_eq!(agent.preset.prompt_patterns, [r"Approve\?"]);
+
+        let allowed = Presets::load(Some(&path), &["python3".to_owned()]).expect("loads");
+        let names: Vec<String> = allowed.advertised().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["fake-agent"]);
+    }
+
+    #[test]
+    fn bad_files_are_explained() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("presets.toml");
+        std::fs::write(&path, "[[preset]]\nname = \"x\"\ncommand = []\n").expect("write");
+        assert!(Presets::load(Some(&path), &[]).expect_err("empty command").contains("non-empty command"));
+        std::fs::write(&path, "[[preset]]\nname = \"x\"\ncommand = [\"a\"]\ncolour = 1\n").expect("write");
+        assert!(Presets::load(Some(&path), &[]).expect_err("unknown key").contains("is not valid"));
+        let missing = Presets::load(Some(&dir.path().join("none.toml")), &[]).expect_err("missing");
+        assert!(missing.contains("cannot read --presets"));
+    }
+
+    #[test]
+    fn a_shell_is_always_offered() {
+        let presets = Presets::load(None, &[]).expect("loads");
+        assert!(presets.get("shell").is_some());
+        assert_eq!(expand_home("/abs"), "/abs");
+    }
+}
