@@ -1,14 +1,21 @@
 import { useCallback, useEffect, useState } from "react";
 import { api, ApiError } from "./lib/api";
+import { NO_FILTER, type OverviewFilter } from "./lib/overview";
 import type { Session } from "./lib/protocol";
 import { useEvents } from "./hooks/useEvents";
+import { useNotifications } from "./hooks/useNotifications";
+import { useNow } from "./hooks/useNow";
 import { useTabs } from "./hooks/useTabs";
+import { useWaitingAlerts } from "./hooks/useWaitingAlerts";
 import { LoginPage } from "./components/LoginPage";
 import { Logo } from "./components/Logo";
 import { NewSessionDialog } from "./components/NewSessionDialog";
+import { NotificationToggle } from "./components/NotificationToggle";
+import { Overview } from "./components/Overview";
 import { RunnerList } from "./components/RunnerList";
 import { SessionList } from "./components/SessionList";
 import { SessionTabs } from "./components/SessionTabs";
+import { ShareDialog } from "./components/ShareDialog";
 import { Terminal } from "./components/Terminal";
 import { useToasts } from "./components/Toasts";
 import "./lib/testHooks";
@@ -25,7 +32,8 @@ export function App() {
       .then(() => setAuth("signed-in"))
       .catch((e: ApiError) => {
         setAuth("signed-out");
-        if (e.status !== 401) toasts.error(e.message);
+        // 401: not signed in; 403: a share's read-only cookie, which opens no dashboard.
+        if (e.status !== 401 && e.status !== 403) toasts.error(e.message);
       });
   }, [toasts]);
 
@@ -38,32 +46,40 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
   const live = useEvents(true);
   const tabs = useTabs();
   const toasts = useToasts();
+  const notifications = useNotifications();
+  const now = useNow();
   const [creating, setCreating] = useState(false);
+  const [sharing, setSharing] = useState<string | null>(null);
   const [drawer, setDrawer] = useState(false);
-  const [now, setNow] = useState(() => Date.now());
+  const [filter, setFilter] = useState<OverviewFilter>(NO_FILTER);
 
-  useEffect(() => {
-    const timer = window.setInterval(() => setNow(Date.now()), 15000);
-    return () => window.clearInterval(timer);
-  }, []);
+  const { selectIndex, closeTab, openTab, showOverview, active, overview } = tabs;
+  const front = overview ? null : active;
+  const waiting = useWaitingAlerts(live.sessions, {
+    notify: notifications.setting === "on",
+    runners: live.runners,
+    frontId: front,
+    onOpen: openTab,
+  });
 
-  // Alt+N: new session; Alt+1…9: switch tab; Alt+W: close tab. Captured before xterm.js sees them.
-  const { selectIndex, closeTab, active } = tabs;
+  // Alt+N: new session; Alt+O: overview; Alt+1…9: switch tab; Alt+W: close tab. Captured before
+  // xterm.js sees them.
   useEffect(() => {
     const onKey = (event: KeyboardEvent) => {
       if (!event.altKey || event.ctrlKey || event.metaKey) return;
       const key = event.key.toLowerCase();
       const digit = /^Digit([1-9])$/.exec(event.code);
       if (event.code === "KeyN" || key === "n") setCreating(true);
+      else if (event.code === "KeyO" || key === "o") showOverview();
       else if (digit) selectIndex(Number(digit[1]) - 1);
-      else if ((event.code === "KeyW" || key === "w") && active) closeTab(active);
+      else if ((event.code === "KeyW" || key === "w") && front) closeTab(front);
       else return;
       event.preventDefault();
       event.stopPropagation();
     };
     window.addEventListener("keydown", onKey, true);
     return () => window.removeEventListener("keydown", onKey, true);
-  }, [selectIndex, closeTab, active]);
+  }, [selectIndex, closeTab, showOverview, front]);
 
   const signOut = useCallback(async () => {
     try {
@@ -80,15 +96,16 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
   );
 
   const open = (session: Session) => {
-    tabs.openTab(session.id);
+    openTab(session.id);
     setDrawer(false);
   };
   const byId = new Map(live.sessions.map((s) => [s.id, s]));
   const openSessions = tabs.open.map((id) => byId.get(id)).filter((s): s is Session => s !== undefined);
+  const sharedSession = sharing ? byId.get(sharing) : undefined;
 
   return (
     <div className="flex h-full flex-col bg-slate-950">
-      <header className="flex items-center gap-3 border-b border-slate-800 bg-slate-900/80 px-3 py-2">
+      <header className="flex items-center gap-2 border-b border-slate-800 bg-slate-900/80 px-3 py-2 sm:gap-3">
         <button
           className="rounded-md p-1.5 text-slate-300 hover:bg-slate-800 md:hidden"
           aria-label="Toggle runners and sessions"
@@ -104,6 +121,11 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
           title={live.connected ? "Live updates connected" : "Live updates reconnecting"}
         />
         <div className="flex-1" />
+        <NotificationToggle
+          setting={notifications.setting}
+          onEnable={notifications.enable}
+          onDisable={notifications.disable}
+        />
         <button
           onClick={() => setCreating(true)}
           title="New session (Alt+N)"
@@ -113,7 +135,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
         </button>
         <button
           onClick={signOut}
-          className="rounded-lg px-3 py-1.5 text-sm whitespace-nowrap text-slate-300 hover:bg-slate-800"
+          className="rounded-lg px-2 py-1.5 text-sm whitespace-nowrap text-slate-300 hover:bg-slate-800 sm:px-3"
         >
           Sign out
         </button>
@@ -126,41 +148,65 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
           } w-[min(20rem,85vw)] shrink-0 flex-col gap-6 overflow-y-auto border-r border-slate-800 bg-slate-950 p-3 md:static md:flex`}
         >
           <RunnerList runners={live.runners} now={now} />
-          <SessionList sessions={live.sessions} runners={live.runners} activeId={tabs.active} now={now} onOpen={open} />
+          <SessionList sessions={live.sessions} runners={live.runners} activeId={front} now={now} onOpen={open} />
         </aside>
 
         <main className="flex min-w-0 flex-1 flex-col">
-          {openSessions.length > 0 && (
-            <SessionTabs
-              tabs={openSessions}
-              activeId={tabs.active}
-              onSelect={tabs.openTab}
-              onClose={tabs.closeTab}
-              onKill={kill}
-            />
-          )}
+          <SessionTabs
+            tabs={openSessions}
+            activeId={active}
+            overview={overview}
+            waiting={waiting}
+            now={now}
+            onOverview={showOverview}
+            onSelect={openTab}
+            onClose={closeTab}
+            onKill={kill}
+            onShare={setSharing}
+          />
           <div className="relative min-h-0 flex-1">
             {openSessions.map((session) => (
               <Terminal
                 key={session.id}
                 sessionId={session.id}
-                active={session.id === tabs.active}
+                active={session.id === front}
+                now={now}
                 onError={toasts.error}
-                onClose={() => tabs.closeTab(session.id)}
+                onClose={() => closeTab(session.id)}
               />
             ))}
-            {openSessions.length === 0 && (
+            <div className={overview ? "absolute inset-0" : "hidden"}>
+              <Overview
+                sessions={live.sessions}
+                runners={live.runners}
+                filter={filter}
+                now={now}
+                onFilter={setFilter}
+                onOpen={openTab}
+                onNew={() => setCreating(true)}
+              />
+            </div>
+            {!overview && openSessions.length === 0 && (
               <div className="flex h-full flex-col items-center justify-center gap-3 px-6 text-center">
                 <p className="text-lg font-medium text-slate-200">No session open</p>
                 <p className="max-w-sm text-sm text-slate-400">
-                  Start an agent or a shell on one of your runners, or open a session from the list.
+                  Start an agent or a shell on one of your runners, open a session from the list, or see them all in
+                  the overview.
                 </p>
-                <button
-                  onClick={() => setCreating(true)}
-                  className="rounded-lg border border-slate-700 px-4 py-2 text-sm text-slate-200 hover:border-emerald-400"
-                >
-                  New session <span className="text-slate-500">Alt+N</span>
-                </button>
+                <div className="flex flex-wrap justify-center gap-2">
+                  <button
+                    onClick={() => setCreating(true)}
+                    className="rounded-lg border border-slate-700 px-4 py-2 text-sm text-slate-200 hover:border-emerald-400"
+                  >
+                    New session <span className="text-slate-500">Alt+N</span>
+                  </button>
+                  <button
+                    onClick={showOverview}
+                    className="rounded-lg border border-slate-700 px-4 py-2 text-sm text-slate-200 hover:border-emerald-400"
+                  >
+                    Overview <span className="text-slate-500">Alt+O</span>
+                  </button>
+                </div>
               </div>
             )}
           </div>
@@ -174,10 +220,11 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
           onError={toasts.error}
           onStarted={(session) => {
             setCreating(false);
-            tabs.openTab(session.id);
+            openTab(session.id);
           }}
         />
       )}
+      {sharedSession && <ShareDialog session={sharedSession} onClose={() => setSharing(null)} onError={toasts.error} />}
     </div>
   );
 }

@@ -22,9 +22,19 @@ const GENERIC_PROMPTS: &[&str] = &[
     r"(?i)\bcontinue\?\s*$",
 ];
 
-/// The last non-blank screen lines a prompt is looked for in: a prompt sits near the bottom, and
-/// an answered question further up must not count.
+/// The last non-blank screen lines a preset's patterns are looked for in: an agent's dialog sits
+/// near the bottom, and an answered question further up must not count. Generic prompts, which
+/// programs print inline, must be on the very last line.
 const PROMPT_LINES: usize = 12;
+
+/// A session's compiled prompt patterns.
+#[derive(Debug, Default)]
+pub struct Prompts {
+    /// From the session's preset: matched on the last [`PROMPT_LINES`] lines.
+    own: Vec<Regex>,
+    /// Any program's `(y/n)` and the like: matched on the last line.
+    generic: Vec<Regex>,
+}
 
 /// How long a fresh terminal model may take to replay recent output before a check.
 const MODEL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -32,7 +42,7 @@ const MODEL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Compiles the prompt patterns for a session: the preset's (by name, or else the runner's
 /// preset whose command runs the same program) plus the generic ones. Bad patterns from a
 /// runner are skipped with a warning.
-pub fn prompt_patterns(presets: &[Preset], preset: Option<&str>, command: &[String]) -> Vec<Regex> {
+pub fn prompt_patterns(presets: &[Preset], preset: Option<&str>, command: &[String]) -> Prompts {
     let program = command.first().map(|p| p.rsplit('/').next().unwrap_or(p));
     let chosen = match preset {
         Some(name) => presets.iter().find(|p| p.name == name),
@@ -41,22 +51,29 @@ pub fn prompt_patterns(presets: &[Preset], preset: Option<&str>, command: &[Stri
         }
     };
     let own = chosen.map(|p| p.prompt_patterns.as_slice()).unwrap_or_default();
-    own.iter()
-        .map(String::as_str)
-        .chain(GENERIC_PROMPTS.iter().copied())
+    Prompts {
+        own: compile(own.iter().map(String::as_str)),
+        generic: compile(GENERIC_PROMPTS.iter().copied()),
+    }
+}
+
+fn compile<'a>(patterns: impl Iterator<Item = &'a str>) -> Vec<Regex> {
+    patterns
         .filter_map(|pattern| {
             // Patterns come from runners: bound what one may cost.
-            let compiled = RegexBuilder::new(pattern).multi_line(true).size_limit(1 << 20).build();
+            let compiled = RegexBuilder::new(pattern).size_limit(1 << 20).build();
             compiled.map_err(|e| tracing::warn!(pattern, error = %e, "ignoring a bad prompt pattern")).ok()
         })
         .collect()
 }
 
-/// Whether one of the last lines of `screen` matches a pattern.
-pub fn shows_prompt(screen: &str, patterns: &[Regex]) -> bool {
+/// Whether the bottom of `screen` shows a prompt.
+pub fn shows_prompt(screen: &str, prompts: &Prompts) -> bool {
     let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
     let recent = &lines[lines.len().saturating_sub(PROMPT_LINES)..];
-    recent.iter().any(|line| patterns.iter().any(|p| p.is_match(line)))
+    let own = recent.iter().any(|line| prompts.own.iter().any(|p| p.is_match(line)));
+    let generic = lines.last().is_some_and(|line| prompts.generic.iter().any(|p| p.is_match(line)));
+    own || generic
 }
 
 /// Follows one live session's output until it ends, setting its activity.
@@ -100,7 +117,7 @@ async fn check_screen(state: &AppState, session: &Arc<Session>, end: u64) {
     if session.output_end() != end {
         return;
     }
-    session.note_quiet(shows_prompt(&model.text(), session.prompt_patterns()));
+    session.note_quiet(shows_prompt(&model.text(), session.prompts()));
 }
 
 #[cfg(test)]
@@ -117,13 +134,12 @@ mod tests {
     }
 
     #[test]
-    fn generic_prompts_match_only_near_the_bottom() {
+    fn generic_prompts_count_on_the_last_line_only() {
         let patterns = prompt_patterns(&[], None, &["sh".into()]);
-        assert!(shows_prompt("building\nOverwrite file? (y/n) ", &patterns));
+        assert!(shows_prompt("building\nOverwrite file? (y/n) \n\n", &patterns));
         assert!(shows_prompt("Install? [Y/n]", &patterns));
         assert!(!shows_prompt("$ ls\nfile-a file-b\n$ ", &patterns));
-        let old_question = format!("Proceed? (y/n) y\n{}", "line\n".repeat(PROMPT_LINES));
-        assert!(!shows_prompt(&old_question, &patterns), "an answered prompt scrolled up");
+        assert!(!shows_prompt("Proceed? (y/n) y\ngot y\ndone", &patterns), "an answered prompt");
     }
 
     #[test]
@@ -131,12 +147,15 @@ mod tests {
         let presets =
             [preset("claude", &["claude"], &[r"Do you want to"]), preset("x", &["x"], &["(unclosed"])];
         let by_name = prompt_patterns(&presets, Some("claude"), &["claude".into()]);
-        assert!(shows_prompt("│ Do you want to make this edit?", &by_name));
+        assert!(shows_prompt("│ Do you want to make this edit?\n│ ❯ 1. Yes\n│   2. No\n╰──╯", &by_name));
+        let scrolled = format!("Do you want to proceed?\n{}", "line\n".repeat(PROMPT_LINES));
+        assert!(!shows_prompt(&scrolled, &by_name), "a dialog that scrolled away");
         let by_program = prompt_patterns(&presets, None, &["/usr/local/bin/claude".into(), "-c".into()]);
         assert!(shows_prompt("Do you want to proceed?", &by_program));
         let other = prompt_patterns(&presets, None, &["bash".into()]);
         assert!(!shows_prompt("Do you want to proceed?", &other));
         // A bad pattern is skipped, the generic ones remain.
-        assert_eq!(prompt_patterns(&presets, Some("x"), &[]).len(), GENERIC_PROMPTS.len());
+        let bad = prompt_patterns(&presets, Some("x"), &[]);
+        assert!(bad.own.is_empty() && bad.generic.len() == GENERIC_PROMPTS.len());
     }
 }

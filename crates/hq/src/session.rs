@@ -82,7 +82,7 @@ pub struct Session {
     /// The preset it was started from.
     pub preset: Option<String>,
     /// Lines on a quiet screen that mean "waiting for input".
-    patterns: Vec<regex::Regex>,
+    prompts: crate::activity::Prompts,
     lifecycle: Mutex<Lifecycle>,
     /// Scrollback for viewers. Locked only to push or to slice out a read, never across I/O.
     output: Mutex<OutputRing>,
@@ -197,7 +197,7 @@ impl Session {
             created_by: view.created_by,
             created_at: view.created_at,
             preset: view.preset,
-            patterns: Vec::new(),
+            prompts: crate::activity::Prompts::default(),
             lifecycle: Mutex::new(lifecycle),
             output: Mutex::new(ring),
             progress: watch::Sender::new(Progress { end, status: view.status }),
@@ -218,9 +218,9 @@ impl Session {
     }
 
     /// The session started from `preset`, whose quiet screens are checked for `patterns`.
-    pub fn with_prompts(mut self, preset: Option<String>, patterns: Vec<regex::Regex>) -> Self {
+    pub fn with_prompts(mut self, preset: Option<String>, prompts: crate::activity::Prompts) -> Self {
         self.preset = preset;
-        self.patterns = patterns;
+        self.prompts = prompts;
         self
     }
 
@@ -261,8 +261,8 @@ impl Session {
     }
 
     /// The prompt patterns of this session.
-    pub fn prompt_patterns(&self) -> &[regex::Regex] {
-        &self.patterns
+    pub fn prompts(&self) -> &crate::activity::Prompts {
+        &self.prompts
     }
 
     /// New output: `working`, unless a report from the process holds the activity.

@@ -143,11 +143,15 @@ fn read_file(path: &Path) -> Result<Vec<PresetDef>, String> {
     Ok(defs)
 }
 
-/// The user's shell, or bash, or sh.
+/// The user's shell (by its name when `PATH` finds it, so `--allow bash` covers it), or bash,
+/// or sh.
 fn shell() -> String {
-    std::env::var("SHELL")
-        .ok()
-        .filter(|s| !s.is_empty() && Path::new(s).exists())
+    let user = std::env::var("SHELL").ok().filter(|s| !s.is_empty() && Path::new(s).exists());
+    let by_name = |path: &str| {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        find_program(name).map(|_| name.to_owned())
+    };
+    user.map(|path| by_name(&path).unwrap_or(path))
         .or_else(|| find_program("bash").map(|_| "bash".to_owned()))
         .unwrap_or_else(|| "sh".to_owned())
 }

@@ -1,8 +1,8 @@
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { api, ApiError } from "../lib/api";
 import { splitCommand } from "../lib/argv";
-import { PRESETS } from "../lib/presets";
-import type { Runner, Session } from "../lib/protocol";
+import { defaultPreset, launchFields, presetInUse, presetLine } from "../lib/launch";
+import type { Preset, Runner, Session } from "../lib/protocol";
 
 interface Props {
   runners: Runner[];
@@ -14,28 +14,46 @@ interface Props {
 export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props) {
   const online = runners.filter((r) => r.status === "online");
   const [runnerId, setRunnerId] = useState(online[0]?.id ?? "");
-  const [command, setCommand] = useState(PRESETS[0].command);
+  const chosen = online.find((r) => r.id === runnerId) ?? online[0] ?? null;
+  const presets: Preset[] = chosen?.presets ?? [];
+  const initial = defaultPreset(presets);
+  const [presetName, setPresetName] = useState<string | null>(initial?.name ?? null);
+  const [command, setCommand] = useState(initial ? presetLine(initial) : "");
   const [cwd, setCwd] = useState("");
   const [busy, setBusy] = useState(false);
   const [fieldError, setFieldError] = useState<{ field: string; message: string } | null>(null);
   const dialog = useRef<HTMLDialogElement>(null);
   const split = useMemo(() => splitCommand(command), [command]);
-  const chosen = online.some((r) => r.id === runnerId) ? runnerId : (online[0]?.id ?? "");
+  const preset = presetInUse(presets, presetName, split);
+  const launch = launchFields(preset, split);
 
   useEffect(() => {
     const element = dialog.current;
     if (element && !element.open) element.showModal();
   }, []);
 
+  function pickPreset(next: Preset) {
+    setPresetName(next.name);
+    setCommand(presetLine(next));
+    setFieldError(null);
+  }
+
+  function pickRunner(id: string) {
+    setRunnerId(id);
+    // A preset of the same name on the new runner may run something else: show its argv.
+    const next = online.find((r) => r.id === id)?.presets.find((p) => p.name === preset?.name);
+    if (next) setCommand(presetLine(next));
+  }
+
   async function submit(event: FormEvent) {
     event.preventDefault();
-    if (!split.ok || !chosen) return;
+    if (!launch || !chosen) return;
     setBusy(true);
     setFieldError(null);
     try {
       const session = await api.createSession({
-        runner_id: chosen,
-        command: split.argv,
+        runner_id: chosen.id,
+        ...launch,
         ...(cwd.trim() ? { cwd: cwd.trim() } : {}),
       });
       onStarted(session);
@@ -55,7 +73,7 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
       ref={dialog}
       onClose={onClose}
       aria-labelledby="new-session-title"
-      className="m-auto w-[min(32rem,calc(100vw-2rem))] rounded-2xl border border-slate-700 bg-slate-900 p-0 text-slate-100 shadow-2xl backdrop:bg-black/60"
+      className="m-auto w-[min(34rem,calc(100vw-2rem))] rounded-2xl border border-slate-700 bg-slate-900 p-0 text-slate-100 shadow-2xl backdrop:bg-black/60"
     >
       <form onSubmit={submit} className="space-y-4 p-6">
         <div className="flex items-center justify-between">
@@ -74,7 +92,7 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
               No runner is online.
             </p>
           ) : (
-            <select value={chosen} onChange={(e) => setRunnerId(e.target.value)} className={input}>
+            <select value={chosen?.id ?? ""} onChange={(e) => pickRunner(e.target.value)} className={input}>
               {online.map((runner) => (
                 <option key={runner.id} value={runner.id}>
                   {runner.name} ({runner.os})
@@ -84,28 +102,43 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
           )}
         </label>
 
-        <div className="flex flex-wrap gap-2" role="group" aria-label="Presets">
-          {PRESETS.map((preset) => (
-            <button
-              key={preset.name}
-              type="button"
-              onClick={() => setCommand(preset.command)}
-              className={`rounded-full border px-3 py-1 text-xs ${
-                command === preset.command
-                  ? "border-emerald-400 bg-emerald-500/10 text-emerald-200"
-                  : "border-slate-700 text-slate-300 hover:border-slate-500"
-              }`}
-            >
-              {preset.label}
-            </button>
-          ))}
-        </div>
+        {presets.length > 0 && (
+          <fieldset className="space-y-1.5">
+            <legend className="mb-1.5 text-sm font-medium text-slate-300">
+              Presets <span className="font-normal text-slate-500">on {chosen?.name}</span>
+            </legend>
+            <div className="grid grid-cols-2 gap-2 sm:grid-cols-3" data-testid="presets">
+              {presets.map((p) => (
+                <button
+                  key={p.name}
+                  type="button"
+                  aria-pressed={preset?.name === p.name}
+                  title={presetLine(p)}
+                  onClick={() => pickPreset(p)}
+                  className={`min-w-0 rounded-lg border px-2.5 py-1.5 text-left ${
+                    preset?.name === p.name
+                      ? "border-emerald-400 bg-emerald-500/10"
+                      : "border-slate-700 hover:border-slate-500"
+                  }`}
+                >
+                  <span className="block truncate text-sm text-slate-100">{p.description || p.name}</span>
+                  <code className="block truncate text-[11px] text-slate-400">{p.name}</code>
+                </button>
+              ))}
+            </div>
+            {fieldError?.field === "preset" && <p className="text-xs text-red-400">{fieldError.message}</p>}
+          </fieldset>
+        )}
 
         <label className="block space-y-1.5">
-          <span className="text-sm font-medium text-slate-300">Command</span>
+          <span className="text-sm font-medium text-slate-300">
+            Command{" "}
+            <span className="font-normal text-slate-500">{preset ? `preset ${preset.name}` : "custom"}</span>
+          </span>
           <input
             value={command}
             onChange={(e) => setCommand(e.target.value)}
+            placeholder="any program on the runner, e.g. bash -l"
             spellCheck={false}
             autoFocus
             className={`${input} font-mono`}
@@ -147,7 +180,7 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
           </button>
           <button
             type="submit"
-            disabled={busy || !split.ok || !chosen}
+            disabled={busy || !launch || !chosen}
             className="rounded-lg bg-emerald-500 px-4 py-2 text-sm font-semibold text-slate-950 hover:bg-emerald-400 disabled:opacity-50"
           >
             {busy ? "Starting…" : "Start"}

@@ -1,6 +1,7 @@
 import type { Runner, Session } from "../lib/protocol";
+import { activityOf } from "../lib/activity";
 import { relativeTime } from "../lib/time";
-import { StatusBadge } from "./StatusBadge";
+import { SessionBadge } from "./SessionBadge";
 
 interface Props {
   sessions: Session[];
@@ -30,14 +31,16 @@ export function SessionList({ sessions, runners, activeId, now, onOpen }: Props)
               <button
                 onClick={() => onOpen(session)}
                 className={`w-full rounded-lg border px-3 py-2 text-left transition ${
-                  session.id === activeId
-                    ? "border-emerald-500/50 bg-emerald-500/5"
-                    : "border-slate-800 bg-slate-900/60 hover:border-slate-700"
+                  activityOf(session) === "waiting_for_input"
+                    ? "border-amber-400/70 bg-amber-400/10"
+                    : session.id === activeId
+                      ? "border-emerald-500/50 bg-emerald-500/5"
+                      : "border-slate-800 bg-slate-900/60 hover:border-slate-700"
                 }`}
               >
                 <div className="flex items-center justify-between gap-2">
                   <code className="truncate text-sm text-slate-100">{session.command.join(" ")}</code>
-                  <StatusBadge status={session.status} />
+                  <SessionBadge session={session} now={now} />
                 </div>
                 <div className="mt-1 flex flex-wrap gap-x-2 text-xs text-slate-400">
                   <span>{names.get(session.runner_id) ?? session.runner_id.slice(0, 8)}</span>

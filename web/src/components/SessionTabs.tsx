@@ -1,37 +1,81 @@
+import { activityOf, isLive } from "../lib/activity";
 import type { Session } from "../lib/protocol";
+import { ActivityBadge } from "./ActivityBadge";
 
 interface Props {
   tabs: Session[];
   activeId: string | null;
+  /** The overview grid is in front instead of a terminal. */
+  overview: boolean;
+  /** Live sessions waiting for input, shown on the Overview switch. */
+  waiting: number;
+  now: number;
+  onOverview(): void;
   onSelect(id: string): void;
   onClose(id: string): void;
   onKill(id: string): void;
+  onShare(id: string): void;
 }
 
-export function SessionTabs({ tabs, activeId, onSelect, onClose, onKill }: Props) {
-  const active = tabs.find((t) => t.id === activeId);
+function TabIndicator({ tab, now }: { tab: Session; now: number }) {
+  const activity = activityOf(tab);
+  if (activity) {
+    return <ActivityBadge activity={activity} since={tab.activity_since} source={tab.activity_source} now={now} compact />;
+  }
+  return (
+    <span
+      className={`h-2 w-2 shrink-0 rounded-full ${
+        tab.status === "running" ? "bg-emerald-400" : tab.status === "starting" ? "bg-sky-400" : "bg-slate-600"
+      }`}
+    />
+  );
+}
+
+export function SessionTabs({ tabs, activeId, overview, waiting, now, onOverview, onSelect, onClose, onKill, onShare }: Props) {
+  const active = overview ? undefined : tabs.find((t) => t.id === activeId);
   return (
     <div className="flex items-stretch border-b border-slate-800 bg-slate-900/60">
+      <button
+        onClick={onOverview}
+        aria-pressed={overview}
+        title="All live sessions at a glance (Alt+O)"
+        className={`flex shrink-0 items-center gap-1.5 border-r border-slate-800 px-3 text-sm ${
+          overview ? "bg-slate-950 text-white" : "text-slate-400 hover:text-slate-200"
+        }`}
+      >
+        <svg viewBox="0 0 16 16" className="h-3.5 w-3.5" aria-hidden="true" fill="currentColor">
+          <rect x="1" y="1" width="6" height="6" rx="1" />
+          <rect x="9" y="1" width="6" height="6" rx="1" />
+          <rect x="1" y="9" width="6" height="6" rx="1" />
+          <rect x="9" y="9" width="6" height="6" rx="1" />
+        </svg>
+        <span className="hidden sm:inline">Overview</span>
+        <span className="sr-only sm:hidden">Overview</span>
+        {waiting > 0 && (
+          <span
+            className="rounded-full bg-amber-400 px-1.5 text-xs font-semibold text-slate-950"
+            title={`${waiting} waiting for input`}
+          >
+            {waiting}
+          </span>
+        )}
+      </button>
       <div role="tablist" aria-label="Open sessions" className="flex min-w-0 flex-1 overflow-x-auto">
         {tabs.map((tab, index) => (
           <div
             key={tab.id}
             className={`group flex shrink-0 items-center border-r border-slate-800 ${
-              tab.id === activeId ? "bg-slate-950 text-white" : "text-slate-400 hover:text-slate-200"
+              tab.id === active?.id ? "bg-slate-950 text-white" : "text-slate-400 hover:text-slate-200"
             }`}
           >
             <button
               role="tab"
-              aria-selected={tab.id === activeId}
+              aria-selected={tab.id === active?.id}
               title={`${tab.command.join(" ")} (Alt+${index + 1})`}
               onClick={() => onSelect(tab.id)}
-              className="flex max-w-56 items-center gap-2 py-2 pr-1 pl-3 text-sm"
+              className="flex max-w-64 items-center gap-2 py-2 pr-1 pl-3 text-sm"
             >
-              <span
-                className={`h-2 w-2 shrink-0 rounded-full ${
-                  tab.status === "running" ? "bg-emerald-400" : tab.status === "starting" ? "bg-sky-400" : "bg-slate-600"
-                }`}
-              />
+              <TabIndicator tab={tab} now={now} />
               <code className="truncate">{tab.command.join(" ")}</code>
             </button>
             <button
@@ -44,14 +88,23 @@ export function SessionTabs({ tabs, activeId, onSelect, onClose, onKill }: Props
           </div>
         ))}
       </div>
-      {active && (active.status === "running" || active.status === "starting") && (
-        <button
-          onClick={() => onKill(active.id)}
-          className="shrink-0 px-3 text-xs text-slate-400 hover:text-red-300"
-          title="Hang up the session's processes"
-        >
-          End session
-        </button>
+      {active && isLive(active) && (
+        <>
+          <button
+            onClick={() => onShare(active.id)}
+            className="shrink-0 px-3 text-xs text-slate-400 hover:text-sky-300"
+            title="Create a read-only link to this session"
+          >
+            Share
+          </button>
+          <button
+            onClick={() => onKill(active.id)}
+            className="shrink-0 px-3 text-xs text-slate-400 hover:text-red-300"
+            title="Hang up the session's processes"
+          >
+            End session
+          </button>
+        </>
       )}
     </div>
   );

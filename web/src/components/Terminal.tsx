@@ -1,5 +1,6 @@
 // One session's terminal: xterm.js fed by a SessionSocket. xterm.js owns the screen and scrollback;
-// React only shows the connection state and the exit banner around it.
+// React only shows what is around it: activity and who is attached (from the socket), the
+// connection state, the exit banner, and the read-only banner of a watch-only viewer.
 
 import { useEffect, useRef, useState } from "react";
 import { Terminal as XTerm } from "@xterm/xterm";
@@ -7,8 +8,10 @@ import { FitAddon } from "@xterm/addon-fit";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import { WebglAddon } from "@xterm/addon-webgl";
 import { SessionSocket, type ConnectionState } from "../lib/sessionSocket";
-import { describeExit, type ExitStatus } from "../lib/protocol";
+import { describeExit, type ActivityState, type ExitStatus, type Viewer } from "../lib/protocol";
+import { groupViewers, viewerLabel } from "../lib/presence";
 import { registerTerminal } from "../lib/testHooks";
+import { ActivityBadge } from "./ActivityBadge";
 
 /** Opens http(s) links in a new tab; anything else (javascript:, file:, …) is ignored. */
 export function openLink(uri: string): void {
@@ -28,17 +31,23 @@ const THEME = {
 interface Props {
   sessionId: string;
   active: boolean;
+  now: number;
+  /** Watch only: nothing typed is sent, and the PTY keeps its size. */
+  readOnly?: boolean;
   onError(message: string): void;
-  onClose(): void;
+  /** Absent: no "Close tab" button on the exit banner. */
+  onClose?(): void;
 }
 
-export function Terminal({ sessionId, active, onError, onClose }: Props) {
+export function Terminal({ sessionId, active, now, readOnly = false, onError, onClose }: Props) {
   const host = useRef<HTMLDivElement>(null);
   const refit = useRef<() => void>(() => {});
   const focus = useRef<() => void>(() => {});
   const [state, setState] = useState<ConnectionState>("connecting");
   const [exit, setExit] = useState<ExitStatus | null>(null);
   const [ended, setEnded] = useState<string | null>(null);
+  const [activity, setActivity] = useState<ActivityState | null>(null);
+  const [viewers, setViewers] = useState<Viewer[]>([]);
   const onErrorRef = useRef(onError);
   useEffect(() => {
     onErrorRef.current = onError;
@@ -54,6 +63,7 @@ export function Terminal({ sessionId, active, onError, onClose }: Props) {
       scrollback: 10000,
       theme: THEME,
       linkHandler: { activate: (_event, uri) => openLink(uri) },
+      disableStdin: readOnly,
     });
     const fit = new FitAddon();
     term.loadAddon(fit);
@@ -67,18 +77,32 @@ export function Terminal({ sessionId, active, onError, onClose }: Props) {
       // No WebGL2 here: xterm.js keeps its DOM renderer.
     }
 
-    const socket = new SessionSocket(sessionId, {
-      onData: (bytes) => term.write(bytes),
-      onState: setState,
-      onExit: setExit,
-      onGap: (from, to) => term.write(`\r\n\x1b[33m[${to - from} bytes of output are no longer available]\x1b[0m\r\n`),
-      onError: (code, message) => {
-        if (code === "session_lost" || code === "session_failed") setEnded(message);
-        else onErrorRef.current(message);
+    const socket = new SessionSocket(
+      sessionId,
+      {
+        onData: (bytes) => term.write(bytes),
+        onState: setState,
+        onExit: (status) => {
+          setExit(status);
+          setActivity(null);
+        },
+        onGap: (from, to) => term.write(`\r\n\x1b[33m[${to - from} bytes of output are no longer available]\x1b[0m\r\n`),
+        onError: (code, message) => {
+          if (code === "session_lost" || code === "session_failed") setEnded(message);
+          else onErrorRef.current(message);
+        },
+        onActivity: setActivity,
+        onPresence: setViewers,
       },
+      { readOnly },
+    );
+    // A watcher's keystrokes go nowhere: not wired here, and the socket drops them too.
+    const input = term.onData((data) => {
+      if (!readOnly) socket.sendInput(data);
     });
-    const input = term.onData((data) => socket.sendInput(data));
-    const binary = term.onBinary((data) => socket.sendInput(Uint8Array.from(data, (c) => c.charCodeAt(0))));
+    const binary = term.onBinary((data) => {
+      if (!readOnly) socket.sendInput(Uint8Array.from(data, (c) => c.charCodeAt(0)));
+    });
     const resized = term.onResize(({ rows, cols }) => socket.resize(rows, cols));
 
     let timer: number | undefined;
@@ -106,7 +130,7 @@ export function Terminal({ sessionId, active, onError, onClose }: Props) {
       unregister();
       term.dispose();
     };
-  }, [sessionId]);
+  }, [sessionId, readOnly]);
 
   useEffect(() => {
     if (active) {
@@ -115,8 +139,43 @@ export function Terminal({ sessionId, active, onError, onClose }: Props) {
     }
   }, [active]);
 
+  const live = !exit && !ended;
+  const groups = groupViewers(viewers);
   return (
     <div className={`absolute inset-0 flex-col ${active ? "flex" : "hidden"}`} data-session={sessionId}>
+      {readOnly && (
+        <div
+          role="note"
+          data-testid="read-only-banner"
+          className="border-b border-sky-500/40 bg-sky-500/15 px-3 py-1.5 text-center text-xs font-medium text-sky-200"
+        >
+          Read-only: you are watching this session; nothing you type is sent.
+        </div>
+      )}
+      <div className="flex min-h-8 flex-wrap items-center gap-x-3 gap-y-1 border-b border-slate-800/70 bg-slate-900/40 px-3 py-1 text-xs text-slate-400">
+        {live && activity ? (
+          <ActivityBadge activity={activity.activity} since={activity.since} source={activity.source} now={now} />
+        ) : (
+          <span>{exit || ended ? "ended" : state === "open" ? "connected" : "connecting…"}</span>
+        )}
+        <span className="flex-1" />
+        {live && groups.length > 0 && (
+          <span className="flex min-w-0 flex-wrap items-center gap-1.5" data-testid="presence" title="Attached now">
+            <svg viewBox="0 0 16 16" className="h-3.5 w-3.5 shrink-0" aria-hidden="true" fill="currentColor">
+              <path d="M8 3C4.5 3 1.8 5.4 1 8c.8 2.6 3.5 5 7 5s6.2-2.4 7-5c-.8-2.6-3.5-5-7-5zm0 8a3 3 0 110-6 3 3 0 010 6z" />
+            </svg>
+            <span className="sr-only">Attached now:</span>
+            {groups.map((group) => (
+              <span
+                key={`${group.read_only}:${group.name}`}
+                className={`rounded px-1.5 py-0.5 ${group.read_only ? "bg-sky-500/10 text-sky-300" : "bg-slate-800 text-slate-200"}`}
+              >
+                {viewerLabel(group)}
+              </span>
+            ))}
+          </span>
+        )}
+      </div>
       {state === "reconnecting" && (
         <div role="status" className="absolute top-2 left-1/2 z-10 -translate-x-1/2 rounded-full bg-amber-500/90 px-3 py-1 text-xs font-medium text-slate-950 shadow">
           Reconnecting…
@@ -132,9 +191,11 @@ export function Terminal({ sessionId, active, onError, onClose }: Props) {
           <span className={exit && exit.code === 0 ? "text-slate-300" : "text-amber-300"}>
             {exit ? `Process ${describeExit(exit)}` : `Session ended: ${ended}`}
           </span>
-          <button onClick={onClose} className="rounded-md px-2 py-1 text-slate-300 hover:bg-slate-800">
-            Close tab
-          </button>
+          {onClose && (
+            <button onClick={onClose} className="rounded-md px-2 py-1 text-slate-300 hover:bg-slate-800">
+              Close tab
+            </button>
+          )}
         </div>
       )}
     </div>

@@ -1,7 +1,7 @@
 // REST calls. Auth rides the HttpOnly cookie set by /api/login; the token never lives in JS state
 // beyond the sign-in form.
 
-import type { ApiErrorBody, Runner, Session } from "./protocol";
+import type { ApiErrorBody, CreatedShare, LoginAnswer, Runner, Screen, Session } from "./protocol";
 
 export class ApiError extends Error {
   readonly status: number;
@@ -45,19 +45,26 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   );
 }
 
-export interface CreateSession {
+/** Either a command, or the name of one of the runner's presets. */
+export type CreateSession = {
   runner_id: string;
-  command: string[];
   cwd?: string;
   rows?: number;
   cols?: number;
-}
+} & ({ command: string[] } | { preset: string });
+
+const sessionPath = (id: string) => `/api/sessions/${encodeURIComponent(id)}`;
 
 export const api = {
-  login: (token: string) => request<void>("POST", "/api/login", { token }),
+  login: (token: string) => request<LoginAnswer>("POST", "/api/login", { token }),
   logout: () => request<void>("POST", "/api/logout"),
   runners: () => request<Runner[]>("GET", "/api/runners"),
   sessions: () => request<Session[]>("GET", "/api/sessions"),
   createSession: (body: CreateSession) => request<Session>("POST", "/api/sessions", body),
-  killSession: (id: string) => request<void>("DELETE", `/api/sessions/${encodeURIComponent(id)}`),
+  killSession: (id: string) => request<void>("DELETE", sessionPath(id)),
+  screen: (id: string) => request<Screen>("GET", `${sessionPath(id)}/screen?format=json`),
+  /** A read-only link to one session; `expiresIn` like "1h" (HQ's default is 24h). */
+  createShare: (id: string, expiresIn?: string) =>
+    request<CreatedShare>("POST", `${sessionPath(id)}/shares`, expiresIn ? { expires_in: expiresIn } : {}),
+  revokeToken: (id: string) => request<void>("DELETE", `/api/tokens/${encodeURIComponent(id)}`),
 };

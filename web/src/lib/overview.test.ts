@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { filterSessions, labelOptions, NO_FILTER, parseLabel, previewLines, stateCounts } from "./overview";
+import { filterSessions, labelOptions, NO_FILTER, parseLabel, previewColumns, previewLines, stateCounts } from "./overview";
 import type { Activity, Runner, Session, SessionStatus } from "./protocol";
 
 function runner(id: string, labels: Record<string, string>): Runner {
@@ -96,5 +96,12 @@ describe("overview filters", () => {
     expect(previewLines(screen(0, ["top", "", "status line", ""]))).toEqual(["top", "", "status line"]);
     expect(previewLines(screen(3, ["a", "", "", ""]))).toEqual(["a", "", "", ""]);
     expect(previewLines(screen(0, []))).toEqual([]);
+  });
+
+  it("sizes the preview for its widest line, within limits", () => {
+    expect(previewColumns(["Proceed? (y/n)"], 80)).toBe(40);
+    expect(previewColumns(["x".repeat(63), "y"], 80)).toBe(63);
+    expect(previewColumns(["x".repeat(200)], 120)).toBe(120);
+    expect(previewColumns([], 30)).toBe(30);
   });
 });

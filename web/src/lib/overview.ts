@@ -85,3 +85,9 @@ export function previewLines(screen: Screen): string[] {
   }
   return screen.lines.slice(0, last + 1);
 }
+
+/** Columns a tile's font is sized for: the widest line shown (at least 40), never past the screen. */
+export function previewColumns(lines: readonly string[], cols: number): number {
+  const widest = lines.reduce((max, line) => Math.max(max, line.length), 0);
+  return Math.min(Math.max(widest, 40), Math.max(cols, 1));
+}

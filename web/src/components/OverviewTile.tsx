@@ -1,0 +1,71 @@
+import { useLayoutEffect, useRef } from "react";
+import { activityOf } from "../lib/activity";
+import { previewColumns, previewLines } from "../lib/overview";
+import type { Session } from "../lib/protocol";
+import { useScreenPreview } from "../hooks/useScreenPreview";
+import { SessionBadge } from "./SessionBadge";
+
+interface Props {
+  session: Session;
+  runnerName: string;
+  now: number;
+  onOpen(id: string): void;
+}
+
+/** One live session in the overview: a small live preview of its screen, where and what it runs. */
+export function OverviewTile({ session, runnerName, now, onOpen }: Props) {
+  const preview = useRef<HTMLDivElement>(null);
+  const waiting = activityOf(session) === "waiting_for_input";
+  const screen = useScreenPreview(session.id, preview, `${session.activity}:${session.activity_since}`);
+  const lines = screen ? previewLines(screen) : [];
+  const columns = previewColumns(lines, screen?.cols ?? 80);
+  const pre = useRef<HTMLPreElement>(null);
+  // A screen taller than the tile shows its bottom, where the prompt is; a short one its top.
+  useLayoutEffect(() => {
+    if (pre.current) pre.current.scrollTop = pre.current.scrollHeight;
+  }, [screen]);
+  const command = session.command.join(" ");
+  return (
+    <li>
+      <button
+        onClick={() => onOpen(session.id)}
+        data-testid="overview-tile"
+        data-session={session.id}
+        aria-label={`Open ${command} on ${runnerName}`}
+        className={`flex w-full flex-col overflow-hidden rounded-xl border text-left transition hover:border-slate-500 focus-visible:outline-2 focus-visible:outline-emerald-400 ${
+          waiting ? "border-amber-400 bg-amber-400/5 ring-2 ring-amber-400/40" : "border-slate-800 bg-slate-900/60"
+        }`}
+      >
+        <div className="flex items-center gap-2 px-3 pt-2">
+          <span className="min-w-0 flex-1 truncate text-xs font-medium text-slate-300" title={runnerName}>
+            {runnerName}
+          </span>
+          <SessionBadge session={session} now={now} />
+        </div>
+        <code className="truncate px-3 pt-1 pb-2 text-sm text-slate-100" title={command}>
+          {command}
+        </code>
+        {/* The preview is a picture of the screen; the button's label says what it opens. */}
+        <div ref={preview} aria-hidden="true" className="@container h-36 overflow-hidden border-t border-slate-800 bg-slate-950">
+          <pre
+            ref={pre}
+            data-testid="overview-preview"
+            className="h-full overflow-hidden px-1.5 py-1 font-mono leading-[1.2] text-slate-300"
+            // Sized so the widest line fills the tile: a monospace cell is ~0.6 em wide.
+            style={{ fontSize: `min(12px, calc((100cqw - 12px) / ${(columns * 0.61).toFixed(2)}))` }}
+          >
+            {screen === null ? (
+              <span className="text-slate-600">…</span>
+            ) : (
+              lines.map((line, i) => (
+                <span key={i} className="block min-h-[1.2em] whitespace-pre">
+                  {line}
+                </span>
+              ))
+            )}
+          </pre>
+        </div>
+      </button>
+    </li>
+  );
+}
