@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { api, ApiError } from "../lib/api";
+import { rememberSharedSession, SHARE_PATH } from "../lib/share";
 import { Logo } from "./Logo";
 
 export function LoginPage({ onSignedIn }: { onSignedIn: () => void }) {
@@ -12,8 +13,14 @@ export function LoginPage({ onSignedIn }: { onSignedIn: () => void }) {
     setBusy(true);
     setError(null);
     try {
-      await api.login(token.trim());
+      const answer = await api.login(token.trim());
       setToken("");
+      if (answer?.scope === "share" && answer.session_id) {
+        // A share's token opens one session read-only, not the dashboard.
+        rememberSharedSession(answer.session_id);
+        window.location.assign(SHARE_PATH);
+        return;
+      }
       onSignedIn();
     } catch (e) {
       setError(e instanceof ApiError && e.status === 401 ? "That token is not valid." : String((e as Error).message));
