@@ -55,7 +55,8 @@ export async function startStack() {
     children.push(child);
     return child;
   };
-  start("agentrelay-hq", ["--listen", `127.0.0.1:${port}`, "--data-dir", join(dir, "data")], {
+  // --idle-after: quiet output turns into "idle" or "waiting_for_input" quickly.
+  start("agentrelay-hq", ["--listen", `127.0.0.1:${port}`, "--data-dir", join(dir, "data"), "--idle-after", "300ms"], {
     AGENTRELAY_ADMIN_TOKEN: adminToken,
     RUNNER_TOKEN: runnerToken,
   });
@@ -76,9 +77,26 @@ export async function startStack() {
       "--disable-quic",
     ],
   });
+  /** A REST call with the admin token; JSON in and, when there is a body, out. */
+  async function api(method, path, body) {
+    const response = await fetch(`${url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      // text/plain (the screen) or empty.
+    }
+    return { status: response.status, json, text };
+  }
   return {
     url,
     adminToken,
+    api,
     browser,
     logs,
     async stop() {
