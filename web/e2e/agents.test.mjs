@@ -62,7 +62,7 @@ async function screenContains(p, id, text) {
   await waitFor(`terminal to show ${JSON.stringify(text)}`, async () => (await screen(p, id)).includes(text));
 }
 
-async function sessionActivity(id) {
+async function getSession(id) {
   const { json } = await stack.api("GET", `/api/sessions/${id}`);
   return json;
 }
@@ -94,10 +94,24 @@ test("a session stopped on a prompt shows 'needs input' and counts in the title"
   await page.getByRole("tablist").locator('[data-activity="waiting_for_input"]').waitFor();
   await page.getByTestId("session-list").getByText("needs input").waitFor();
   await waitFor("the title to count one waiting session", async () => (await page.title()) === "(1) AgentRelay");
-  const session = await sessionActivity(waitingId);
+  const session = await getSession(waitingId);
   assert.equal(session.activity, "waiting_for_input");
   assert.equal(session.activity_source, "screen");
   assert.deepEqual(session.command, PROMPT_ARGV);
+  assert.equal(session.preset, null);
+
+  // Started as it opens, the form launches the runner's shell preset by name.
+  await page.getByRole("button", { name: "New session" }).first().click();
+  await dialog.getByRole("button", { name: "Start" }).click();
+  const shellId = await waitFor("a second terminal", async () => (await openSessions(page)).find((id) => id !== waitingId));
+  const shellSession = await getSession(shellId);
+  const runners = (await stack.api("GET", "/api/runners")).json;
+  assert.equal(shellSession.preset, "shell");
+  assert.deepEqual(shellSession.command, runners[0].presets.find((p) => p.name === "shell").command);
+  await page.getByRole("button", { name: `Close tab ${shellSession.command.join(" ")}` }).click();
+  assert.equal((await stack.api("DELETE", `/api/sessions/${shellId}`)).status, 202);
+  await waitFor("the shell to end", async () => !["starting", "running"].includes((await getSession(shellId)).status));
+  await waitFor("the title to count one", async () => (await page.title()) === "(1) AgentRelay");
   notifiedBefore = await page.evaluate(() => window.__notifications.length);
 });
 
