@@ -32,6 +32,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "AGENTRELAY_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
 
+    /// While attached or following logs: ping HQ after this much silence; three unanswered
+    /// pings mean the connection is dead and it is resumed on a new one.
+    #[arg(long, global = true, env = "AGENTRELAY_KEEPALIVE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub keepalive: std::time::Duration,
+
     /// The credentials file (default: $XDG_CONFIG_HOME/agentrelay/config.toml).
     #[arg(long, global = true, env = "AGENTRELAY_CONFIG", hide = true)]
     pub config: Option<PathBuf>,

@@ -1,6 +1,7 @@
 //! `agentrelay attach` (and `run`): this terminal becomes the session's terminal until the
 //! process exits or the user detaches.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 use crate::client::Api;
 use crate::error::CliError;
-use crate::stream::{Event, Outbound, SessionStream};
+use crate::stream::{Event, Options, Outbound, SessionStream};
 use crate::terminal::{self, DetachKeys, Keys, RawMode};
 
 /// How long a dropped connection may last before the user is told about it.
@@ -54,10 +55,21 @@ pub fn exit_code(status: &ExitStatus) -> i32 {
     }
 }
 
+/// Input read ahead of what the session takes; past this, keystrokes are still read (so the
+/// detach keys work) but dropped, with a warning.
+const MAX_LOCAL_INPUT: usize = 4 * 1024 * 1024;
+
 /// Attaches stdin/stdout to the session, from `from` (`None`: HQ replays or draws the screen).
-pub async fn attach(api: &Api, session: Uuid, from: Option<u64>) -> Result<Outcome, CliError> {
-    let mut stream = SessionStream::open(api, session, from).await?;
+pub async fn attach(
+    api: &Api,
+    session: Uuid,
+    from: Option<u64>,
+    keepalive: Duration,
+) -> Result<Outcome, CliError> {
     let interactive = terminal::is_interactive();
+    // A script waits for HQ a while; a person decides when to give up (Ctrl-] d).
+    let give_up_after = (!interactive).then_some(GIVE_UP_AFTER);
+    let mut stream = SessionStream::open(api, session, from, Options { keepalive, give_up_after }).await?;
     let raw = if interactive {
         Some(RawMode::enter().map_err(|e| anyhow::anyhow!("cannot put the terminal in raw mode: {e}"))?)
     } else {
@@ -65,25 +77,48 @@ pub async fn attach(api: &Api, session: Uuid, from: Option<u64>) -> Result<Outco
     };
     let outcome = pump(&mut stream, interactive).await;
     stream.close().await;
+    if interactive {
+        // Modes the remote program may have left on would otherwise stay in this terminal.
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(RESET_MODES.as_bytes()).and_then(|()| stdout.flush());
+    }
     drop(raw);
     match &outcome {
-        Ok(Outcome::Detached) => eprintln!("[detached from session {session}]"),
-        Ok(Outcome::Interrupted(_)) => eprintln!("[agentrelay stopped; session {session} goes on]"),
+        Ok(Outcome::Detached) => note(false, &format!("detached from session {session}")),
+        Ok(Outcome::Interrupted(_)) => note(false, &format!("stopped; session {session} goes on")),
         _ => {}
     }
     outcome
 }
 
+/// How long a script's attach (no terminal) waits for an unreachable HQ before it fails.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+
+/// Leave the alternate screen; show the cursor; bracketed paste, mouse reporting and focus
+/// events off; default colours; then a fresh line.
+const RESET_MODES: &str =
+    "\x1b[?1049l\x1b[?25h\x1b[?2004l\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[0m\r\n";
+
 /// Moves bytes both ways until the session ends, the user detaches or a signal stops us.
 async fn pump(stream: &mut SessionStream, interactive: bool) -> Result<Outcome, CliError> {
+    use nix::sys::signal::Signal;
     let mut stdout = tokio::io::stdout();
     let mut keystrokes = terminal::keystrokes();
     let mut stdin_open = true;
     let mut detach = DetachKeys::default();
-    let mut held: Option<Outbound> = None;
-    let mut winch = signal(SignalKind::window_change()).map_err(anyhow::Error::from)?;
-    let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(anyhow::Error::from)?;
+    // Input and resizes read but not yet taken by the stream, oldest first.
+    let mut local: VecDeque<Outbound> = VecDeque::new();
+    let mut local_bytes = 0usize;
+    let mut dropped_input = false;
+    let signal_stream = |kind| signal(kind).map_err(|e| CliError::Other(e.into()));
+    let mut winch = signal_stream(SignalKind::window_change())?;
+    let mut term = signal_stream(SignalKind::terminate())?;
+    let mut hangup = signal_stream(SignalKind::hangup())?;
+    let mut interrupt = signal_stream(SignalKind::interrupt())?;
+    let mut quit = signal_stream(SignalKind::quit())?;
+    if interactive && let Some(size) = terminal::size() {
+        local.push_back(Outbound::Resize(size));
+    }
     // While disconnected: when to tell the user, and whether we did.
     let mut outage: Option<tokio::time::Instant> = None;
     let mut told = false;
@@ -101,30 +136,26 @@ async fn pump(stream: &mut SessionStream, interactive: bool) -> Result<Outcome, 
                 };
                 match event {
                     Event::Output(bytes) | Event::Snapshot(bytes) => {
-                        stdout.write_all(&bytes).await.map_err(anyhow::Error::from)?;
-                        stdout.flush().await.map_err(anyhow::Error::from)?;
+                        stdout.write_all(&bytes).await.map_err(|e| CliError::Other(e.into()))?;
+                        stdout.flush().await.map_err(|e| CliError::Other(e.into()))?;
                     }
                     Event::Attached { resumed, .. } => {
                         outage = None;
                         if resumed && told {
-                            notice(interactive, "reconnected");
+                            note(interactive, "reconnected");
                         }
                         told = false;
-                        if interactive && let Some(size) = terminal::size() {
-                            // Queued behind held input; the session sees them in order.
-                            let _ = stream.outbound.try_send(Outbound::Resize(size));
-                        }
                     }
                     Event::Gap(gap) => {
-                        notice(interactive, &format!("{} bytes of output were lost", gap.to - gap.from));
+                        note(interactive, &format!("{} bytes of output were lost", gap.to - gap.from));
                     }
-                    Event::Warning(message) => notice(interactive, &message),
+                    Event::Warning(message) => note(interactive, &message),
                     Event::Disconnected(reason) => {
                         debug_note(&reason);
                         outage = Some(tokio::time::Instant::now() + QUIET_OUTAGE);
                     }
                     Event::Exit(status) => {
-                        stdout.flush().await.map_err(anyhow::Error::from)?;
+                        stdout.flush().await.map_err(|e| CliError::Other(e.into()))?;
                         return Ok(Outcome::Exited(status));
                     }
                     Event::Ended(message) => return Ok(Outcome::Ended(message)),
@@ -133,9 +164,10 @@ async fn pump(stream: &mut SessionStream, interactive: bool) -> Result<Outcome, 
             }
             () = outage_notice => {
                 told = true;
-                notice(interactive, "lost the connection to HQ; reconnecting (Ctrl-] d detaches)");
+                let how = if interactive { " (Ctrl-] d detaches)" } else { "" };
+                note(interactive, &format!("lost the connection to HQ; reconnecting{how}"));
             }
-            keys = keystrokes.recv(), if stdin_open && held.is_none() => {
+            keys = keystrokes.recv(), if stdin_open => {
                 let Some(keys) = keys else {
                     stdin_open = false;
                     continue;
@@ -148,35 +180,52 @@ async fn pump(stream: &mut SessionStream, interactive: bool) -> Result<Outcome, 
                 } else {
                     (keys, false)
                 };
+                if local_bytes + bytes.len() > MAX_LOCAL_INPUT {
+                    if !std::mem::replace(&mut dropped_input, true) {
+                        note(interactive, "the session is not taking input; dropping what is typed");
+                    }
+                } else if !bytes.is_empty() {
+                    local_bytes += bytes.len();
+                    local.push_back(Outbound::Input(bytes));
+                }
                 if detaching {
-                    if !bytes.is_empty() {
-                        let _ = stream.outbound.send(Outbound::Input(bytes)).await;
+                    // Whatever fits goes; nothing waits.
+                    while let Some(out) = local.pop_front() {
+                        if stream.outbound.try_send(out).is_err() {
+                            break;
+                        }
                     }
                     return Ok(Outcome::Detached);
                 }
-                if !bytes.is_empty() {
-                    held = Some(Outbound::Input(bytes));
-                }
             }
-            permit = stream.outbound.reserve(), if held.is_some() => {
+            permit = stream.outbound.reserve(), if !local.is_empty() => {
                 let Ok(permit) = permit else { continue };
-                if let Some(out) = held.take() {
+                if let Some(out) = local.pop_front() {
+                    if let Outbound::Input(bytes) = &out {
+                        local_bytes -= bytes.len();
+                        dropped_input = false;
+                    }
                     permit.send(out);
                 }
             }
             _ = winch.recv() => {
                 if let Some(size) = terminal::size() {
-                    let _ = stream.outbound.try_send(Outbound::Resize(size));
+                    // Only the latest size matters.
+                    local.retain(|out| !matches!(out, Outbound::Resize(_)));
+                    local.push_back(Outbound::Resize(size));
                 }
             }
-            _ = term.recv() => return Ok(Outcome::Interrupted(nix::sys::signal::Signal::SIGTERM as i32)),
-            _ = hangup.recv() => return Ok(Outcome::Interrupted(nix::sys::signal::Signal::SIGHUP as i32)),
+            _ = term.recv() => return Ok(Outcome::Interrupted(Signal::SIGTERM as i32)),
+            _ = hangup.recv() => return Ok(Outcome::Interrupted(Signal::SIGHUP as i32)),
+            _ = interrupt.recv() => return Ok(Outcome::Interrupted(Signal::SIGINT as i32)),
+            _ = quit.recv() => return Ok(Outcome::Interrupted(Signal::SIGQUIT as i32)),
         }
     }
 }
 
 /// A line of our own between the session's output; raw mode needs the explicit carriage return.
-fn notice(interactive: bool, message: &str) {
+/// A closed stderr (the terminal went away) is no reason to fail.
+pub fn note(interactive: bool, message: &str) {
     let mut stderr = std::io::stderr().lock();
     let _ = if interactive {
         write!(stderr, "\r\n[agentrelay: {message}]\r\n")
@@ -189,7 +238,7 @@ fn notice(interactive: bool, message: &str) {
 /// Reasons for a drop are only shown with AGENTRELAY_DEBUG set; a blip should stay invisible.
 fn debug_note(reason: &str) {
     if std::env::var_os("AGENTRELAY_DEBUG").is_some() {
-        notice(false, &format!("connection dropped: {reason}"));
+        note(false, &format!("connection dropped: {reason}"));
     }
 }
 

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::args::{RunArgs, SessionsArgs, TokenScope};
 use crate::client::Api;
+use crate::console::{out, say, stdout_error};
 use crate::credentials::{self, Saved};
 use crate::error::CliError;
 use crate::table::{self, Table};
@@ -26,7 +27,20 @@ pub async fn login(
     })?;
     let token = match std::env::var("AGENTRELAY_TOKEN").ok().filter(|t| !t.is_empty()) {
         Some(token) => token,
-        None => read_token(&hq)?,
+        None => {
+            // Ctrl-C at the prompt must not leave the terminal without echo.
+            let guard = tokio::spawn(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    crate::terminal::restore();
+                    say("");
+                    std::process::exit(130);
+                }
+            });
+            let prompt_for = hq.clone();
+            let read = tokio::task::spawn_blocking(move || read_token(&prompt_for)).await;
+            guard.abort();
+            read.map_err(|e| CliError::Other(e.into()))??
+        }
     };
     let api = Api::new(&hq, token.clone(), ca_cert)?;
     // Any authenticated read proves the token; sessions need the user scope the CLI needs.
@@ -34,7 +48,7 @@ pub async fn login(
     let saved =
         Saved { hq: Some(api.base().to_owned()), token: Some(token), ca_cert: ca_cert.map(Path::to_owned) };
     credentials::save(path, &saved)?;
-    eprintln!("Logged in to {} ({} sessions). Saved to {}", api.base(), sessions.len(), path.display());
+    say(&format!("Logged in to {} ({} sessions). Saved to {}", api.base(), sessions.len(), path.display()));
     Ok(())
 }
 
@@ -42,10 +56,10 @@ pub async fn login(
 fn read_token(hq: &str) -> Result<String, CliError> {
     let stdin = std::io::stdin();
     let token = if stdin.is_terminal() {
-        eprint!("Token for {hq}: ");
-        let _ = std::io::stderr().flush();
+        let mut stderr = std::io::stderr();
+        let _ = write!(stderr, "Token for {hq}: ").and_then(|()| stderr.flush());
         let token = read_hidden_line().context("reading the token")?;
-        eprintln!();
+        say("");
         token
     } else {
         let mut line = String::new();
@@ -59,7 +73,7 @@ fn read_token(hq: &str) -> Result<String, CliError> {
     Ok(token)
 }
 
-/// A line from the terminal with echo off, restored afterwards.
+/// A line from the terminal with echo off, restored afterwards (and by the Ctrl-C handler).
 fn read_hidden_line() -> std::io::Result<String> {
     use rustix::termios::{self, LocalModes, OptionalActions};
     use std::os::fd::AsFd;
@@ -68,20 +82,22 @@ fn read_hidden_line() -> std::io::Result<String> {
     let mut quiet = original.clone();
     quiet.local_modes.remove(LocalModes::ECHO);
     termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &quiet)?;
+    // A restore that runs even when the process is interrupted by Ctrl-C.
+    crate::terminal::remember(original.clone());
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
-    termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &original)?;
+    crate::terminal::restore();
     read.map(|_| line)
 }
 
 /// `agentrelay logout`: drops the saved token, keeps the address.
 pub fn logout(path: &Path, saved: Saved) -> Result<(), CliError> {
     if saved.token.is_none() {
-        eprintln!("Not logged in.");
+        say("Not logged in.");
         return Ok(());
     }
     credentials::save(path, &Saved { token: None, ..saved })?;
-    eprintln!("Logged out; the token was removed from {}", path.display());
+    say(&format!("Logged out; the token was removed from {}", path.display()));
     Ok(())
 }
 
@@ -106,7 +122,7 @@ pub async fn runners(api: &Api, json: bool) -> Result<(), CliError> {
             runner.id.to_string(),
         ]);
     }
-    print!("{}", table.render());
+    out(&table.render())?;
     Ok(())
 }
 
@@ -164,9 +180,9 @@ pub async fn sessions(api: &Api, args: &SessionsArgs) -> Result<(), CliError> {
             table::command_line(&session.command),
         ]);
     }
-    print!("{}", table.render());
+    out(&table.render())?;
     if shown.is_empty() && !args.all {
-        eprintln!("No live sessions (--all shows finished ones too).");
+        say("No live sessions (--all shows finished ones too).");
     }
     Ok(())
 }
@@ -203,9 +219,9 @@ pub async fn start(api: &Api, args: &RunArgs) -> Result<Session, CliError> {
 pub async fn kill(api: &Api, session: &Session) -> Result<(), CliError> {
     api.delete(&format!("/api/sessions/{}", session.id)).await?;
     if session.status.is_final() {
-        eprintln!("Session {} had already ended.", session.id);
+        say(&format!("Session {} had already ended.", session.id));
     } else {
-        eprintln!("Session {} is being hung up.", session.id);
+        say(&format!("Session {} is being hung up.", session.id));
     }
     Ok(())
 }
@@ -219,9 +235,9 @@ pub async fn recording(api: &Api, session: &Session) -> Result<(), CliError> {
         .await
         .map_err(|e| anyhow::anyhow!("the recording stopped half way: {}", crate::error::root_cause(&e)))?
     {
-        stdout.write_all(&chunk).context("writing to stdout")?;
+        stdout.write_all(&chunk).map_err(stdout_error)?;
     }
-    stdout.flush().context("writing to stdout")?;
+    stdout.flush().map_err(stdout_error)?;
     Ok(())
 }
 
@@ -246,14 +262,14 @@ pub async fn create_token(
     let expiry = created
         .expires_at
         .map_or_else(|| "never expires".into(), |at| format!("expires {}", at.format("%Y-%m-%d %H:%M UTC")));
-    eprintln!(
+    say(&format!(
         "Created {} token '{}' ({}, id {}). It is shown only this once:",
         scope.as_str(),
         name,
         expiry,
         created.id
-    );
-    println!("{}", created.token);
+    ));
+    out(&format!("{}\n", created.token))?;
     Ok(())
 }
 
@@ -274,7 +290,7 @@ pub async fn list_tokens(api: &Api, json: bool) -> Result<(), CliError> {
             token.expires_at.map_or_else(|| "never".into(), |at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
         ]);
     }
-    print!("{}", table.render());
+    out(&table.render())?;
     Ok(())
 }
 
@@ -283,12 +299,12 @@ pub async fn revoke_token(api: &Api, id: &str) -> Result<(), CliError> {
     let id = uuid::Uuid::parse_str(id.trim())
         .map_err(|_| CliError::Config(format!("'{id}' is not a token id (see `agentrelay tokens list`)")))?;
     api.delete(&format!("/api/tokens/{id}")).await?;
-    eprintln!("Revoked token {id}; its connections were cut.");
+    say(&format!("Revoked token {id}; its connections were cut."));
     Ok(())
 }
 
 fn print_json(value: &Value) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).context("encoding JSON")?;
-    println!("{text}");
+    out(&format!("{text}\n"))?;
     Ok(())
 }

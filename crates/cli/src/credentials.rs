@@ -45,7 +45,10 @@ pub fn load(path: &Path) -> Result<Saved, CliError> {
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0
     {
-        eprintln!("agentrelay: warning: {} is readable by others; run chmod 600 on it", path.display());
+        crate::console::say(&format!(
+            "agentrelay: warning: {} is readable by others; run chmod 600 on it",
+            path.display()
+        ));
     }
     toml::from_str(&text).map_err(|e| CliError::Config(format!("{} is not valid: {e}", path.display())))
 }

@@ -30,8 +30,11 @@ pub enum CliError {
         /// HQ's sentence.
         message: String,
     },
+    /// Whoever read stdout went away; the command ends quietly.
+    #[error("stdout was closed")]
+    BrokenPipe,
     /// Anything else (I/O on stdout, a malformed answer).
-    #[error(transparent)]
+    #[error("{0:#}")]
     Other(#[from] anyhow::Error),
 }
 

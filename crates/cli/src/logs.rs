@@ -4,20 +4,27 @@
 use std::io::Write;
 
 use agentrelay_protocol::Session;
-use anyhow::Context;
 
 use crate::client::Api;
+use crate::console::{say, stdout_error};
 use crate::error::CliError;
-use crate::stream::{Event, SessionStream};
+use crate::stream::{Event, Options, SessionStream};
 
 /// Prints the output of `session` to stdout.
-pub async fn logs(api: &Api, session: &Session, follow: bool, plain: bool) -> Result<(), CliError> {
+pub async fn logs(
+    api: &Api,
+    session: &Session,
+    follow: bool,
+    plain: bool,
+    keepalive: std::time::Duration,
+) -> Result<(), CliError> {
     // Without --follow, stop at what HQ had when asked.
     let until = (!follow).then_some(session.output_bytes);
     if until == Some(0) {
         return Ok(());
     }
-    let mut stream = SessionStream::open(api, session.id, Some(0)).await?;
+    let options = Options { keepalive, give_up_after: Some(crate::attach::GIVE_UP_AFTER) };
+    let mut stream = SessionStream::open(api, session.id, Some(0), options).await?;
     let mut out = Output::new(plain);
     let mut offset = 0u64;
     while let Some(event) = stream.events.recv().await {
@@ -32,11 +39,11 @@ pub async fn logs(api: &Api, session: &Session, follow: bool, plain: bool) -> Re
             }
             Event::Gap(gap) => {
                 out.flush()?;
-                eprintln!("[agentrelay: {} bytes of output were lost here]", gap.to - gap.from);
+                say(&format!("[agentrelay: {} bytes of output were lost here]", gap.to - gap.from));
                 offset = gap.to;
             }
             Event::Attached { offset: at, .. } => offset = at,
-            Event::Warning(message) => eprintln!("agentrelay: {message}"),
+            Event::Warning(message) => say(&format!("agentrelay: {message}")),
             Event::Exit(_) | Event::Ended(_) => break,
             Event::Fatal(error) => return Err(error),
             Event::Snapshot(_) | Event::Disconnected(_) => {}
@@ -65,16 +72,16 @@ impl Output {
         match &mut self.plain {
             Some((parser, text)) => {
                 parser.advance(text, bytes);
-                self.stdout.write_all(text.0.as_bytes()).context("writing to stdout")?;
+                self.stdout.write_all(text.0.as_bytes()).map_err(stdout_error)?;
                 text.0.clear();
             }
-            None => self.stdout.write_all(bytes).context("writing to stdout")?,
+            None => self.stdout.write_all(bytes).map_err(stdout_error)?,
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), CliError> {
-        self.stdout.flush().context("writing to stdout").map_err(Into::into)
+        self.stdout.flush().map_err(stdout_error)
     }
 
     fn finish(mut self) -> Result<(), CliError> {

@@ -5,6 +5,7 @@ mod args;
 mod attach;
 mod client;
 mod commands;
+mod console;
 mod credentials;
 mod error;
 mod logs;
@@ -44,9 +45,11 @@ async fn run(cli: Cli) -> i32 {
     let own_failure = if matches!(cli.command, Command::Run(_) | Command::Attach(_)) { 255 } else { 1 };
     match dispatch(cli).await {
         Ok(code) => code,
+        // Like any Unix tool whose reader left: quietly, as if by SIGPIPE.
+        Err(CliError::BrokenPipe) => 141,
         Err(error) => {
             terminal::restore();
-            eprintln!("agentrelay: {error}");
+            console::say(&format!("agentrelay: {error}"));
             own_failure
         }
     }
@@ -66,32 +69,35 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
             return Ok(0);
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "agentrelay", &mut std::io::stdout());
+            // Into memory first: the generator panics on a write error such as a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "agentrelay", &mut script);
+            console::out_bytes(&script)?;
             return Ok(0);
         }
         command => command,
     };
-    let api = connect(cli.hq, ca_cert.as_deref(), saved)?;
+    let api = connect(cli.hq.clone(), ca_cert.as_deref(), saved)?;
     match command {
         Command::Runners(list) => commands::runners(&api, list.json).await?,
         Command::Sessions(args) => commands::sessions(&api, &args).await?,
         Command::Run(args) => {
             let session = commands::start(&api, &args).await?;
             if args.detach {
-                println!("{}", session.id);
+                console::out(&format!("{}\n", session.id))?;
                 return Ok(0);
             }
             // From byte 0: everything the process printed, even before we connected.
-            return finish(attach::attach(&api, session.id, Some(0)).await?, session.id);
+            return finish(attach::attach(&api, session.id, Some(0), cli.keepalive).await?, session.id);
         }
         Command::Attach(args) => {
             let session = api.resolve_session(&args.id).await?;
-            return finish(attach::attach(&api, session.id, None).await?, session.id);
+            return finish(attach::attach(&api, session.id, None, cli.keepalive).await?, session.id);
         }
         Command::Kill(arg) => commands::kill(&api, &api.resolve_session(&arg.id).await?).await?,
         Command::Logs(args) => {
             let session = api.resolve_session(&args.id).await?;
-            logs::logs(&api, &session, args.follow, args.plain).await?;
+            logs::logs(&api, &session, args.follow, args.plain, cli.keepalive).await?;
         }
         Command::Recording(arg) => commands::recording(&api, &api.resolve_session(&arg.id).await?).await?,
         Command::Tokens(TokensCommand::Create { name, scope, expires_in, json }) => {
@@ -107,20 +113,30 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
 /// The exit code after an attachment, saying why when the session ended without one.
 fn finish(outcome: attach::Outcome, session: uuid::Uuid) -> Result<i32, CliError> {
     if let attach::Outcome::Ended(message) = &outcome {
-        eprintln!("agentrelay: session {session} ended without an exit status: {message}");
+        console::say(&format!("agentrelay: session {session} ended without an exit status: {message}"));
     }
     Ok(outcome.exit_code())
 }
 
-/// The API client from flags, environment and the saved file, in that order.
+/// The API client from flags, environment and the saved file, in that order. The saved token
+/// only ever goes to the HQ it was saved for.
 fn connect(hq: Option<String>, ca_cert: Option<&std::path::Path>, saved: Saved) -> Result<Api, CliError> {
+    let same = |a: &str, b: &str| a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/');
+    let saved_token = match (&hq, &saved.hq) {
+        (Some(wanted), Some(saved_hq)) if !same(wanted, saved_hq) => None,
+        _ => saved.token,
+    };
     let hq = hq.or(saved.hq).ok_or_else(|| {
         CliError::Config(
             "not logged in: run `agentrelay login --hq https://hq.example.com` or set AGENTRELAY_HQ".into(),
         )
     })?;
-    let token = std::env::var("AGENTRELAY_TOKEN").ok().filter(|t| !t.is_empty()).or(saved.token).ok_or_else(
-        || CliError::Config(format!("no token for {hq}: run `agentrelay login` or set AGENTRELAY_TOKEN")),
+    let token = std::env::var("AGENTRELAY_TOKEN").ok().filter(|t| !t.is_empty()).or(saved_token).ok_or_else(
+        || {
+            CliError::Config(format!(
+                "no token for {hq}: run `agentrelay login --hq {hq}` or set AGENTRELAY_TOKEN"
+            ))
+        },
     )?;
     Api::new(&hq, token, ca_cert)
 }

@@ -13,9 +13,11 @@ impl Table {
         Self { rows: vec![header.iter().map(|h| (*h).to_owned()).collect()] }
     }
 
-    /// Adds a row (as many cells as the header).
+    /// Adds a row (as many cells as the header). Control characters become `?`: names and
+    /// labels come from runners, and must not drive the reader's terminal.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        let clean = |cell: String| cell.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+        self.rows.push(cells.into_iter().map(clean).collect());
     }
 
     /// The table as text, columns two spaces apart, no trailing spaces.
@@ -94,6 +96,9 @@ mod tests {
         table.row(vec!["laptop".into(), "online".into()]);
         table.row(vec!["gpu-box-1".into(), "offline".into()]);
         assert_eq!(table.render(), "NAME       STATUS\nlaptop     online\ngpu-box-1  offline\n");
+        let mut hostile = Table::new(&["NAME"]);
+        hostile.row(vec!["evil\x1b]0;pwned\x07\u{9b}2J".into()]);
+        assert_eq!(hostile.render(), "NAME\nevil?]0;pwned??2J\n");
     }
 
     #[test]

@@ -48,6 +48,11 @@ impl Drop for RawMode {
     }
 }
 
+/// Settings [`restore`] puts back (for changes made outside [`RawMode`]).
+pub fn remember(original: Termios) {
+    *SAVED.lock().unwrap_or_else(|e| e.into_inner()) = Some(original);
+}
+
 /// Puts the terminal back as it was, if raw mode changed it.
 pub fn restore() {
     let saved = SAVED.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -524,12 +524,22 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A loopback TCP proxy whose live connections a test can cut, as a network blip would.
+/// A loopback TCP proxy that can misbehave as networks do: cut its connections, freeze them
+/// (silence, sockets left open), or refuse new ones for a while.
 pub struct TcpProxy {
     pub addr: SocketAddr,
-    cut: std::sync::Arc<std::sync::Mutex<CancellationToken>>,
+    control: std::sync::Arc<std::sync::Mutex<ProxyControl>>,
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
+}
+
+struct ProxyControl {
+    /// Cancelled to drop the connections open now.
+    cut: CancellationToken,
+    /// Cancelled to stop forwarding on the connections open now, keeping them open.
+    freeze: CancellationToken,
+    /// New connections are closed at once while set.
+    refusing: bool,
 }
 
 impl TcpProxy {
@@ -537,23 +547,35 @@ impl TcpProxy {
     pub async fn start(target: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let cut = std::sync::Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let control = std::sync::Arc::new(std::sync::Mutex::new(ProxyControl {
+            cut: CancellationToken::new(),
+            freeze: CancellationToken::new(),
+            refusing: false,
+        }));
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (cut_for_task, accepted_for_task) = (cut.clone(), accepted.clone());
+        let (control_for_task, accepted_for_task) = (control.clone(), accepted.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 accepted_for_task.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let cancel = cut_for_task.lock().unwrap().clone();
+                let (cut, freeze, refusing) = {
+                    let control = control_for_task.lock().unwrap();
+                    (control.cut.clone(), control.freeze.clone(), control.refusing)
+                };
+                if refusing {
+                    continue;
+                }
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(target).await else { return };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        () = cancel.cancelled() => {}
+                        () = cut.cancelled() => {}
+                        // Silence: nothing moves, nothing closes, until a cut.
+                        () = freeze.cancelled() => cut.cancelled().await,
                     }
                 });
             }
         });
-        Self { addr, cut, accepted, task }
+        Self { addr, control, accepted, task }
     }
 
     /// `http://` URL of the proxy.
@@ -563,9 +585,21 @@ impl TcpProxy {
 
     /// Drops every connection open now; later ones go through again.
     pub fn cut(&self) {
-        let mut current = self.cut.lock().unwrap();
-        current.cancel();
-        *current = CancellationToken::new();
+        let mut control = self.control.lock().unwrap();
+        control.cut.cancel();
+        control.cut = CancellationToken::new();
+    }
+
+    /// Stops forwarding on every connection open now without closing them; later ones work.
+    pub fn freeze(&self) {
+        let mut control = self.control.lock().unwrap();
+        control.freeze.cancel();
+        control.freeze = CancellationToken::new();
+    }
+
+    /// While `true`, new connections are accepted and closed at once.
+    pub fn refuse(&self, refusing: bool) {
+        self.control.lock().unwrap().refusing = refusing;
     }
 
     /// Connections accepted so far.
@@ -577,6 +611,6 @@ impl TcpProxy {
 impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.task.abort();
-        self.cut();
+        self.control.lock().unwrap().cut.cancel();
     }
 }

@@ -155,6 +155,7 @@ async fn attach_types_resizes_detaches_reattaches_and_passes_the_exit_code_on() 
     let id = session.id.to_string();
 
     let mut term = CliTerminal::spawn(&hq.url(""), &["attach", &id], 30, 100);
+    term.read_until("bash-").await;
     // The local size is sent at attach: the remote shell sees 30x100, not the 24x80 it began with.
     term.type_text("stty size\r").await;
     term.read_until("30 100").await;
@@ -178,7 +179,8 @@ async fn attach_types_resizes_detaches_reattaches_and_passes_the_exit_code_on() 
     // Ctrl-] d detaches: exit 0, terminal restored, session still running.
     term.type_text("\x1dd").await;
     assert_eq!(term.exit_code().await, 0);
-    assert!(term.text().contains("[detached from session"), "{}", term.text());
+    assert!(term.text().contains("detached from session"), "{}", term.text());
+    assert!(term.text().contains("\x1b[?1049l"), "terminal modes are reset on the way out");
     assert!(term.is_cooked(), "the local terminal is back to normal after a detach");
     assert_eq!(hq.session(session.id).await.status, SessionStatus::Running);
 
@@ -341,8 +343,10 @@ async fn lists_logs_recordings_kills_and_tokens() {
 async fn errors_are_one_clear_line_and_a_nonzero_exit() {
     let (hq, _runner, _) = setup("cli-errors").await;
     let url = hq.url("");
-    // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // A port bound but not listening: connections to it are refused, and no other test gets it.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = reserved.local_addr().unwrap();
     let cases: Vec<(tokio::process::Command, i32, &str)> = vec![
         (cli(&format!("http://{closed}"), None, &["sessions"]), 1, "cannot reach HQ"),
         (cli(&url, Some("wrong-token"), &["runners"]), 1, "refused the token"),
@@ -374,6 +378,14 @@ async fn errors_are_one_clear_line_and_a_nonzero_exit() {
     let completions = run(cli(&url, None, &["completions", "bash"])).await;
     assert_eq!(completions.code, 0);
     assert!(completions.stdout.contains("complete -F") && completions.stdout.contains("attach"));
+
+    // A reader that goes away early is no error to report.
+    let mut listing = cli(&url, None, &["completions", "bash"]);
+    listing.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = listing.spawn().unwrap();
+    drop(child.stdout.take());
+    let output = tokio::time::timeout(TIMEOUT, child.wait_with_output()).await.unwrap().unwrap();
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"), "{output:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -421,8 +433,97 @@ async fn login_checks_the_token_and_saves_it_private() {
     let result = run(sessions).await;
     assert_eq!(result.code, 0, "{}", result.stderr);
     assert_eq!(result.stdout.trim(), "[]");
+    // The saved token goes only to the HQ it was saved for.
+    let mut elsewhere = tokio::process::Command::new(binary("agentrelay"));
+    elsewhere
+        .args(["--hq", "http://127.0.0.1:9", "sessions"])
+        .env("AGENTRELAY_CONFIG", &config)
+        .env_remove("AGENTRELAY_HQ")
+        .env_remove("AGENTRELAY_TOKEN");
+    let refused = run(elsewhere).await;
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("no token for http://127.0.0.1:9"), "{}", refused.stderr);
     // The environment overrides the file.
     let mut overridden = tokio::process::Command::new(binary("agentrelay"));
     overridden.args(["sessions"]).env("AGENTRELAY_CONFIG", &config).env("AGENTRELAY_TOKEN", "other");
     assert!(run(overridden).await.stderr.contains("refused the token"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_gone_silent_is_noticed_and_resumed() {
+    let (hq, _runner, runner_id) = setup("cli-frozen").await;
+    let proxy = TcpProxy::start(hq.addr).await;
+    let script = "for i in $(seq 1 300); do echo line-$i; sleep 0.01; done; exit 4";
+    let session = hq.start_session(runner_id, &["sh", "-c", script]).await;
+    let mut child = cli(&proxy.url(), None, &["--keepalive", "200ms", "attach", &session.id.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(TIMEOUT, async {
+        while find(&seen, b"line-30\r\n").is_none() {
+            let n = stdout.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "output ended early");
+            seen.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("line-30 never arrived");
+    let before = proxy.accepted();
+    // Packets stop, the socket stays open: only the keepalive can tell.
+    proxy.freeze();
+    stdout.read_to_end(&mut seen).await.unwrap();
+    let status = tokio::time::timeout(TIMEOUT, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(4));
+    assert!(proxy.accepted() > before, "the CLI dialed again");
+    let text = String::from_utf8(seen).unwrap();
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let expected: Vec<String> = (1..=300).map(|i| format!("line-{i}")).collect();
+    assert_eq!(lines, expected, "every line exactly once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn input_typed_while_hq_is_unreachable_arrives_after_the_reconnect() {
+    let (hq, _runner, runner_id) = setup("cli-outage").await;
+    let proxy = TcpProxy::start(hq.addr).await;
+    let script = "stty -echo; while read line; do echo got-$line; done";
+    let session = hq.start_session(runner_id, &["sh", "-c", script]).await;
+    let mut child = cli(&proxy.url(), None, &["attach", &session.id.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut read_until = async |needle: &str, seen: &mut Vec<u8>| {
+        let mut buffer = [0u8; 4096];
+        tokio::time::timeout(TIMEOUT, async {
+            while find(seen, needle.as_bytes()).is_none() {
+                let n = stdout.read(&mut buffer).await.unwrap();
+                assert!(n > 0, "output ended before {needle:?}");
+                seen.extend_from_slice(&buffer[..n]);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{needle:?} never arrived"));
+    };
+    stdin.write_all(b"one\n").await.unwrap();
+    read_until("got-one", &mut seen).await;
+
+    // HQ goes away: the connection is cut and redials are refused until further notice.
+    proxy.refuse(true);
+    let before = proxy.accepted();
+    proxy.cut();
+    eventually("the CLI to try to reconnect", || async { (proxy.accepted() > before).then_some(()) }).await;
+    stdin.write_all(b"two\nthree\n").await.unwrap();
+    proxy.refuse(false);
+    read_until("got-three", &mut seen).await;
+    let text = String::from_utf8_lossy(&seen);
+    assert_eq!(text.matches("got-two").count(), 1, "{text}");
+    assert_eq!(text.matches("got-three").count(), 1, "{text}");
 }
