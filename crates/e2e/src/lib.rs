@@ -427,12 +427,22 @@ impl Viewer {
         viewer
     }
 
-    /// The next frame, within [`TIMEOUT`].
+    /// The next frame, within [`TIMEOUT`]; `activity` and `presence` frames are collected into
+    /// their fields on the way.
     pub async fn next_frame(&mut self) -> anyhow::Result<Frame> {
+        loop {
+            if let Some(frame) = self.next_any().await? {
+                return Ok(frame);
+            }
+        }
+    }
+
+    /// The next frame, or `None` after collecting an `activity` or `presence` frame.
+    pub async fn next_any(&mut self) -> anyhow::Result<Option<Frame>> {
         loop {
             let message =
                 tokio::time::timeout(TIMEOUT, self.socket.next()).await.context("no frame in time")?;
-            return Ok(match message {
+            return Ok(Some(match message {
                 None => Frame::Closed,
                 Some(Ok(Message::Close(frame))) => {
                     self.close_code = frame.map(|f| f.code.into());
@@ -440,20 +450,19 @@ impl Viewer {
                 }
                 Some(Ok(Message::Binary(bytes))) => Frame::Output(bytes),
                 Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str())? {
-                    // Informational frames are collected, not returned.
                     ServerFrame::Activity(state) => {
                         self.activity.push(state);
-                        continue;
+                        return Ok(None);
                     }
                     ServerFrame::Presence(presence) => {
                         self.presence.push(presence);
-                        continue;
+                        return Ok(None);
                     }
                     frame => Frame::Control(frame),
                 },
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e.into()),
-            });
+            }));
         }
     }
 
