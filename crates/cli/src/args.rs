@@ -18,7 +18,7 @@ While attached, Ctrl-] then d detaches and leaves the session running;
 Ctrl-] twice sends one Ctrl-] to the session.
 
 Environment: AGENTRELAY_HQ and AGENTRELAY_TOKEN override what `agentrelay login` saved;
-AGENTRELAY_CONFIG names another credentials file.";
+AGENTRELAY_CREDENTIALS names another credentials file.";
 
 /// The user's command-line client for AgentRelay HQ.
 #[derive(Debug, Parser)]
@@ -37,9 +37,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "AGENTRELAY_KEEPALIVE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub keepalive: std::time::Duration,
 
-    /// The credentials file (default: $XDG_CONFIG_HOME/agentrelay/config.toml).
-    #[arg(long, global = true, env = "AGENTRELAY_CONFIG", hide = true)]
-    pub config: Option<PathBuf>,
+    /// The credentials file `login` writes (default: $XDG_CONFIG_HOME/agentrelay/config.toml).
+    #[arg(long, global = true, env = "AGENTRELAY_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
 
     /// What to do.
     #[command(subcommand)]

@@ -21,7 +21,7 @@ pub struct Saved {
     pub ca_cert: Option<PathBuf>,
 }
 
-/// The credentials file: `--config`/`AGENTRELAY_CONFIG`, else the XDG config directory.
+/// The credentials file: `--credentials`/`AGENTRELAY_CREDENTIALS`, else the XDG config directory.
 pub fn path(explicit: Option<&Path>) -> Result<PathBuf, CliError> {
     if let Some(path) = explicit {
         return Ok(path.to_owned());
@@ -29,7 +29,9 @@ pub fn path(explicit: Option<&Path>) -> Result<PathBuf, CliError> {
     let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => std::env::home_dir()
-            .ok_or_else(|| CliError::Config("cannot find a home directory; set AGENTRELAY_CONFIG".into()))?
+            .ok_or_else(|| {
+                CliError::Config("cannot find a home directory; set AGENTRELAY_CREDENTIALS".into())
+            })?
             .join(".config"),
     };
     Ok(base.join("agentrelay").join("config.toml"))

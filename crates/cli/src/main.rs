@@ -56,7 +56,7 @@ async fn run(cli: Cli) -> i32 {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32, CliError> {
-    let path = credentials::path(cli.config.as_deref())?;
+    let path = credentials::path(cli.credentials.as_deref())?;
     let saved = credentials::load(&path)?;
     let ca_cert = cli.ca_cert.clone().or(saved.ca_cert.clone());
     let command = match cli.command {

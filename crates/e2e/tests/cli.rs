@@ -30,7 +30,7 @@ impl CliTerminal {
             .args(args)
             .env("AGENTRELAY_HQ", hq)
             .env("AGENTRELAY_TOKEN", ADMIN_TOKEN)
-            .env("AGENTRELAY_CONFIG", "/nonexistent/agentrelay.toml")
+            .env("AGENTRELAY_CREDENTIALS", "/nonexistent/agentrelay.toml")
             .env("TERM", "xterm-256color")
             .kill_on_drop(true)
             .spawn(pts)
@@ -118,7 +118,7 @@ fn cli(hq: &str, token: Option<&str>, args: &[&str]) -> tokio::process::Command 
         .args(args)
         .env("AGENTRELAY_HQ", hq)
         .env("AGENTRELAY_TOKEN", token.unwrap_or(ADMIN_TOKEN))
-        .env("AGENTRELAY_CONFIG", "/nonexistent/agentrelay.toml")
+        .env("AGENTRELAY_CREDENTIALS", "/nonexistent/agentrelay.toml")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
@@ -397,7 +397,7 @@ async fn login_checks_the_token_and_saves_it_private() {
         let mut command = tokio::process::Command::new(binary("agentrelay"));
         command
             .args(["login", "--hq", &hq.url("")])
-            .env("AGENTRELAY_CONFIG", &config)
+            .env("AGENTRELAY_CREDENTIALS", &config)
             .env_remove("AGENTRELAY_HQ")
             .env_remove("AGENTRELAY_TOKEN")
             .stdin(Stdio::piped())
@@ -427,7 +427,7 @@ async fn login_checks_the_token_and_saves_it_private() {
     let mut sessions = tokio::process::Command::new(binary("agentrelay"));
     sessions
         .args(["sessions", "--json"])
-        .env("AGENTRELAY_CONFIG", &config)
+        .env("AGENTRELAY_CREDENTIALS", &config)
         .env_remove("AGENTRELAY_HQ")
         .env_remove("AGENTRELAY_TOKEN");
     let result = run(sessions).await;
@@ -437,7 +437,7 @@ async fn login_checks_the_token_and_saves_it_private() {
     let mut elsewhere = tokio::process::Command::new(binary("agentrelay"));
     elsewhere
         .args(["--hq", "http://127.0.0.1:9", "sessions"])
-        .env("AGENTRELAY_CONFIG", &config)
+        .env("AGENTRELAY_CREDENTIALS", &config)
         .env_remove("AGENTRELAY_HQ")
         .env_remove("AGENTRELAY_TOKEN");
     let refused = run(elsewhere).await;
@@ -445,7 +445,7 @@ async fn login_checks_the_token_and_saves_it_private() {
     assert!(refused.stderr.contains("no token for http://127.0.0.1:9"), "{}", refused.stderr);
     // The environment overrides the file.
     let mut overridden = tokio::process::Command::new(binary("agentrelay"));
-    overridden.args(["sessions"]).env("AGENTRELAY_CONFIG", &config).env("AGENTRELAY_TOKEN", "other");
+    overridden.args(["sessions"]).env("AGENTRELAY_CREDENTIALS", &config).env("AGENTRELAY_TOKEN", "other");
     assert!(run(overridden).await.stderr.contains("refused the token"));
 }
 

@@ -15,6 +15,11 @@ use clap::Parser;
     after_help = "Example:\n  AGENTRELAY_ADMIN_TOKEN=… RUNNER_TOKEN=… agentrelay-hq --listen 127.0.0.1:8080"
 )]
 pub struct HqConfig {
+    /// A TOML file of settings, keyed by flag name (`ring-size = "4MiB"`); flags and environment
+    /// variables win over it.
+    #[arg(long, env = "AGENTRELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on for the API, WebSockets and dashboard.
     #[arg(long, env = "AGENTRELAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

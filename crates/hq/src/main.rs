@@ -4,14 +4,13 @@ use std::process::ExitCode;
 
 use agentrelay_hq::config::{AdminAction, HqCommand};
 use agentrelay_hq::{Hq, HqConfig};
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 // One thread: a keystroke's echo crosses fewer thread wake-ups (measured by `make bench`, see
 // docs/performance.md); disk writes and big terminal-model chunks go to the blocking pool.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let config = HqConfig::parse();
+    let config = agentrelay_config::parse::<HqConfig>();
     init_logging(&config.log_format);
     if let Some(HqCommand::Admin { action: AdminAction::ResetToken }) = &config.command {
         return match agentrelay_hq::reset_admin_token(&config.data_dir) {

@@ -49,6 +49,8 @@ pub trait Store: Send + 'static {
     fn revoke_token(&mut self, id: Uuid) -> anyhow::Result<bool>;
     /// Every token neither revoked nor expired.
     fn active_tokens(&mut self) -> anyhow::Result<Vec<TokenRecord>>;
+    /// A cheap query proving the database answers (for `/readyz`).
+    fn check(&mut self) -> anyhow::Result<()>;
 }
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -327,6 +329,10 @@ impl Store for SqliteStore {
             params![id.to_string(), chrono::Utc::now().to_rfc3339()],
         )?;
         Ok(changed == 1)
+    }
+
+    fn check(&mut self) -> anyhow::Result<()> {
+        self.conn.query_row("SELECT 1", [], |_| Ok(())).context("the database does not answer")
     }
 
     fn active_tokens(&mut self) -> anyhow::Result<Vec<TokenRecord>> {

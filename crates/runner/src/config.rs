@@ -14,6 +14,11 @@ use clap::{Parser, Subcommand, ValueEnum};
     after_help = "Example:\n  RUNNER_TOKEN=… agentrelay-runner --hq https://relay.example.com --name laptop --label gpu=true"
 )]
 pub struct RunnerConfig {
+    /// A TOML file of settings, keyed by flag name (`label = ["gpu=true"]`); flags and
+    /// environment variables win over it.
+    #[arg(long, env = "AGENTRELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// HQ's address: ws(s):// or http(s)://, the same server the dashboard uses.
     #[arg(long, env = "AGENTRELAY_HQ", default_value = "http://127.0.0.1:8080")]
     pub hq: String,
@@ -83,6 +88,23 @@ pub enum RunnerCommand {
         /// What the session is doing.
         #[arg(value_enum)]
         activity: ReportedActivity,
+    },
+    /// Write a systemd unit that runs this runner with the flags given before this command
+    /// (the token goes to a mode-0600 environment file, never into the unit).
+    #[command(after_help = "Examples:\n  \
+        sudo RUNNER_TOKEN=… agentrelay-runner --hq https://hq.example.com --label gpu=true install-service\n  \
+        RUNNER_TOKEN=… agentrelay-runner --hq https://hq.example.com install-service --user")]
+    InstallService {
+        /// A user unit (~/.config/systemd/user) instead of a system one (/etc/systemd/system).
+        #[arg(long)]
+        user: bool,
+        /// Write the unit and the environment file into this directory instead.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The account sessions run as, for a system unit (default: the one running sudo, else
+        /// the current one).
+        #[arg(long)]
+        run_as: Option<String>,
     },
 }
 

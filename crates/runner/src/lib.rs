@@ -13,6 +13,7 @@ pub mod identity;
 pub mod presets;
 pub mod pty;
 pub mod report;
+pub mod service;
 pub mod session;
 
 use std::sync::Arc;

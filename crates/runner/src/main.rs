@@ -4,19 +4,37 @@ use std::process::ExitCode;
 
 use agentrelay_runner::config::RunnerCommand;
 use agentrelay_runner::{Runner, RunnerConfig};
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 // One thread: a keystroke's echo crosses fewer thread wake-ups (measured by `make bench`, see
 // docs/performance.md), and a runner's work is I/O, never compute.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let config = RunnerConfig::parse();
-    if let Some(RunnerCommand::Report { activity }) = config.command {
-        return match agentrelay_runner::report::send(activity.into()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => fail(&error),
-        };
+    let config = agentrelay_config::parse::<RunnerConfig>();
+    match &config.command {
+        Some(RunnerCommand::Report { activity }) => {
+            return match agentrelay_runner::report::send((*activity).into()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            };
+        }
+        Some(RunnerCommand::InstallService { user, output, run_as }) => {
+            let installed =
+                agentrelay_runner::service::install(&config, *user, output.as_deref(), run_as.as_deref());
+            return match installed {
+                Ok(installed) => {
+                    println!(
+                        "Wrote {} and {} (the token, mode 0600). Start it with:\n  {}",
+                        installed.unit.display(),
+                        installed.env_file.display(),
+                        installed.next
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&format!("{error:#}")),
+            };
+        }
+        None => {}
     }
     init_logging(&config.log_format);
     let runner = match Runner::new(config) {

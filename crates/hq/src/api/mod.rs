@@ -40,7 +40,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_viewer));
     Router::new()
         .route("/healthz", get(health))
-        .route("/readyz", get(health))
+        .route("/readyz", get(ready))
+        .route("/api/version", get(version))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/v1/ws/register", get(runner_socket::upgrade))
@@ -69,6 +70,35 @@ fn header_layer(name: header::HeaderName, value: &'static str) -> SetResponseHea
 
 async fn health() -> Json<Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 while HQ serves and its database answers; 503 otherwise (shutting down,
+/// database stuck), so a load balancer stops sending traffic.
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let unavailable = |reason: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unavailable", "reason": reason })),
+        )
+    };
+    if state.shutdown.is_cancelled() {
+        return unavailable("HQ is shutting down".to_owned());
+    }
+    let check = state.store.call(|store| store.check());
+    match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+        Ok(Ok(())) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))),
+        Ok(Err(error)) => unavailable(format!("{error:#}")),
+        Err(_) => unavailable("the database did not answer within 2 s".to_owned()),
+    }
+}
+
+/// `GET /api/version`: HQ's version and the runner protocol versions it accepts.
+async fn version() -> Json<Value> {
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol_version": agentrelay_protocol::PROTOCOL_VERSION,
+        "min_protocol_version": agentrelay_protocol::MIN_PROTOCOL_VERSION,
+    }))
 }
 
 async fn list_runners(State(state): State<AppState>) -> Json<Vec<Runner>> {
