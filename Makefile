@@ -4,7 +4,7 @@ CARGO ?= cargo
 NPM ?= npm
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run build web web-deps test test-deps test-rust test-web test-bench bench lint fmt clean
+.PHONY: run build web web-deps test test-deps test-rust test-web test-bench test-deploy bench lint fmt clean
 
 ## run: build everything and start HQ with a local runner (prints the URL and how to log in)
 run: build
@@ -24,11 +24,12 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 	@touch $@
 
 ## test: install what the tests need, then run every test
-test: test-deps web test-rust test-web test-bench
+test: test-deps web test-rust test-web test-bench test-deploy
 
 test-deps: web-deps
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
 	@python3 -c 'import asciinema' 2>/dev/null || python3 -m pip install --quiet asciinema
+	@python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 	@if [ ! -x $(CHROMIUM) ]; then \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
@@ -42,6 +43,10 @@ test-rust:
 test-web: web-deps
 	cd web && $(NPM) test
 	cd web && CHROMIUM_PATH=$(CHROMIUM) $(NPM) run e2e
+
+# No container engine runs here: parse and cross-check Dockerfile, compose file and systemd unit.
+test-deploy:
+	python3 scripts/check-deploy.py
 
 # The benchmark in quick mode, only to prove it still runs (debug build, no thresholds).
 test-bench:

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Checks the deployment files no test can run here (no container engine): docker-compose.yml
+parses and points at files that exist, the Dockerfile is multi-stage with a non-root user and a
+health check on /healthz, and the systemd unit `install-service` writes passes systemd-analyze
+(when systemd-analyze is installed). Exits non-zero with one line per problem."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+problems = []
+
+
+def check(condition, message):
+    if not condition:
+        problems.append(message)
+
+
+def exists(path):
+    return os.path.exists(os.path.join(ROOT, path))
+
+
+# docker-compose.yml
+with open(os.path.join(ROOT, "docker-compose.yml"), encoding="utf-8") as f:
+    compose = yaml.safe_load(f)
+services = compose.get("services", {})
+check("hq" in services, "docker-compose.yml: no 'hq' service")
+declared_volumes = set((compose.get("volumes") or {}).keys())
+for name, service in services.items():
+    build = service.get("build")
+    if build is not None:
+        context = build if isinstance(build, str) else build.get("context", ".")
+        dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+        check(exists(os.path.join(context, dockerfile)), f"{name}: build file {context}/{dockerfile} is missing")
+    for env_file in service.get("env_file", []):
+        path = env_file if isinstance(env_file, str) else env_file["path"]
+        # The real file holds secrets and is not committed; its example must be.
+        check(exists(path) or exists(path + ".example"), f"{name}: env_file {path} (or {path}.example) is missing")
+    for volume in service.get("volumes", []):
+        source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source")
+        if source and not source.startswith((".", "/")):
+            check(source in declared_volumes, f"{name}: volume '{source}' is not declared")
+        elif source:
+            check(exists(source), f"{name}: bind mount {source} is missing")
+    for dependency in service.get("depends_on", {}) or {}:
+        check(dependency in services, f"{name}: depends on unknown service '{dependency}'")
+check("runner" in services and "runner" in services["runner"].get("profiles", []),
+      "docker-compose.yml: the runner service must sit under the 'runner' profile")
+hq_env = services.get("hq", {}).get("env_file", [])
+runner_env = services.get("runner", {}).get("env_file", [])
+check(not set(map(str, hq_env)) & set(map(str, runner_env)),
+      "docker-compose.yml: the runner must not share HQ's env file (it holds the admin token)")
+
+# Dockerfile
+with open(os.path.join(ROOT, "Dockerfile"), encoding="utf-8") as f:
+    dockerfile = f.read()
+instructions = [line.strip() for line in re.sub(r"\\\n", " ", dockerfile).splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+stages = [re.match(r"FROM\s+\S+\s+AS\s+(\S+)", i, re.I) for i in instructions if i.upper().startswith("FROM ")]
+stage_names = [m.group(1) for m in stages if m]
+check(len(stages) >= 3, f"Dockerfile: {len(stages)} stages; expected web, build and runtime")
+for instruction in instructions:
+    if instruction.upper().startswith("COPY "):
+        words = shlex.split(instruction)[1:]
+        from_stage = next((w.split("=", 1)[1] for w in words if w.startswith("--from=")), None)
+        sources = [w for w in words if not w.startswith("--")][:-1]
+        if from_stage:
+            check(from_stage in stage_names, f"Dockerfile: COPY --from={from_stage} names no stage")
+        else:
+            for source in sources:
+                check(exists(source), f"Dockerfile: COPY source {source} is missing")
+users = [i.split()[1] for i in instructions if i.upper().startswith("USER ")]
+check(users and users[-1] not in ("root", "0"), "Dockerfile: the runtime must run as a non-root USER")
+check(any(i.upper().startswith("HEALTHCHECK") and "/healthz" in i for i in instructions),
+      "Dockerfile: no HEALTHCHECK on /healthz")
+check(exists(".dockerignore"), ".dockerignore is missing")
+
+# The systemd unit, as install-service writes it.
+runner = os.path.join(ROOT, "target", "debug", "agentrelay-runner")
+if os.path.exists(runner):
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([runner, "--hq", "https://hq.example.com", "--token", "arl_run_deploycheck", "--state-dir",
+                        os.path.join(out, "state"), "install-service", "--output", out, "--run-as", "root"],
+                       check=True, stdout=subprocess.DEVNULL)
+        unit = os.path.join(out, "agentrelay-runner.service")
+        with open(unit, encoding="utf-8") as f:
+            check("arl_run_deploycheck" not in f.read(), "install-service put the token in the unit")
+        analyze = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True) \
+            if subprocess.run(["sh", "-c", "command -v systemd-analyze"], capture_output=True).returncode == 0 else None
+        if analyze is not None:
+            check(analyze.returncode == 0, f"systemd-analyze verify: {analyze.stderr.strip()}")
+else:
+    problems.append("target/debug/agentrelay-runner is missing: run `cargo build --bins` first")
+
+for problem in problems:
+    print(f"check-deploy: {problem}", file=sys.stderr)
+if problems:
+    sys.exit(1)
+print("check-deploy: docker-compose.yml, Dockerfile and the systemd unit look right")
