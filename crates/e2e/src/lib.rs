@@ -57,6 +57,8 @@ where
 /// A real HQ serving on a loopback port, in this process.
 pub struct TestHq {
     client: HqClient,
+    /// The `--metrics-listen` address, when given.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _data_dir: Option<tempfile::TempDir>,
@@ -101,6 +103,7 @@ impl TestHq {
         let tls_cert = extra.iter().position(|a| *a == "--tls-cert").map(|i| extra[i + 1].to_owned());
         let hq = Hq::bind(HqConfig::parse_from(args)).await.unwrap();
         let addr = hq.local_addr().unwrap();
+        let metrics_addr = hq.metrics_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(hq.serve(shutdown.clone()));
         let client = match tls_cert {
@@ -115,7 +118,7 @@ impl TestHq {
                 HqClient { addr, http, base: format!("https://localhost:{}", addr.port()) }
             }
         };
-        Self { client, shutdown, task: Some(task), _data_dir: None }
+        Self { client, metrics_addr, shutdown, task: Some(task), _data_dir: None }
     }
 
     /// Stops HQ gracefully and waits for it.

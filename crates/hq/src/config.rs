@@ -102,6 +102,10 @@ pub struct HqConfig {
     #[arg(long, env = "AGENTRELAY_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
 
+    /// Also serve `/metrics` here, without auth (on the main address it needs an admin token).
+    #[arg(long, env = "AGENTRELAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Log output: human or json.
     #[arg(long, env = "AGENTRELAY_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod output_log;
 pub mod recording;
 pub mod registry;
@@ -41,6 +42,8 @@ use state::{AppState, Shared};
 /// A bound, not yet serving, HQ.
 pub struct Hq {
     listener: std::net::TcpListener,
+    /// `--metrics-listen`: `/metrics` without auth, for a scraper on a private network.
+    metrics_listener: Option<std::net::TcpListener>,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     state: AppState,
 }
@@ -54,6 +57,14 @@ impl Hq {
         let snapshot = store::Store::load(&mut store).context("cannot read HQ's database")?;
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on --metrics-listen {addr}"))?,
+            ),
+            None => None,
+        };
+        metrics::install();
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
                 // rustls leaves the choice of crypto provider to the program; ours is ring.
@@ -98,9 +109,15 @@ impl Hq {
             events,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            counters: Default::default(),
         });
         restore(&state, snapshot);
-        Ok(Self { listener, tls, state })
+        Ok(Self { listener, metrics_listener, tls, state })
+    }
+
+    /// The address of the `--metrics-listen` socket, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The address HQ listens on (useful with port 0).
@@ -114,6 +131,20 @@ impl Hq {
         state.tasks.spawn(refresh_tokens(state.clone()));
         if let Some(url) = state.config.webhook_url.clone() {
             state.tasks.spawn(webhook::run(url, state.clone()));
+        }
+        if let Some(listener) = self.metrics_listener {
+            listener.set_nonblocking(true).context("metrics listener")?;
+            let listener = tokio::net::TcpListener::from_std(listener).context("metrics listener")?;
+            let app = axum::Router::new()
+                .route("/metrics", axum::routing::get(metrics::serve))
+                .with_state(state.clone());
+            let stop = state.shutdown.clone();
+            state.tasks.spawn(async move {
+                let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+                if let Err(error) = served {
+                    tracing::error!(error = %error, "metrics listener failed");
+                }
+            });
         }
         let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();

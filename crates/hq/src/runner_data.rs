@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::api::sessions::find;
 use crate::auth::{Principal, runner_principal};
 use crate::error::AppError;
+use crate::metrics::Counters;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
 
@@ -44,7 +45,9 @@ pub async fn upgrade(
     let ws = ws.read_buffer_size(SOCKET_BUFFER).write_buffer_size(0);
     Ok(ws.max_message_size(state.config.max_frame_size).on_upgrade(move |socket| {
         async move {
+            let counters = state.clone();
             if let Err(error) = serve(state, session, socket, principal).await {
+                Counters::add(&counters.counters.data_errors, 1);
                 tracing::info!(error = format!("{error:#}"), "data connection ended");
             }
         }
@@ -102,6 +105,7 @@ async fn pump(
         tokio::select! {
             frame = socket.recv() => match frame {
                 Some(Ok(Message::Binary(bytes))) => {
+                    Counters::add(&state.counters.bytes_in, bytes.len() as u64);
                     session.push_output(bytes);
                     session.wait_for_room().await;
                 }

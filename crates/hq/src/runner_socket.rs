@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::audit;
 use crate::auth::{Principal, runner_principal};
 use crate::error::AppError;
+use crate::metrics::Counters;
 use crate::registry::Registration;
 use crate::state::AppState;
 
@@ -43,7 +44,9 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(state.config.max_frame_size)
         .on_upgrade(move |socket| async move {
+            let counters = state.clone();
             if let Err(error) = serve(state, socket, principal).await {
+                Counters::add(&counters.counters.runner_errors, 1);
                 tracing::info!(error = format!("{error:#}"), "runner connection ended");
             }
         }))
@@ -65,6 +68,9 @@ async fn serve(state: AppState, mut socket: WebSocket, principal: Principal) -> 
         );
         refuse_runner(&state, &mut socket, &hello, &principal, "protocol_version", &message).await;
         bail!(message);
+    }
+    if state.registry.get(hello.id).is_some() {
+        Counters::add(&state.counters.runner_reconnects, 1);
     }
     let registration = match state.registry.connect(&hello) {
         Ok(registration) => registration,

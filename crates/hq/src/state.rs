@@ -43,6 +43,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Tracks background tasks (timers) so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Data-path counters for `/metrics`.
+    pub counters: crate::metrics::Counters,
 }
 
 impl std::ops::Deref for AppState {

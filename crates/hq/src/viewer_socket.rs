@@ -22,6 +22,7 @@ use crate::api::sessions::find;
 use crate::audit;
 use crate::auth::{Principal, check_origin};
 use crate::error::AppError;
+use crate::metrics::Counters;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
 use crate::terminal_model;
@@ -66,7 +67,12 @@ pub async fn upgrade(
     Ok(ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
         async move {
             let _seat = seat;
+            if query.from.is_some() {
+                Counters::add(&state.counters.viewer_resumes, 1);
+            }
+            let counters = state.clone();
             if let Err(error) = serve(state, session, socket, query.from, principal).await {
+                Counters::add(&counters.counters.viewer_errors, 1);
                 tracing::debug!(error = format!("{error:#}"), "viewer connection ended");
             }
         }
@@ -123,6 +129,7 @@ async fn serve(
             match session.read_output(offset, MAX_OUTPUT_FRAME).await {
                 Read::Data(bytes) => {
                     offset += bytes.len() as u64;
+                    Counters::add(&state.counters.bytes_out, bytes.len() as u64);
                     socket.send(Message::Binary(bytes)).await.context("sending output")?;
                 }
                 Read::Gap { from, to } => {

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, interval_at, timeout};
 use tokio_tungstenite::tungstenite::Message;
+use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::dial::{DialError, HqSocket};
@@ -163,20 +164,13 @@ impl Runner {
         tracing::info!(session = %start.session_id, command = ?start.command, "session started");
         let (session, orders) = Session::new(start.session_id, self.config.buffer_size);
         self.sessions.insert(session.clone());
-        self.tasks.spawn(pty::run(
-            session.clone(),
-            process,
-            orders,
-            self.config.kill_grace,
-            self.shutdown.clone(),
-        ));
-        self.tasks.spawn(data::stream(
-            self.hq.clone(),
-            self.id,
-            session,
-            Arc::clone(&self.sessions),
-            self.shutdown.clone(),
-        ));
+        // Every log line of a session's tasks carries its id.
+        let span = tracing::info_span!("session", id = %start.session_id);
+        let pty = pty::run(session.clone(), process, orders, self.config.kill_grace, self.shutdown.clone());
+        self.tasks.spawn(pty.instrument(span.clone()));
+        let data =
+            data::stream(self.hq.clone(), self.id, session, Arc::clone(&self.sessions), self.shutdown.clone());
+        self.tasks.spawn(data.instrument(span));
         None
     }
 }

@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tokens", post(tokens::create).get(tokens::list))
         .route("/api/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/api/audit", get(crate::audit::list))
+        .route("/metrics", get(crate::metrics::serve))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     let user = Router::new()
         .route("/api/runners", get(list_runners))
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(user)
         .merge(viewer)
         .fallback(dashboard::serve)
+        .layer(middleware::from_fn(crate::metrics::track_latency))
         .layer(DefaultBodyLimit::max(state.config.max_body_size))
         // Every response: no framing, no sniffing, no referrer, and a CSP without inline scripts
         // (xterm.js sets inline styles, hence `style-src 'unsafe-inline'`).
