@@ -32,8 +32,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "AGENTRELAY_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
 
-    /// While attached or following logs: ping HQ after this much silence; three unanswered
-    /// pings mean the connection is dead and it is resumed on a new one.
+    /// While attached or following logs: ping HQ after this much silence; three such periods
+    /// without a word from HQ mean the connection is dead, and it is resumed on a new one.
     #[arg(long, global = true, env = "AGENTRELAY_KEEPALIVE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub keepalive: std::time::Duration,
 

@@ -96,7 +96,7 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
 /// Leave the alternate screen; show the cursor; bracketed paste, mouse reporting and focus
 /// events off; default colours; then a fresh line.
-const RESET_MODES: &str =
+pub const RESET_MODES: &str =
     "\x1b[?1049l\x1b[?25h\x1b[?2004l\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[0m\r\n";
 
 /// Moves bytes both ways until the session ends, the user detaches or a signal stops us.

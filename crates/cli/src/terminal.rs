@@ -67,6 +67,11 @@ fn install_panic_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if SAVED.lock().is_ok_and(|saved| saved.is_some()) {
+                use std::io::Write;
+                let mut stdout = std::io::stdout();
+                let _ = stdout.write_all(crate::attach::RESET_MODES.as_bytes()).and_then(|()| stdout.flush());
+            }
             restore();
             previous(info);
         }));

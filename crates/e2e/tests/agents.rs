@@ -393,3 +393,33 @@ async fn a_webhook_hears_when_a_session_waits_for_input_and_when_it_ends() {
     assert!(ended["text"].as_str().unwrap().contains("exited with code 0"), "{ended}");
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whoever_shares_can_unshare() {
+    let hq = quick_hq(&[]).await;
+    let runner = TestRunner::start(&hq, "unshare").await;
+    let session = hq.start_session(runner.id, &["sleep", "60"]).await;
+    let user: Value = hq
+        .request(Method::POST, "/api/tokens")
+        .json(&json!({ "name": "carol", "scope": "user" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = user["token"].as_str().unwrap().to_owned();
+    let shares = hq.url(&format!("/api/sessions/{}/shares", session.id));
+    let share: Value = hq.http.post(&shares).bearer_auth(&user).send().await.unwrap().json().await.unwrap();
+    let token = share["token"].as_str().unwrap();
+    let login = |token: String| hq.http.post(hq.url("/api/login")).json(&json!({ "token": token })).send();
+    assert_eq!(login(token.to_owned()).await.unwrap().status(), StatusCode::OK);
+
+    let unknown =
+        hq.http.delete(format!("{shares}/{}", Uuid::now_v7())).bearer_auth(&user).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let id = share["id"].as_str().unwrap();
+    let revoked = hq.http.delete(format!("{shares}/{id}")).bearer_auth(&user).send().await.unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(login(token.to_owned()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}

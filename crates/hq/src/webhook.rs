@@ -2,7 +2,8 @@
 //! phone (ntfy), a chat (Slack-compatible) or a script hears when an agent needs someone.
 //!
 //! It follows the event bus off the data path; a slow or failing receiver only delays its own
-//! deliveries (bounded queue, a few retries, then the oldest are dropped with a warning).
+//! deliveries (a bounded queue: when it is full, new deliveries are dropped with a warning; each
+//! delivery is tried a few times).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use crate::events::Event;
 use crate::registry::Registry;
 use crate::state::AppState;
 
-/// Deliveries waiting at most; past this the oldest are dropped.
+/// Deliveries waiting at most; past this new ones are dropped.
 const QUEUE: usize = 256;
 /// Attempts per delivery.
 const ATTEMPTS: u32 = 3;

@@ -168,8 +168,13 @@ impl Runner {
         let span = tracing::info_span!("session", id = %start.session_id);
         let pty = pty::run(session.clone(), process, orders, self.config.kill_grace, self.shutdown.clone());
         self.tasks.spawn(pty.instrument(span.clone()));
-        let data =
-            data::stream(self.hq.clone(), self.id, session, Arc::clone(&self.sessions), self.shutdown.clone());
+        let data = data::stream(
+            self.hq.clone(),
+            self.id,
+            session,
+            Arc::clone(&self.sessions),
+            self.shutdown.clone(),
+        );
         self.tasks.spawn(data.instrument(span));
         None
     }

@@ -76,7 +76,7 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
     session.mark_sent(Some(offset));
     let mut progress = session.subscribe();
     let mut reports = session.subscribe_activity();
-    // A report made while disconnected goes out now (HQ ignores a repeat).
+    // A report made while disconnected goes out now; one already sent does not.
     reports.mark_changed();
     let mut exit_sent = false;
     loop {
@@ -114,8 +114,8 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
                 if changed.is_err() {
                     bail!("session dropped");
                 }
-                let report = *reports.borrow_and_update();
-                if let Some(activity) = report {
+                reports.borrow_and_update();
+                if let Some(activity) = session.take_unsent_report() {
                     socket.send(data_frame(&DataUp::Activity(ActivityReport { activity }))).await?;
                 }
             }

@@ -43,8 +43,11 @@ pub struct Session {
     orders: mpsc::Sender<PtyOrder>,
     /// Signalled when the data connection has sent more (or dropped), freeing ring space.
     room: Notify,
-    /// The latest activity the process reported, for the data connection to forward.
-    activity: watch::Sender<Option<Activity>>,
+    /// The latest activity the process reported, numbered, for the data connection to forward.
+    activity: watch::Sender<(u64, Option<Activity>)>,
+    /// The number of the last report HQ was sent: a reconnect sends only a newer one (an old
+    /// one again would hold HQ's activity after someone typed).
+    report_sent: std::sync::atomic::AtomicU64,
 }
 
 impl Session {
@@ -61,7 +64,8 @@ impl Session {
             progress: watch::Sender::new(Progress { end: 0, exit: None }),
             orders,
             room: Notify::new(),
-            activity: watch::Sender::new(None),
+            activity: watch::Sender::new((0, None)),
+            report_sent: Default::default(),
         };
         (Arc::new(session), rx)
     }
@@ -123,12 +127,22 @@ impl Session {
 
     /// Records what the process says it is doing; only the latest report matters.
     pub fn report_activity(&self, activity: Activity) {
-        self.activity.send_replace(Some(activity));
+        self.activity.send_modify(|(seq, current)| {
+            *seq += 1;
+            *current = Some(activity);
+        });
     }
 
     /// A receiver of activity reports.
-    pub fn subscribe_activity(&self) -> watch::Receiver<Option<Activity>> {
+    pub fn subscribe_activity(&self) -> watch::Receiver<(u64, Option<Activity>)> {
         self.activity.subscribe()
+    }
+
+    /// The report to send, if HQ has not been sent it yet; marks it sent.
+    pub fn take_unsent_report(&self) -> Option<Activity> {
+        use std::sync::atomic::Ordering;
+        let (seq, activity) = *self.activity.borrow();
+        (self.report_sent.fetch_max(seq, Ordering::AcqRel) < seq).then_some(activity).flatten()
     }
 
     /// The sender of orders for the PTY.

@@ -54,7 +54,7 @@ export function ShareDialog({ session, onClose, onError }: Props) {
   async function revoke() {
     if (!share) return;
     try {
-      await api.revokeToken(share.id);
+      await api.revokeShare(session.id, share.id);
       setRevoked(true);
     } catch (e) {
       onError((e as ApiError).message);

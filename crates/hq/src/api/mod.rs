@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sessions/{id}/screen", get(sessions::screen))
         .route("/api/sessions/{id}/input", post(sessions::input))
         .route("/api/sessions/{id}/shares", post(sessions::share))
+        .route("/api/sessions/{id}/shares/{share_id}", axum::routing::delete(sessions::unshare))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_user));
     // A share token opens this route only, and only for its own session (checked inside).
     let viewer = Router::new()

@@ -359,6 +359,35 @@ pub async fn share(
     Ok((StatusCode::CREATED, Json(CreatedShare { id: created.id, url, token: created.token, expires_at })))
 }
 
+/// `DELETE /api/sessions/{id}/shares/{share_id}`: revokes one of the session's shares (any user
+/// may, not only admins, so whoever shared can unshare) → 204; its viewers are cut off.
+pub async fn unshare(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((id, share_id)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    let session = find(&state, &id)?;
+    let share = Uuid::parse_str(&share_id)
+        .ok()
+        .filter(|share| {
+            state
+                .tokens
+                .list()
+                .iter()
+                .any(|t| t.id == *share && t.scope == Scope::Share && t.session_id == Some(session.id))
+        })
+        .ok_or_else(|| AppError::NotFound(format!("session {id} has no share '{share_id}'")))?;
+    state.tokens.revoke(share).await?;
+    audit::by_principal(
+        &state,
+        &principal,
+        "session.unshared",
+        session.id.to_string(),
+        Some(share.to_string()),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The URL people reach HQ at: `--public-url`, else what this request was sent to.
 fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
     if let Some(url) = &state.config.public_url {
