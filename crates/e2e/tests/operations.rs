@@ -261,3 +261,21 @@ async fn json_logs_carry_runner_and_session_spans_and_no_secrets() {
     }
     assert!(lines.iter().any(|l| l.contains("\"runner\"") && l.contains("logged")), "a runner span");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_is_served_without_auth_and_matches_the_committed_one() {
+    let hq = TestHq::start().await;
+    let served = hq.http.get(hq.url("/api/openapi.json")).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let served: Value = served.json().await.unwrap();
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served, committed);
+    // Spot checks that the document says what the API does.
+    let create = &served["paths"]["/api/sessions"]["post"];
+    assert!(create["responses"]["201"].is_object() && create["responses"]["409"].is_object());
+    assert!(served["components"]["schemas"]["Session"]["properties"]["activity"].is_object());
+    assert!(served["components"]["securitySchemes"]["bearer"].is_object());
+}

@@ -1,6 +1,7 @@
 //! The audit log: who signed in, made or revoked tokens, registered runners, started, killed or
 //! attached to sessions; when, and from where. Entries go to the store off the request path.
 
+use agentrelay_protocol::ErrorResponse;
 use std::net::SocketAddr;
 
 use agentrelay_protocol::AuditEntry;
@@ -51,6 +52,7 @@ pub struct AuditQuery {
 }
 
 /// `GET /api/audit`: the newest entries first (admin only).
+#[utoipa::path(get, path = "/api/audit", tag = "tokens", responses((status = 200, description = "Audit entries, newest first", body = [AuditEntry]), (status = 401, description = "No valid token", body = ErrorResponse), (status = 403, description = "Not an admin", body = ErrorResponse)))]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,

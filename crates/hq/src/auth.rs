@@ -2,6 +2,8 @@
 //! cookie), the runner token for runners, and the `Origin` check that stops cross-site requests
 //! and WebSocket hijacking.
 
+use agentrelay_protocol::ErrorResponse;
+use agentrelay_protocol::requests::Login;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -118,6 +120,7 @@ fn set_cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue
 /// `POST /api/login` `{"token": "…"}`: sets the sign-in cookie and says who signed in. Accepts
 /// admin, user and share tokens (a share's cookie opens one session, read-only); attempts per
 /// client address are limited (429 past `--login-attempts` a minute).
+#[utoipa::path(post, path = "/api/login", tag = "auth", security(()), request_body = Login, responses((status = 200, description = "Signed in; sets the HttpOnly SameSite=Strict cookie", body = LoginAnswer), (status = 401, description = "Not an admin, user or share token", body = ErrorResponse), (status = 429, description = "Too many attempts from this address", body = ErrorResponse)))]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
@@ -148,6 +151,7 @@ pub async fn login(
 }
 
 /// `POST /api/logout`: forgets the sign-in and clears the cookie.
+#[utoipa::path(post, path = "/api/logout", tag = "auth", security(()), responses((status = 204, description = "Signed out; the cookie is cleared")))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     check_origin(&headers, state.config.public_url.as_deref())?;
     if let Some(value) = cookie_value(&headers) {

@@ -1,5 +1,6 @@
 //! The change feed behind `GET /api/events`: every runner and session change, as the whole object.
 
+use agentrelay_protocol::ErrorResponse;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -82,6 +83,7 @@ fn snapshot(state: &AppState) -> Vec<SseEvent> {
 }
 
 /// `GET /api/events`: Server-Sent Events, starting with the current state.
+#[utoipa::path(get, path = "/api/events", tag = "sessions", responses((status = 200, description = "Server-Sent Events: `runner` and `session` events whose data is the whole object, sent on every change, after a snapshot", content_type = "text/event-stream", body = String), (status = 401, description = "No valid token", body = ErrorResponse)))]
 pub async fn stream_events(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -4,6 +4,7 @@
 //! and activity, viewers) are read from HQ's state when scraped, so they are always exact.
 //! Request latency goes through the `metrics` crate's histogram, off the data path.
 
+use agentrelay_protocol::ErrorResponse;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -78,6 +79,7 @@ pub async fn track_latency(request: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = 401, description = "No valid token", body = ErrorResponse), (status = 403, description = "Not an admin", body = ErrorResponse)))]
 pub async fn serve(State(state): State<AppState>) -> impl IntoResponse {
     refresh(&state);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle().render())

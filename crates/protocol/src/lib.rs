@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod requests;
 pub mod runner;
 pub mod viewer;
 
@@ -23,6 +24,7 @@ pub const MAX_TERMINAL_DIMENSION: u16 = 1000;
 
 /// A terminal size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TermSize {
     /// Number of rows (1–1000).
     pub rows: u16,
@@ -42,6 +44,7 @@ impl TermSize {
 
 /// How a session's process ended: an exit code, or the signal that killed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExitStatus {
     /// The process's exit code, when it exited on its own.
     pub code: Option<i32>,
@@ -51,6 +54,7 @@ pub struct ExitStatus {
 
 /// Whether a runner currently holds a connection to HQ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunnerStatus {
     /// Connected and sending heartbeats.
@@ -61,6 +65,7 @@ pub enum RunnerStatus {
 
 /// A runner as `GET /api/runners` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Runner {
     /// Stable id, kept in the runner's state dir.
     pub id: Uuid,
@@ -86,6 +91,7 @@ pub struct Runner {
 
 /// A session's lifecycle; it only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     /// HQ asked the runner to start it.
@@ -109,6 +115,7 @@ impl SessionStatus {
 
 /// A session as `GET /api/sessions` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     /// Session id (UUID v7).
     pub id: Uuid,
@@ -151,6 +158,7 @@ pub struct Session {
 
 /// A command a runner offers by name (built in, or from its `--presets` file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Preset {
     /// Name used to start it, e.g. `claude`.
     pub name: String,
@@ -166,6 +174,7 @@ pub struct Preset {
 
 /// What a running session is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Activity {
     /// It printed recently.
@@ -178,6 +187,7 @@ pub enum Activity {
 
 /// What set a session's activity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActivitySource {
     /// Output arrived, or stopped.
@@ -190,6 +200,7 @@ pub enum ActivitySource {
 
 /// A session's activity at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActivityState {
     /// What it is doing.
     pub activity: Activity,
@@ -201,6 +212,7 @@ pub struct ActivityState {
 
 /// Someone attached to a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ViewerInfo {
     /// The name of their token.
     pub name: String,
@@ -210,6 +222,7 @@ pub struct ViewerInfo {
 
 /// `POST /api/login`'s answer: who signed in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginAnswer {
     /// The token's name.
     pub name: String,
@@ -221,6 +234,7 @@ pub struct LoginAnswer {
 
 /// `POST /api/sessions/{id}/shares`'s answer: a read-only link, shown once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedShare {
     /// The share token's id (revoke it with `DELETE /api/tokens/{id}`).
     pub id: Uuid,
@@ -234,6 +248,7 @@ pub struct CreatedShare {
 
 /// `GET /api/sessions/{id}/screen?format=json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Screen {
     /// Screen height.
     pub rows: u16,
@@ -247,6 +262,7 @@ pub struct Screen {
 
 /// A cursor position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cursor {
     /// 0-based row.
     pub row: u16,
@@ -256,6 +272,7 @@ pub struct Cursor {
 
 /// The error body every failed REST call returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorResponse {
     /// The error itself.
     pub error: ErrorBody,
@@ -263,6 +280,7 @@ pub struct ErrorResponse {
 
 /// A machine-readable code, a human message and, for bad input, the field at fault.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable code such as `runner_offline`.
     pub code: String,
@@ -274,6 +292,7 @@ pub struct ErrorBody {
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Everything, including tokens and the audit log.
@@ -288,6 +307,7 @@ pub enum Scope {
 
 /// A managed token as `GET /api/tokens` lists it (never with its secret).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     /// Token id.
     pub id: Uuid,
@@ -306,6 +326,7 @@ pub struct TokenInfo {
 
 /// The answer to `POST /api/tokens`: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     /// Token id.
     pub id: Uuid,
@@ -321,6 +342,7 @@ pub struct CreatedToken {
 
 /// One line of the audit log (`GET /api/audit`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// When it happened.
     pub at: DateTime<Utc>,

@@ -1,9 +1,11 @@
 //! The HTTP surface: routes, the JSON body reader, and the small handlers (health, runners).
 
+pub mod openapi;
 pub mod sessions;
 pub(crate) mod tokens;
 
-use agentrelay_protocol::Runner;
+use agentrelay_protocol::requests::{Health, Version};
+use agentrelay_protocol::{ErrorResponse, Runner};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
@@ -44,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/api/version", get(version))
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/v1/ws/register", get(runner_socket::upgrade))
@@ -71,17 +74,19 @@ fn header_layer(name: header::HeaderName, value: &'static str) -> SetResponseHea
     SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
 }
 
-async fn health() -> Json<Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, description = "HQ serves", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok".to_owned(), reason: None })
 }
 
 /// `GET /readyz`: 200 while HQ serves and its database answers; 503 otherwise (shutting down,
 /// database stuck), so a load balancer stops sending traffic.
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses((status = 200, description = "Ready", body = Health), (status = 503, description = "Shutting down, or the database does not answer", body = Health)))]
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let unavailable = |reason: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "unavailable", "reason": reason })),
+            Json(Health { status: "unavailable".to_owned(), reason: Some(reason) }),
         )
     };
     if state.shutdown.is_cancelled() {
@@ -89,21 +94,23 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     }
     let check = state.store.call(|store| store.check());
     match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))),
+        Ok(Ok(())) => (StatusCode::OK, Json(Health { status: "ok".to_owned(), reason: None })),
         Ok(Err(error)) => unavailable(format!("{error:#}")),
         Err(_) => unavailable("the database did not answer within 2 s".to_owned()),
     }
 }
 
 /// `GET /api/version`: HQ's version and the runner protocol versions it accepts.
-async fn version() -> Json<Value> {
-    Json(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "protocol_version": agentrelay_protocol::PROTOCOL_VERSION,
-        "min_protocol_version": agentrelay_protocol::MIN_PROTOCOL_VERSION,
-    }))
+#[utoipa::path(get, path = "/api/version", tag = "health", security(()), responses((status = 200, description = "Versions", body = Version)))]
+async fn version() -> Json<Version> {
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        protocol_version: agentrelay_protocol::PROTOCOL_VERSION,
+        min_protocol_version: agentrelay_protocol::MIN_PROTOCOL_VERSION,
+    })
 }
 
+#[utoipa::path(get, path = "/api/runners", tag = "runners", responses((status = 200, description = "Every runner HQ knows", body = [Runner]), (status = 401, description = "No valid token", body = ErrorResponse)))]
 async fn list_runners(State(state): State<AppState>) -> Json<Vec<Runner>> {
     Json(state.registry.list())
 }

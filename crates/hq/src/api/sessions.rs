@@ -1,5 +1,8 @@
 //! `/api/sessions`: start, list, inspect and end sessions.
 
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use agentrelay_protocol::requests::{CreateSession, CreateShare, Input};
+use agentrelay_protocol::{ErrorResponse, Screen};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -112,6 +115,7 @@ impl CreateRequest {
 }
 
 /// `POST /api/sessions`: starts a session on the chosen runner → 201 with the session.
+#[utoipa::path(post, path = "/api/sessions", tag = "sessions", request_body = CreateSession, responses((status = 201, description = "Starting", body = SessionView), (status = 400, description = "A bad field (named in `field`)", body = ErrorResponse), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown runner", body = ErrorResponse), (status = 409, description = "runner_offline, no_matching_runner or limit_reached", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -209,11 +213,13 @@ fn describe(labels: &BTreeMap<String, String>) -> String {
 }
 
 /// `GET /api/sessions`: every session, newest first.
+#[utoipa::path(get, path = "/api/sessions", tag = "sessions", responses((status = 200, description = "Every session, newest first", body = [SessionView]), (status = 401, description = "No valid token", body = ErrorResponse)))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<SessionView>> {
     Json(state.sessions.list().iter().map(|s| s.view()).collect())
 }
 
 /// `GET /api/sessions/{id}`.
+#[utoipa::path(get, path = "/api/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path, description = "Session id")), responses((status = 200, description = "The session", body = SessionView), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -222,6 +228,7 @@ pub async fn get(
 }
 
 /// `DELETE /api/sessions/{id}`: hang the process group up, then kill it → 202.
+#[utoipa::path(delete, path = "/api/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path, description = "Session id")), responses((status = 202, description = "Hang-up sent; SIGKILL follows after the runner's grace period"), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse)))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -245,6 +252,7 @@ pub struct ScreenQuery {
 
 /// `GET /api/sessions/{id}/screen`: the current screen from HQ's terminal model, as plain text or
 /// (`?format=json`) rows and cursor.
+#[utoipa::path(get, path = "/api/sessions/{id}/screen", tag = "agents", params(("id" = Uuid, Path, description = "Session id"), ("format" = Option<String>, Query, description = "`text` (default) or `json`")), responses((status = 200, description = "The current screen: text/plain, or rows and cursor", body = Screen, content_type = "application/json"), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse), (status = 409, description = "session_ended", body = ErrorResponse)))]
 pub async fn screen(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -281,6 +289,7 @@ const SCREEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const ENTER_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// `POST /api/sessions/{id}/input` `{"text": "…", "enter": true}`: types into the session → 204.
+#[utoipa::path(post, path = "/api/sessions/{id}/input", tag = "agents", params(("id" = Uuid, Path, description = "Session id")), request_body = Input, responses((status = 204, description = "Typed"), (status = 400, description = "Neither text nor enter", body = ErrorResponse), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse), (status = 409, description = "session_ended", body = ErrorResponse)))]
 pub async fn input(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -321,6 +330,7 @@ const MAX_SHARE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3
 
 /// `POST /api/sessions/{id}/shares` `{"expires_in"?}`: a read-only link to one session → 201.
 /// The token rides in the link's fragment, which browsers never send to a server.
+#[utoipa::path(post, path = "/api/sessions/{id}/shares", tag = "agents", params(("id" = Uuid, Path, description = "Session id")), request_body(content = CreateShare, description = "Optional"), responses((status = 201, description = "A read-only link; the token is shown once", body = CreatedShare), (status = 400, description = "Bad expires_in", body = ErrorResponse), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse)))]
 pub async fn share(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -361,6 +371,7 @@ pub async fn share(
 
 /// `DELETE /api/sessions/{id}/shares/{share_id}`: revokes one of the session's shares (any user
 /// may, not only admins, so whoever shared can unshare) → 204; its viewers are cut off.
+#[utoipa::path(delete, path = "/api/sessions/{id}/shares/{share_id}", tag = "agents", params(("id" = Uuid, Path, description = "Session id"), ("share_id" = Uuid, Path, description = "Share id")), responses((status = 204, description = "Revoked; its viewers are cut off"), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "No such share of this session", body = ErrorResponse)))]
 pub async fn unshare(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -408,6 +419,7 @@ pub fn find(state: &AppState, id: &str) -> Result<Arc<Session>, AppError> {
 
 /// `GET /api/sessions/{id}/recording`: the output as asciicast v2, streamed as it is rendered.
 /// Recordings can hold secrets an agent printed: only admins and the session's creator read them.
+#[utoipa::path(get, path = "/api/sessions/{id}/recording", tag = "sessions", params(("id" = Uuid, Path, description = "Session id")), responses((status = 200, description = "asciicast v2", content_type = "application/x-asciicast", body = String), (status = 401, description = "No valid token", body = ErrorResponse), (status = 403, description = "Only admins and the creator", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse)))]
 pub async fn recording(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -1,0 +1,94 @@
+//! Request bodies of the REST API and the small answers without a home elsewhere. HQ reads
+//! bodies field by field (so a 400 names the field at fault); these types are the contract it
+//! reads them against, and what `/api/openapi.json` describes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `POST /api/sessions`: one of `runner_id`, `runner` or `labels`; one of `command` or `preset`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateSession {
+    /// The runner, by id.
+    pub runner_id: Option<Uuid>,
+    /// The runner, by name.
+    pub runner: Option<String>,
+    /// Any online runner with these labels (the one with the fewest live sessions).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// argv, e.g. `["bash", "-l"]`.
+    pub command: Option<Vec<String>>,
+    /// A preset the runner offers, e.g. `claude`.
+    pub preset: Option<String>,
+    /// Working directory on the runner.
+    pub cwd: Option<String>,
+    /// Extra environment (loader variables are dropped unless the runner allows them).
+    pub env: Option<BTreeMap<String, String>>,
+    /// Initial rows, 1–1000 (default 24).
+    pub rows: Option<u16>,
+    /// Initial columns, 1–1000 (default 80).
+    pub cols: Option<u16>,
+}
+
+/// `POST /api/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateToken {
+    /// A name for people (at most 100 characters).
+    pub name: String,
+    /// `admin`, `user` or `runner` (shares are made per session).
+    pub scope: crate::Scope,
+    /// Seconds, or a duration such as `"30d"`; without it the token lasts until revoked.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30d"))]
+    pub expires_in: Option<serde_json::Value>,
+}
+
+/// `POST /api/login`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Login {
+    /// An admin, user or share token.
+    pub token: String,
+}
+
+/// `POST /api/sessions/{id}/input`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Input {
+    /// Text to type.
+    pub text: Option<String>,
+    /// Press Enter after the text.
+    pub enter: Option<bool>,
+}
+
+/// `POST /api/sessions/{id}/shares`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateShare {
+    /// How long the link works, e.g. `"1h"` (default 24h, at most 30d).
+    pub expires_in: Option<String>,
+}
+
+/// `GET /healthz` and `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// `ok`, or `unavailable` (readiness only).
+    pub status: String,
+    /// Why HQ is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET /api/version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Version {
+    /// HQ's version.
+    pub version: String,
+    /// The runner protocol version HQ speaks.
+    pub protocol_version: u32,
+    /// The oldest runner protocol version HQ accepts.
+    pub min_protocol_version: u32,
+}
