@@ -231,6 +231,19 @@ impl HqClient {
         serde_json::from_value(self.get_json(&format!("/api/sessions/{id}")).await).unwrap()
     }
 
+    /// Creates a managed token with the admin token; returns its secret.
+    pub async fn create_token(&self, name: &str, scope: &str) -> String {
+        let response = self
+            .request(reqwest::Method::POST, "/api/tokens")
+            .json(&json!({ "name": name, "scope": scope }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        let created: Value = response.json().await.unwrap();
+        created["token"].as_str().unwrap().to_owned()
+    }
+
     /// Waits until the runner with this name has the given status.
     pub async fn wait_for_runner(&self, name: &str, status: RunnerStatus) -> Runner {
         eventually(&format!("runner {name} to be {status:?}"), || async {

@@ -318,19 +318,7 @@ async fn a_share_watches_one_session_read_only_and_nothing_else() {
 async fn recordings_are_for_admins_and_the_creator() {
     let hq = quick_hq(&[]).await;
     let runner = TestRunner::start(&hq, "rec").await;
-    let mut secrets = Vec::new();
-    for name in ["alice", "bob"] {
-        let created: Value = hq
-            .request(Method::POST, "/api/tokens")
-            .json(&json!({ "name": name, "scope": "user" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        secrets.push(created["token"].as_str().unwrap().to_owned());
-    }
+    let secrets = [hq.create_token("alice", "user").await, hq.create_token("bob", "user").await];
     let response = hq
         .http
         .post(hq.url("/api/sessions"))
@@ -399,16 +387,7 @@ async fn whoever_shares_can_unshare() {
     let hq = quick_hq(&[]).await;
     let runner = TestRunner::start(&hq, "unshare").await;
     let session = hq.start_session(runner.id, &["sleep", "60"]).await;
-    let user: Value = hq
-        .request(Method::POST, "/api/tokens")
-        .json(&json!({ "name": "carol", "scope": "user" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let user = user["token"].as_str().unwrap().to_owned();
+    let user = hq.create_token("carol", "user").await;
     let shares = hq.url(&format!("/api/sessions/{}/shares", session.id));
     let share: Value = hq.http.post(&shares).bearer_auth(&user).send().await.unwrap().json().await.unwrap();
     let token = share["token"].as_str().unwrap();

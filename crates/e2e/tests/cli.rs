@@ -226,42 +226,53 @@ async fn run_starts_at_the_local_size_and_exits_with_the_remote_code() {
     hq.wait_for_session(id, SessionStatus::Running).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn attach_resumes_after_the_connection_is_cut_without_losing_or_repeating_output() {
-    let (hq, _runner, runner_id) = setup("cli-blip").await;
+/// Attaches through a proxy to a session printing `lines` numbered lines and exiting 3, lets
+/// `disturb` break the connection after line 20, and checks every line arrives exactly once.
+async fn resume_through(name: &str, lines: usize, extra: &[&str], disturb: impl FnOnce(&TcpProxy)) {
+    let (hq, _runner, runner_id) = setup(name).await;
     let proxy = TcpProxy::start(hq.addr).await;
-    // Steady output for a while after the cut, so the resume has something to catch up on.
-    let script = "for i in $(seq 1 600); do echo line-$i; sleep 0.005; done; exit 3";
-    let session = hq.start_session(runner_id, &["sh", "-c", script]).await;
-
-    let mut child = cli(&proxy.url(), None, &["attach", &session.id.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Steady output for a while after the trouble, so the resume has something to catch up on.
+    let script = format!("for i in $(seq 1 {lines}); do echo line-$i; sleep 0.01; done; exit 3");
+    let session = hq.start_session(runner_id, &["sh", "-c", &script]).await;
+    let id = session.id.to_string();
+    let mut args = extra.to_vec();
+    args.extend(["attach", &id]);
+    let mut child =
+        cli(&proxy.url(), None, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = Vec::new();
     let mut buffer = [0u8; 4096];
     tokio::time::timeout(TIMEOUT, async {
-        while find(&seen, b"line-50\r\n").is_none() {
+        while find(&seen, b"line-20\r\n").is_none() {
             let n = stdout.read(&mut buffer).await.unwrap();
             assert!(n > 0, "output ended early");
             seen.extend_from_slice(&buffer[..n]);
         }
     })
     .await
-    .expect("line-50 never arrived");
+    .expect("line-20 never arrived");
     let before = proxy.accepted();
-    proxy.cut();
+    disturb(&proxy);
 
     stdout.read_to_end(&mut seen).await.unwrap();
     let status = tokio::time::timeout(TIMEOUT, child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(3), "the exit code came through after the resume");
     assert!(proxy.accepted() > before, "the CLI reconnected through the proxy");
     let text = String::from_utf8(seen).unwrap();
-    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
-    let expected: Vec<String> = (1..=600).map(|i| format!("line-{i}")).collect();
-    assert_eq!(lines, expected, "every line exactly once, in order");
+    let got: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let expected: Vec<String> = (1..=lines).map(|i| format!("line-{i}")).collect();
+    assert_eq!(got, expected, "every line exactly once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_resumes_after_the_connection_is_cut_without_losing_or_repeating_output() {
+    resume_through("cli-blip", 300, &[], TcpProxy::cut).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_gone_silent_is_noticed_and_resumed() {
+    // Packets stop, the socket stays open: only the keepalive can tell.
+    resume_through("cli-frozen", 300, &["--keepalive", "200ms"], TcpProxy::freeze).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -447,42 +458,6 @@ async fn login_checks_the_token_and_saves_it_private() {
     let mut overridden = tokio::process::Command::new(binary("agentrelay"));
     overridden.args(["sessions"]).env("AGENTRELAY_CREDENTIALS", &config).env("AGENTRELAY_TOKEN", "other");
     assert!(run(overridden).await.stderr.contains("refused the token"));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_connection_gone_silent_is_noticed_and_resumed() {
-    let (hq, _runner, runner_id) = setup("cli-frozen").await;
-    let proxy = TcpProxy::start(hq.addr).await;
-    let script = "for i in $(seq 1 300); do echo line-$i; sleep 0.01; done; exit 4";
-    let session = hq.start_session(runner_id, &["sh", "-c", script]).await;
-    let mut child = cli(&proxy.url(), None, &["--keepalive", "200ms", "attach", &session.id.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buffer = [0u8; 4096];
-    tokio::time::timeout(TIMEOUT, async {
-        while find(&seen, b"line-30\r\n").is_none() {
-            let n = stdout.read(&mut buffer).await.unwrap();
-            assert!(n > 0, "output ended early");
-            seen.extend_from_slice(&buffer[..n]);
-        }
-    })
-    .await
-    .expect("line-30 never arrived");
-    let before = proxy.accepted();
-    // Packets stop, the socket stays open: only the keepalive can tell.
-    proxy.freeze();
-    stdout.read_to_end(&mut seen).await.unwrap();
-    let status = tokio::time::timeout(TIMEOUT, child.wait()).await.unwrap().unwrap();
-    assert_eq!(status.code(), Some(4));
-    assert!(proxy.accepted() > before, "the CLI dialed again");
-    let text = String::from_utf8(seen).unwrap();
-    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
-    let expected: Vec<String> = (1..=300).map(|i| format!("line-{i}")).collect();
-    assert_eq!(lines, expected, "every line exactly once, in order");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,17 +53,8 @@ async fn metrics_count_runners_sessions_bytes_and_requests() {
     // Guarded on the main address; open on --metrics-listen.
     let anonymous = hq.http.get(hq.url("/metrics")).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let user: Value = hq
-        .request(Method::POST, "/api/tokens")
-        .json(&json!({ "name": "u", "scope": "user" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let as_user =
-        hq.http.get(hq.url("/metrics")).bearer_auth(user["token"].as_str().unwrap()).send().await.unwrap();
+    let user = hq.create_token("u", "user").await;
+    let as_user = hq.http.get(hq.url("/metrics")).bearer_auth(user).send().await.unwrap();
     assert_eq!(as_user.status(), StatusCode::FORBIDDEN);
     let side = hq.metrics_addr.expect("--metrics-listen address");
     let open = reqwest::get(format!("http://{side}/metrics")).await.unwrap();

@@ -107,12 +107,7 @@ pub async fn track(state: AppState, session: Arc<Session>) {
 
 /// Reads the screen once output has stopped at `end`.
 async fn check_screen(state: &AppState, session: &Arc<Session>, end: u64) {
-    let Some((model, created)) = session.start_model() else { return };
-    if created {
-        let feed = terminal_model::follow(session.clone(), model.clone(), state.shutdown.clone());
-        state.tasks.spawn(feed);
-    }
-    model.caught_up(end, MODEL_WAIT).await;
+    let Some(model) = terminal_model::current(state, session, end, MODEL_WAIT).await else { return };
     // Output that arrived meanwhile means working again; the tracker sees it next.
     if session.output_end() != end {
         return;

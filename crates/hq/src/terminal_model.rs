@@ -144,6 +144,23 @@ impl TerminalModel {
     }
 }
 
+/// The live session's terminal model, caught up to `offset` (or as far as it got within `wait`):
+/// created on first use, with its feeding task owned by HQ's task tracker. `None` once the
+/// session has ended.
+pub async fn current(
+    state: &crate::state::AppState,
+    session: &Arc<Session>,
+    offset: u64,
+    wait: std::time::Duration,
+) -> Option<Arc<TerminalModel>> {
+    let (model, created) = session.start_model()?;
+    if created {
+        state.tasks.spawn(follow(session.clone(), model.clone(), state.shutdown.clone()));
+    }
+    model.caught_up(offset, wait).await;
+    Some(model)
+}
+
 /// Writes the scrollback lines, oldest first, so they scroll into the viewer's own history.
 fn push_scrollback(screen: &vt100::Screen, out: &mut String) {
     let mut view = screen.clone();

@@ -100,18 +100,12 @@ async fn serve(
     // Without `from`: replay from 0 while the output fits the ring; past that, draw the current
     // screen from the terminal model and go on from the offset it stands for.
     let snapshot = match from {
-        None if session.is_long() => match session.start_model() {
-            Some((model, created)) => {
-                if created {
-                    let feed = terminal_model::follow(session.clone(), model.clone(), state.shutdown.clone());
-                    state.tasks.spawn(feed);
-                }
-                // A fresh model replays at most the last MiB; give it a moment to get there.
-                model.caught_up(session.output_end(), SNAPSHOT_WAIT).await;
-                Some(model.snapshot())
-            }
-            None => None,
-        },
+        // A fresh model replays at most the last MiB; it gets a moment to get there.
+        None if session.is_long() => {
+            terminal_model::current(&state, &session, session.output_end(), SNAPSHOT_WAIT)
+                .await
+                .map(|model| model.snapshot())
+        }
         _ => None,
     };
     let mut offset = match (&snapshot, from) {

@@ -259,14 +259,10 @@ pub async fn screen(
     Query(query): Query<ScreenQuery>,
 ) -> Result<Response, AppError> {
     let session = find(&state, &id)?;
-    let (model, created) = session.start_model().ok_or_else(|| {
+    let model = terminal_model::current(&state, &session, session.output_end(), SCREEN_WAIT).await;
+    let model = model.ok_or_else(|| {
         AppError::SessionEnded(format!("session {id} has ended; its output is in /recording"))
     })?;
-    if created {
-        let feed = terminal_model::follow(session.clone(), model.clone(), state.shutdown.clone());
-        state.tasks.spawn(feed);
-    }
-    model.caught_up(session.output_end(), SCREEN_WAIT).await;
     let screen = model.screen();
     match query.format.as_deref() {
         Some("json") => Ok(Json(screen).into_response()),
