@@ -107,12 +107,14 @@ pub async fn track(state: AppState, session: Arc<Session>) {
 
 /// Reads the screen once output has stopped at `end`.
 async fn check_screen(state: &AppState, session: &Arc<Session>, end: u64) {
-    let Some(model) = terminal_model::current(state, session, end, MODEL_WAIT).await else { return };
+    let Some(model) = terminal_model::current(state, session, end, MODEL_WAIT, false).await else { return };
     // Output that arrived meanwhile means working again; the tracker sees it next.
     if session.output_end() != end {
         return;
     }
     session.note_quiet(shows_prompt(&model.text(), session.prompts()));
+    drop(model);
+    session.retire_model_unless_watched(terminal_model::KEEP_WATCHED);
 }
 
 #[cfg(test)]

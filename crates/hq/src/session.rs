@@ -332,6 +332,17 @@ impl Session {
         Some((created, true))
     }
 
+    /// Lets the terminal model go unless a person used it within `window` (it is made again from
+    /// the log when next needed).
+    pub fn retire_model_unless_watched(&self, window: std::time::Duration) {
+        let mut model = lock(&self.model);
+        if model.as_ref().is_some_and(|m| !m.watched_within(window))
+            && let Some(retired) = model.take()
+        {
+            retired.retire();
+        }
+    }
+
     /// Whether the output has outgrown the in-memory ring: past that, a new viewer gets a
     /// snapshot rather than a replay of everything.
     pub fn is_long(&self) -> bool {
@@ -563,7 +574,9 @@ impl Session {
         };
         if moved {
             if next.is_final() {
-                lock(&self.model).take();
+                if let Some(model) = lock(&self.model).take() {
+                    model.retire();
+                }
                 lock(&self.activity).current = None;
                 self.activity_watch.send_replace(None);
             }

@@ -41,7 +41,15 @@ pub struct TerminalModel {
     state: Mutex<State>,
     /// The offset processed so far, for viewers waiting on a fresh model to catch up.
     fed: tokio::sync::watch::Sender<u64>,
+    /// When a viewer or `/screen` last used it; an activity check alone does not count.
+    watched_at: Mutex<Option<std::time::Instant>>,
+    /// Cancelled when the session lets the model go; its feeding task stops.
+    retired: CancellationToken,
 }
+
+/// A model nobody has watched for this long is dropped after an activity check (and made again
+/// from the log when next needed): idle sessions then cost their ring, not a screen.
+pub const KEEP_WATCHED: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn dims(size: TermSize) -> (NonZeroU16, NonZeroU16) {
     // Sizes are validated to 1–1000 before they get here; 0 would only mean "as small as possible".
@@ -59,7 +67,24 @@ impl TerminalModel {
         Self {
             state: Mutex::new(State { parser, offset: 0, resizes: VecDeque::new() }),
             fed: tokio::sync::watch::Sender::new(0),
+            watched_at: Mutex::new(None),
+            retired: CancellationToken::new(),
         }
+    }
+
+    /// Notes that a person (a viewer, `/screen`) uses the model.
+    pub fn mark_watched(&self) {
+        *self.watched_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// Whether a person used the model within `window`.
+    pub fn watched_within(&self, window: std::time::Duration) -> bool {
+        self.watched_at.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|at| at.elapsed() < window)
+    }
+
+    /// Stops the feeding task; the session no longer holds this model.
+    pub fn retire(&self) {
+        self.retired.cancel();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -152,8 +177,12 @@ pub async fn current(
     session: &Arc<Session>,
     offset: u64,
     wait: std::time::Duration,
+    watched: bool,
 ) -> Option<Arc<TerminalModel>> {
     let (model, created) = session.start_model()?;
+    if watched {
+        model.mark_watched();
+    }
     if created {
         state.tasks.spawn(follow(session.clone(), model.clone(), state.shutdown.clone()));
     }
@@ -222,6 +251,7 @@ pub async fn follow(session: Arc<Session>, model: Arc<TerminalModel>, shutdown: 
         }
         tokio::select! {
             changed = progress.changed() => if changed.is_err() { return },
+            () = model.retired.cancelled() => return,
             _ = shutdown.cancelled() => return,
         }
     }

@@ -102,7 +102,7 @@ async fn serve(
     let snapshot = match from {
         // A fresh model replays at most the last MiB; it gets a moment to get there.
         None if session.is_long() => {
-            terminal_model::current(&state, &session, session.output_end(), SNAPSHOT_WAIT)
+            terminal_model::current(&state, &session, session.output_end(), SNAPSHOT_WAIT, true)
                 .await
                 .map(|model| model.snapshot())
         }

@@ -259,7 +259,7 @@ pub async fn screen(
     Query(query): Query<ScreenQuery>,
 ) -> Result<Response, AppError> {
     let session = find(&state, &id)?;
-    let model = terminal_model::current(&state, &session, session.output_end(), SCREEN_WAIT).await;
+    let model = terminal_model::current(&state, &session, session.output_end(), SCREEN_WAIT, true).await;
     let model = model.ok_or_else(|| {
         AppError::SessionEnded(format!("session {id} has ended; its output is in /recording"))
     })?;
