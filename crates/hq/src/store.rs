@@ -101,6 +101,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: share tokens name the one session they open.
     "ALTER TABLE tokens ADD COLUMN session_id TEXT;",
+    // 3: the preset a session started from, so its prompt patterns survive a restart.
+    "ALTER TABLE sessions ADD COLUMN preset TEXT;",
 ];
 
 /// SQLite in WAL mode.
@@ -196,7 +198,7 @@ impl Store for SqliteStore {
         let mut sessions = Vec::new();
         let mut statement = self.conn.prepare(
             "SELECT id, runner_id, command, status, exit_code, signal, error, created_by, created_at,
-                    ended_at, output_bytes FROM sessions ORDER BY id",
+                    ended_at, output_bytes, preset FROM sessions ORDER BY id",
         )?;
         let rows = statement.query_map([], |row| {
             Ok(Session {
@@ -211,8 +213,8 @@ impl Store for SqliteStore {
                 created_at: parse_time(&row.get::<_, String>(8)?)?,
                 ended_at: row.get::<_, Option<String>>(9)?.map(|t| parse_time(&t)).transpose()?,
                 output_bytes: row.get::<_, i64>(10)?.max(0) as u64,
+                preset: row.get(11)?,
                 // Live state, rebuilt as the session goes on.
-                preset: None,
                 activity: None,
                 activity_since: None,
                 activity_source: None,
@@ -251,8 +253,8 @@ impl Store for SqliteStore {
                 Change::Session(s) => {
                     tx.prepare_cached(
                         "INSERT INTO sessions (id, runner_id, command, status, exit_code, signal, error,
-                           created_by, created_at, ended_at, output_bytes)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                           created_by, created_at, ended_at, output_bytes, preset)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                          ON CONFLICT (id) DO UPDATE SET status = ?4, exit_code = ?5, signal = ?6, error = ?7,
                            ended_at = ?10, output_bytes = MAX(output_bytes, ?11)",
                     )?
@@ -268,6 +270,7 @@ impl Store for SqliteStore {
                         s.created_at.to_rfc3339(),
                         s.ended_at.map(|t| t.to_rfc3339()),
                         i64::try_from(s.output_bytes).unwrap_or(i64::MAX),
+                        s.preset,
                     ])?;
                 }
             }
@@ -488,7 +491,7 @@ mod tests {
             created_at: Utc::now(),
             ended_at: None,
             output_bytes: 10,
-            preset: None,
+            preset: Some("claude".into()),
             activity: None,
             activity_since: None,
             activity_source: None,
@@ -514,6 +517,7 @@ mod tests {
             (SessionStatus::Exited, Some(3), 10)
         );
         assert_eq!(loaded.command, session.command);
+        assert_eq!(loaded.preset.as_deref(), Some("claude"));
         let tokens: i64 =
             store.conn.query_row("SELECT COUNT(*) FROM tokens", [], |row| row.get(0)).expect("tokens table");
         assert_eq!(tokens, 0);
