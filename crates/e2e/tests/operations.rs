@@ -270,3 +270,42 @@ async fn the_openapi_document_is_served_without_auth_and_matches_the_committed_o
     assert!(served["components"]["schemas"]["Session"]["properties"]["activity"].is_object());
     assert!(served["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_prunes_finished_sessions_by_size_and_by_age_but_never_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let hq = TestHq::start_in(dir.path(), &["--retention-size", "5KiB"]).await;
+    let runner = TestRunner::start(&hq, "retained").await;
+    let print = |bytes: usize| format!("head -c {bytes} /dev/zero | tr '\\0' x");
+    let live = hq.start_session(runner.id, &["sh", "-c", &format!("{}; exec sleep 60", print(3000))]).await;
+    let mut ended = Vec::new();
+    for _ in 0..3 {
+        let session = hq.start_session(runner.id, &["sh", "-c", &print(1500)]).await;
+        hq.wait_for_session(session.id, SessionStatus::Exited).await;
+        ended.push(session.id);
+    }
+    // 3000 live + 3 × 1500 finished > 5 KiB: the oldest finished ones go until it fits.
+    eventually("the oldest finished session to be pruned", || async {
+        let gone =
+            hq.request(Method::GET, &format!("/api/sessions/{}", ended[0])).send().await.unwrap().status();
+        (gone == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    assert!(!dir.path().join(format!("sessions/{}.out", ended[0])).exists(), "its log is deleted");
+    assert_eq!(hq.session(ended[2]).await.status, SessionStatus::Exited, "the newest stays");
+    assert_eq!(hq.session(live.id).await.status, SessionStatus::Running, "live sessions are never pruned");
+    hq.stop().await;
+
+    // By age, and the deletion is durable: a restarted HQ does not bring the session back.
+    let hq = TestHq::start_in(dir.path(), &["--retention", "1s"]).await;
+    eventually("finished sessions to age out", || async {
+        let sessions: Vec<Value> = serde_json::from_value(hq.get_json("/api/sessions").await).unwrap();
+        sessions.iter().all(|s| s["status"] != "exited").then_some(())
+    })
+    .await;
+    hq.stop().await;
+    let hq = TestHq::start_in(dir.path(), &[]).await;
+    let status =
+        hq.request(Method::GET, &format!("/api/sessions/{}", ended[2])).send().await.unwrap().status();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -92,6 +92,15 @@ pub struct HqConfig {
     #[arg(long, env = "AGENTRELAY_MAX_CONTROL_RATE", default_value_t = 50)]
     pub max_control_rate: u32,
 
+    /// Finished sessions (their rows and output logs) are deleted this long after they end.
+    #[arg(long, env = "AGENTRELAY_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+
+    /// When the output logs of all sessions exceed this, the oldest finished sessions are deleted
+    /// until they fit (live sessions are never deleted).
+    #[arg(long, env = "AGENTRELAY_RETENTION_SIZE", default_value = "10GiB", value_parser = parse_size_u64)]
+    pub retention_size: u64,
+
     /// Output quiet for this long makes a session `idle`, or `waiting_for_input` when its screen
     /// shows a prompt.
     #[arg(long, env = "AGENTRELAY_IDLE_AFTER", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -147,6 +156,12 @@ impl HqConfig {
             .or_else(|| std::env::var("RUNNER_TOKEN").ok())
             .filter(|token| !token.is_empty())
     }
+}
+
+/// Parses a size such as `10GiB` into bytes.
+pub fn parse_size_u64(text: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = text.trim().parse().map_err(|e| format!("bad size '{text}': {e}"))?;
+    Ok(size.as_u64())
 }
 
 /// Parses a size such as `8MiB`, `512KiB` or `1048576`.

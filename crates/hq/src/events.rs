@@ -24,6 +24,8 @@ pub enum Event {
     Runner(Runner),
     /// A session was created or changed state.
     Session(Session),
+    /// A finished session was pruned by retention: its row and log are gone.
+    SessionRemoved(uuid::Uuid),
 }
 
 /// Publishes every change to the store (durably, in order) and to events subscribers (live).
@@ -71,6 +73,9 @@ fn to_sse(event: &Event) -> SseEvent {
     let (name, data) = match event {
         Event::Runner(runner) => ("runner", serde_json::to_string(runner)),
         Event::Session(session) => ("session", serde_json::to_string(session)),
+        Event::SessionRemoved(id) => {
+            ("session_removed", serde_json::to_string(&serde_json::json!({ "id": id })))
+        }
     };
     SseEvent::default().event(name).data(data.unwrap_or_default())
 }

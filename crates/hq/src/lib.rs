@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod output_log;
 pub mod recording;
 pub mod registry;
+pub mod retention;
 pub mod runner_data;
 pub mod runner_socket;
 pub mod session;
@@ -129,6 +130,7 @@ impl Hq {
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state.clone();
         state.tasks.spawn(refresh_tokens(state.clone()));
+        state.tasks.spawn(retention::run(state.clone()));
         if let Some(url) = state.config.webhook_url.clone() {
             state.tasks.spawn(webhook::run(url, state.clone()));
         }

@@ -122,6 +122,21 @@ impl OutputLog {
         })
     }
 
+    /// Deletes the output and timing files (retention).
+    pub fn remove(&self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let (out, timing) = self.paths();
+        for path in [out, timing] {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("deleting {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Paths of the raw output and the timing index.
     pub fn paths(&self) -> (&Path, &Path) {
         (&self.out_path, &self.timing_path)

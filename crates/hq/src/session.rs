@@ -624,6 +624,11 @@ impl Sessions {
         self.map.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
     }
 
+    /// Forgets a session.
+    pub fn remove(&self, id: Uuid) -> Option<Arc<Session>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).remove(&id)
+    }
+
     /// All sessions, newest first.
     pub fn list(&self) -> Vec<Arc<Session>> {
         let mut list: Vec<_> = self.map.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();

@@ -250,6 +250,10 @@ impl Store for SqliteStore {
                         r.last_seen_at.to_rfc3339(),
                     ])?;
                 }
+                Change::SessionRemoved(id) => {
+                    tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+                        .execute(params![id.to_string()])?;
+                }
                 Change::Session(s) => {
                     tx.prepare_cached(
                         "INSERT INTO sessions (id, runner_id, command, status, exit_code, signal, error,

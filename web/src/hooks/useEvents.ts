@@ -33,6 +33,11 @@ export function useEvents(enabled: boolean): LiveState {
       const session = JSON.parse((event as MessageEvent<string>).data) as Session;
       setState((s) => ({ ...s, connected: true, sessions: upsert(s.sessions, session) }));
     });
+    // Retention deleted a finished session: it leaves the lists.
+    source.addEventListener("session_removed", (event) => {
+      const { id } = JSON.parse((event as MessageEvent<string>).data) as { id: string };
+      setState((s) => ({ ...s, sessions: s.sessions.filter((session) => session.id !== id) }));
+    });
     return () => source.close();
   }, [enabled]);
   return state;

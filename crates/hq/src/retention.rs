@@ -1,0 +1,74 @@
+//! Retention: finished sessions (rows and output logs) are deleted `--retention` after they
+//! end, and the oldest finished ones go first whenever all logs together exceed
+//! `--retention-size`. Live sessions are never touched.
+//!
+//! It runs when a session ends (the size limit) and on a timer (the age limit), off the data
+//! path; deleting files happens on the blocking pool.
+
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::events::Event;
+use crate::state::AppState;
+
+/// Prunes until HQ shuts down.
+pub async fn run(state: AppState) {
+    // The age limit needs only coarse checks; a short retention (tests) gets quicker ones.
+    let every = (state.config.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let mut timer = tokio::time::interval(every);
+    let mut feed = state.events.subscribe();
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            event = feed.recv() => match event {
+                Ok(Event::Session(session)) if session.status.is_final() => {}
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            () = state.shutdown.cancelled() => return,
+        }
+        prune(&state).await;
+    }
+}
+
+/// One pass: by age, then by total size.
+pub async fn prune(state: &AppState) {
+    let now = chrono::Utc::now();
+    let max_age = chrono::Duration::from_std(state.config.retention).unwrap_or(chrono::Duration::MAX);
+    // Finished sessions, oldest end first, with the size of their logs.
+    let mut finished: Vec<_> = state
+        .sessions
+        .list()
+        .into_iter()
+        .filter(|s| s.status().is_final())
+        .filter_map(|s| s.view().ended_at.map(|ended| (ended, s)))
+        .collect();
+    finished.sort_by_key(|(ended, _)| *ended);
+    let mut total: u64 = state.sessions.list().iter().filter_map(|s| s.log().map(|log| log_size(log))).sum();
+    for (ended, session) in finished {
+        let too_old = now - ended > max_age;
+        let too_big = total > state.config.retention_size;
+        if !too_old && !too_big {
+            continue;
+        }
+        let size = session.log().map_or(0, |log| log_size(log));
+        total = total.saturating_sub(size);
+        state.sessions.remove(session.id);
+        if let Some(log) = session.log().cloned() {
+            let removed = tokio::task::spawn_blocking(move || log.remove()).await;
+            if let Ok(Err(error)) = removed {
+                tracing::warn!(session = %session.id, error = format!("{error:#}"), "could not delete an output log");
+            }
+        }
+        state.events.publish(Event::SessionRemoved(session.id));
+        let why = if too_old { "older than --retention" } else { "over --retention-size" };
+        tracing::info!(session = %session.id, bytes = size, why, "pruned a finished session");
+    }
+}
+
+fn log_size(log: &crate::output_log::OutputLog) -> u64 {
+    let (out, timing) = log.paths();
+    [out, timing].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+}
