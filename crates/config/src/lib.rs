@@ -16,23 +16,32 @@ use clap::{CommandFactory, FromArgMatches};
 const SECRETS: &[&str] = &["token", "admin-token", "runner-token"];
 
 /// Parses the process's arguments with the config file layered in; exits with clap's message
-/// (and status 2) on bad input, as `Parser::parse` does.
-pub fn parse<T: CommandFactory + FromArgMatches>() -> T {
+/// (and status 2) on bad input, as `Parser::parse` does. `aliases` pairs a file key with a second
+/// environment variable that also sets it (`token` and plain `RUNNER_TOKEN`): when that variable
+/// is set, it wins over the file, as environment variables do.
+pub fn parse<T: CommandFactory + FromArgMatches>(aliases: &[(&str, &str)]) -> T {
     let env = std::env::var_os("AGENTRELAY_CONFIG");
-    match try_parse_from::<T>(std::env::args_os().collect(), env) {
+    let shadowed: Vec<&str> = aliases
+        .iter()
+        .filter(|(_, variable)| std::env::var_os(variable).is_some_and(|v| !v.is_empty()))
+        .map(|(key, _)| *key)
+        .collect();
+    match try_parse_from::<T>(std::env::args_os().collect(), env, &shadowed) {
         Ok(parsed) => parsed,
         Err(error) => error.exit(),
     }
 }
 
-/// Parses `args`; `env_config` is the value of `AGENTRELAY_CONFIG`, if set.
+/// Parses `args`; `env_config` is the value of `AGENTRELAY_CONFIG`, if set; file keys in
+/// `shadowed` are ignored (an environment variable of another name set them).
 pub fn try_parse_from<T: CommandFactory + FromArgMatches>(
     args: Vec<OsString>,
     env_config: Option<OsString>,
+    shadowed: &[&str],
 ) -> Result<T, clap::Error> {
     let mut command = T::command();
     if let Some(path) = config_path(&args).or(env_config.map(PathBuf::from)) {
-        command = layer_file(command, &path)?;
+        command = layer_file(command, &path, shadowed)?;
     }
     let matches = command.try_get_matches_from_mut(args)?;
     T::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
@@ -56,7 +65,11 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
     None
 }
 
-fn layer_file(mut command: clap::Command, path: &Path) -> Result<clap::Command, clap::Error> {
+fn layer_file(
+    mut command: clap::Command,
+    path: &Path,
+    shadowed: &[&str],
+) -> Result<clap::Command, clap::Error> {
     let template = command.clone();
     let fail = |message: String| template.clone().error(clap::error::ErrorKind::InvalidValue, message);
     let text = std::fs::read_to_string(path)
@@ -86,6 +99,9 @@ fn layer_file(mut command: clap::Command, path: &Path) -> Result<clap::Command, 
             );
         }
         let values = values(&value).map_err(|what| fail(format!("{}: '{key}' {what}", path.display())))?;
+        if shadowed.contains(&flag.as_str()) {
+            continue;
+        }
         command = command.mut_arg(id, |arg| arg.default_values(values));
     }
     Ok(command)
@@ -162,15 +178,20 @@ mod tests {
         );
         let p = path.to_str().expect("utf-8");
         let parsed: Demo =
-            try_parse_from(args(&["--config", p, "--listen", "127.0.0.1:1"]), None).expect("parses");
+            try_parse_from(args(&["--config", p, "--listen", "127.0.0.1:1"]), None, &[]).expect("parses");
         assert_eq!(parsed.ring_size, "4MiB", "the file beats the default");
         assert_eq!(parsed.listen, "127.0.0.1:1", "the flag beats the file");
         assert_eq!(parsed.max_sessions, 3);
         assert_eq!(parsed.labels, ["gpu=true", "zone=eu"]);
-        let plain: Demo = try_parse_from(args(&[]), None).expect("parses");
+        let plain: Demo = try_parse_from(args(&[]), None, &[]).expect("parses");
         assert_eq!(plain.ring_size, "1MiB");
+        // A key another environment variable already set is left to it.
+        let shadowed: Demo = try_parse_from(args(&["--config", p]), None, &["listen"]).expect("parses");
+        assert_eq!(shadowed.listen, "127.0.0.1:8080");
+        assert_eq!(shadowed.ring_size, "4MiB");
         // The environment names the file too.
-        let by_env: Demo = try_parse_from(args(&[]), Some(path.clone().into_os_string())).expect("parses");
+        let by_env: Demo =
+            try_parse_from(args(&[]), Some(path.clone().into_os_string()), &[]).expect("parses");
         assert_eq!(by_env.listen, "0.0.0.0:9");
     }
 
@@ -179,14 +200,14 @@ mod tests {
         let (_dir, path) = file("colour = \"red\"\n");
         let p = path.to_str().expect("utf-8");
         let error =
-            try_parse_from::<Demo>(args(&["--config", p]), None).expect_err("unknown key").to_string();
+            try_parse_from::<Demo>(args(&["--config", p]), None, &[]).expect_err("unknown key").to_string();
         assert!(error.contains("unknown key 'colour'"), "{error}");
         let (_dir, path) = file("listen = [\n");
-        let error = try_parse_from::<Demo>(args(&["--config", path.to_str().expect("utf-8")]), None)
+        let error = try_parse_from::<Demo>(args(&["--config", path.to_str().expect("utf-8")]), None, &[])
             .expect_err("bad toml")
             .to_string();
         assert!(error.contains("not valid TOML"), "{error}");
-        let error = try_parse_from::<Demo>(args(&["--config", "/nonexistent.toml"]), None)
+        let error = try_parse_from::<Demo>(args(&["--config", "/nonexistent.toml"]), None, &[])
             .expect_err("missing")
             .to_string();
         assert!(error.contains("cannot read the config file"), "{error}");

@@ -3,7 +3,8 @@
 //! prompt pattern matches one of its last lines) and `idle`. A report from the process itself
 //! (`agentrelay-runner report`, see `runner_data`) wins over both until someone types.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use agentrelay_protocol::Preset;
 use regex::{Regex, RegexBuilder};
@@ -27,14 +28,27 @@ const GENERIC_PROMPTS: &[&str] = &[
 /// programs print inline, must be on the very last line.
 const PROMPT_LINES: usize = 12;
 
-/// A session's compiled prompt patterns.
-#[derive(Debug, Default)]
+/// A session's compiled prompt patterns, shared with every session of the same preset: compiled
+/// programs are tens of KiB each, too much to hold per session.
+#[derive(Debug, Clone)]
 pub struct Prompts {
     /// From the session's preset: matched on the last [`PROMPT_LINES`] lines.
-    own: Vec<Regex>,
-    /// Any program's `(y/n)` and the like: matched on the last line.
-    generic: Vec<Regex>,
+    own: Arc<[Regex]>,
 }
+
+impl Default for Prompts {
+    fn default() -> Self {
+        Self { own: Arc::from(Vec::new()) }
+    }
+}
+
+/// Any program's `(y/n)` and the like, compiled once: matched on the last line.
+static GENERIC: LazyLock<Vec<Regex>> = LazyLock::new(|| compile(GENERIC_PROMPTS.iter().copied()));
+
+/// Preset patterns compiled so far, by pattern list; bounded, since runners supply them.
+static COMPILED: LazyLock<Mutex<PatternCache>> = LazyLock::new(Mutex::default);
+type PatternCache = HashMap<Vec<String>, Arc<[Regex]>>;
+const MAX_COMPILED: usize = 256;
 
 /// How long a fresh terminal model may take to replay recent output before a check.
 const MODEL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -51,10 +65,18 @@ pub fn prompt_patterns(presets: &[Preset], preset: Option<&str>, command: &[Stri
         }
     };
     let own = chosen.map(|p| p.prompt_patterns.as_slice()).unwrap_or_default();
-    Prompts {
-        own: compile(own.iter().map(String::as_str)),
-        generic: compile(GENERIC_PROMPTS.iter().copied()),
+    if own.is_empty() {
+        return Prompts::default();
     }
+    let mut cache = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(compiled) = cache.get(own) {
+        return Prompts { own: compiled.clone() };
+    }
+    let compiled: Arc<[Regex]> = Arc::from(compile(own.iter().map(String::as_str)));
+    if cache.len() < MAX_COMPILED {
+        cache.insert(own.to_vec(), compiled.clone());
+    }
+    Prompts { own: compiled }
 }
 
 fn compile<'a>(patterns: impl Iterator<Item = &'a str>) -> Vec<Regex> {
@@ -72,35 +94,33 @@ pub fn shows_prompt(screen: &str, prompts: &Prompts) -> bool {
     let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
     let recent = &lines[lines.len().saturating_sub(PROMPT_LINES)..];
     let own = recent.iter().any(|line| prompts.own.iter().any(|p| p.is_match(line)));
-    let generic = lines.last().is_some_and(|line| prompts.generic.iter().any(|p| p.is_match(line)));
+    let generic = lines.last().is_some_and(|line| GENERIC.iter().any(|p| p.is_match(line)));
     own || generic
 }
 
-/// Follows one live session's output until it ends, setting its activity.
+/// Watches one live session for quiet output until it ends. `working` is set on the data path
+/// itself (`Session::push_output`), so this task wakes on a timer, never per output chunk: a
+/// keystroke's echo does not wait for it.
 pub async fn track(state: AppState, session: Arc<Session>) {
     let idle_after = state.config.idle_after;
-    let mut progress = session.subscribe();
-    let mut seen = progress.borrow().end;
+    let tick = (idle_after / 2).max(std::time::Duration::from_millis(10));
+    let mut seen = session.output_end();
     let mut quiet_from = Instant::now();
     let mut checked = false;
     loop {
-        let now = *progress.borrow_and_update();
-        if now.status.is_final() {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = state.shutdown.cancelled() => return,
+        }
+        if session.status().is_final() {
             return;
         }
-        if now.end > seen {
-            seen = now.end;
-            session.note_output_activity();
-            quiet_from = Instant::now();
-            checked = false;
-        }
-        tokio::select! {
-            changed = progress.changed() => if changed.is_err() { return },
-            () = tokio::time::sleep_until(quiet_from + idle_after), if !checked => {
-                checked = true;
-                check_screen(&state, &session, seen).await;
-            }
-            () = state.shutdown.cancelled() => return,
+        let end = session.output_end();
+        if end != seen {
+            (seen, quiet_from, checked) = (end, Instant::now(), false);
+        } else if !checked && quiet_from.elapsed() >= idle_after {
+            checked = true;
+            check_screen(&state, &session, seen).await;
         }
     }
 }
@@ -153,6 +173,9 @@ mod tests {
         assert!(!shows_prompt("Do you want to proceed?", &other));
         // A bad pattern is skipped, the generic ones remain.
         let bad = prompt_patterns(&presets, Some("x"), &[]);
-        assert!(bad.own.is_empty() && bad.generic.len() == GENERIC_PROMPTS.len());
+        assert!(bad.own.is_empty() && GENERIC.len() == GENERIC_PROMPTS.len());
+        // Sessions of one preset share its compiled patterns.
+        let again = prompt_patterns(&presets, Some("claude"), &[]);
+        assert!(Arc::ptr_eq(&by_name.own, &again.own));
     }
 }

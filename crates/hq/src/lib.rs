@@ -182,6 +182,9 @@ impl Hq {
         state.tasks.close();
         state.tasks.wait().await;
         state.events.flush().await;
+        if let Err(error) = state.store.call(|store| store.checkpoint()).await {
+            tracing::warn!(error = format!("{error:#}"), "the database keeps recent changes in hq.db-wal");
+        }
         Ok(())
     }
 }

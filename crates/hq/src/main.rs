@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 // docs/performance.md); disk writes and big terminal-model chunks go to the blocking pool.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let config = agentrelay_config::parse::<HqConfig>();
+    let config = agentrelay_config::parse::<HqConfig>(&[("runner-token", "RUNNER_TOKEN")]);
     init_logging(&config.log_format);
     if let Some(HqCommand::Admin { action: AdminAction::ResetToken }) = &config.command {
         return match agentrelay_hq::reset_admin_token(&config.data_dir) {
@@ -37,6 +37,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: HqConfig) -> anyhow::Result<()> {
+    raise_fd_limit();
     let hq = Hq::bind(config).await?;
     tracing::info!(addr = %hq.local_addr()?, "HQ listening");
     let shutdown = CancellationToken::new();
@@ -61,6 +62,17 @@ async fn wait_for_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// Every runner, viewer and stored session holds descriptors: use all the system allows.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(%error, soft, "cannot raise the open-file limit");
     }
 }
 

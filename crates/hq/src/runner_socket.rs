@@ -79,7 +79,7 @@ async fn serve(state: AppState, mut socket: WebSocket, principal: Principal) -> 
             bail!(refusal);
         }
     };
-    let span = tracing::info_span!("runner", id = %hello.id, name = %hello.name);
+    let span = tracing::info_span!("runner", id = %hello.id, runner = %hello.name);
     let id = hello.id;
     let connection = registration.connection;
     async {

@@ -111,6 +111,8 @@ pub struct Session {
     presence: watch::Sender<Vec<ViewerInfo>>,
     /// What the process is doing, and whether a report from the process holds it.
     activity: Mutex<Tracked>,
+    /// Whether the activity is `working` now: the data path reads this, not the mutex.
+    working: std::sync::atomic::AtomicBool,
     /// The current activity, for viewers to show.
     activity_watch: watch::Sender<Option<ActivityState>>,
     /// The PTY's current size, as last requested.
@@ -212,6 +214,7 @@ impl Session {
             next_seat: Default::default(),
             presence: watch::Sender::new(Vec::new()),
             activity: Mutex::default(),
+            working: Default::default(),
             activity_watch: watch::Sender::new(None),
             size: Mutex::new(size),
         }
@@ -305,6 +308,7 @@ impl Session {
             } else {
                 let state = ActivityState { activity, since: Utc::now(), source };
                 tracked.current = Some(state);
+                self.working.store(activity == Activity::Working, std::sync::atomic::Ordering::Relaxed);
                 Some(state)
             }
         };
@@ -405,7 +409,7 @@ impl Session {
         lock(&self.output).end()
     }
 
-    /// Appends output from the runner and wakes viewers.
+    /// Appends output from the runner and wakes viewers; output means `working`.
     pub fn push_output(&self, data: Bytes) {
         let end = {
             let mut ring = lock(&self.output);
@@ -413,6 +417,9 @@ impl Session {
             ring.end()
         };
         self.progress.send_modify(|p| p.end = end);
+        if !self.working.load(std::sync::atomic::Ordering::Relaxed) {
+            self.note_output_activity();
+        }
     }
 
     /// Waits while output not yet in the log fills the ring: the disk sets the pace, and the

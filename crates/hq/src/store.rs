@@ -4,6 +4,7 @@
 //! Writes never happen on the data path: changes go over a channel to one writer thread, which
 //! applies them in batched transactions. [`StoreHandle::flush`] waits until it has caught up.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -51,6 +52,9 @@ pub trait Store: Send + 'static {
     fn active_tokens(&mut self) -> anyhow::Result<Vec<TokenRecord>>;
     /// A cheap query proving the database answers (for `/readyz`).
     fn check(&mut self) -> anyhow::Result<()>;
+    /// Folds the write-ahead log into the database file (on a clean stop, so a copy of
+    /// `hq.db` alone is complete).
+    fn checkpoint(&mut self) -> anyhow::Result<()>;
 }
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -113,8 +117,14 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) `hq.db` in `data_dir` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+        if !data_dir.exists() {
+            // Session output can hold secrets agents printed: the owner only.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+        }
         let path = data_dir.join("hq.db");
         let conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL").context("enabling WAL")?;
@@ -336,6 +346,12 @@ impl Store for SqliteStore {
             params![id.to_string(), chrono::Utc::now().to_rfc3339()],
         )?;
         Ok(changed == 1)
+    }
+
+    fn checkpoint(&mut self) -> anyhow::Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .context("checkpointing the write-ahead log")
     }
 
     fn check(&mut self) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 // docs/performance.md), and a runner's work is I/O, never compute.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let config = agentrelay_config::parse::<RunnerConfig>();
+    let config = agentrelay_config::parse::<RunnerConfig>(&[("token", "RUNNER_TOKEN")]);
     match &config.command {
         Some(RunnerCommand::Report { activity }) => {
             return match agentrelay_runner::report::send((*activity).into()).await {
@@ -37,6 +37,7 @@ async fn main() -> ExitCode {
         None => {}
     }
     init_logging(&config.log_format);
+    raise_fd_limit();
     let runner = match Runner::new(config) {
         Ok(runner) => runner,
         Err(error) => return fail(&error),
@@ -70,6 +71,17 @@ async fn wait_for_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// Each session holds a PTY and a socket: use all the system allows.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(%error, soft, "cannot raise the open-file limit");
     }
 }
 

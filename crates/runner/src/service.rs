@@ -36,8 +36,10 @@ pub fn install(
         "no runner token to put in the service's environment file: pass --token or set RUNNER_TOKEN",
     )?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
+    // systemd ignores a relative EnvironmentFile=.
+    let output = output.map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned()));
     let (unit_dir, env_dir) = match (output, user) {
-        (Some(dir), _) => (dir.to_owned(), dir.to_owned()),
+        (Some(dir), _) => (dir.clone(), dir),
         (None, true) => {
             let home = home.context("HOME is not set; pass --output")?;
             (home.join(".config/systemd/user"), home.join(".config/agentrelay"))
@@ -52,7 +54,8 @@ pub fn install(
         .or_else(|| std::env::var("SUDO_USER").ok())
         .or_else(|| std::env::var("USER").ok())
         .filter(|name| !name.is_empty());
-    let text = render(&exe, &flags(config), &env_file, if user { None } else { account.as_deref() }, user);
+    let account = if user { None } else { account };
+    let text = render(&exe, &flags(config, account.as_deref()), &env_file, account.as_deref(), user);
 
     std::fs::create_dir_all(&env_dir).with_context(|| format!("creating {}", env_dir.display()))?;
     let mut env = std::fs::OpenOptions::new()
@@ -109,8 +112,8 @@ fn render(exe: &Path, flags: &[String], env_file: &Path, account: Option<&str>, 
     out
 }
 
-/// The flags that reproduce `config` (the token excepted).
-fn flags(config: &RunnerConfig) -> Vec<String> {
+/// The flags that reproduce `config` (the token excepted), for a service running as `account`.
+fn flags(config: &RunnerConfig, account: Option<&str>) -> Vec<String> {
     let mut out = vec!["--hq".to_owned(), config.hq.clone()];
     let mut push = |flag: &str, value: String| {
         out.push(flag.to_owned());
@@ -122,7 +125,12 @@ fn flags(config: &RunnerConfig) -> Vec<String> {
     for (key, value) in &config.labels {
         push("--label", format!("{key}={value}"));
     }
-    if let Some(dir) = config.resolved_state_dir() {
+    // Under sudo, the default state dir would be root's; the service's account needs its own.
+    let state_dir = match (&config.state_dir, account.and_then(home_of)) {
+        (None, Some(home)) => Some(home.join(".local/state/agentrelay-runner")),
+        _ => config.resolved_state_dir(),
+    };
+    if let Some(dir) = state_dir {
         push("--state-dir", dir.to_string_lossy().into_owned());
     }
     push("--buffer-size", config.buffer_size.to_string());
@@ -143,6 +151,11 @@ fn flags(config: &RunnerConfig) -> Vec<String> {
     }
     push("--log-format", config.log_format.clone());
     out
+}
+
+/// The home directory of a local account.
+fn home_of(account: &str) -> Option<PathBuf> {
+    nix::unistd::User::from_name(account).ok().flatten().map(|user| user.dir)
 }
 
 /// Quotes a word for systemd's ExecStart when it needs it.
