@@ -1,5 +1,6 @@
 //! `make bench`: measures AgentRelay (release HQ and runner on loopback) next to a raw local PTY
-//! in the same run, prints a table and writes JSON. `BENCH_QUICK=1` runs tiny sizes, only to
+//! in the same run, prints a table and writes JSON (`BENCH_ONLY=echo,scale` picks scenarios:
+//! throughput, echo, start, scale, idle, slow). `BENCH_QUICK=1` runs tiny sizes, only to
 //! prove the benchmark still works; its numbers mean nothing.
 //!
 //! `agentrelay-bench tick <ms>` is the load generator for the scale run: one process that prints
@@ -94,12 +95,15 @@ async fn run(plan: Plan) -> anyhow::Result<Value> {
         if plan.quick { "quick" } else { "full" },
         cores()
     );
-    let throughput = scenarios::throughput(&plan).await?;
-    let echo = scenarios::echo(&plan).await?;
-    let start = scenarios::session_start(&plan).await?;
-    let scale = scenarios::scale(&plan).await?;
-    let idle = scenarios::idle_runners(&plan).await?;
-    let slow = scenarios::slow_viewer(&plan).await?;
+    // `BENCH_ONLY=echo,scale` repeats some scenarios without the rest (the others are null).
+    let only = std::env::var("BENCH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|list| list.split(',').any(|w| w.trim() == name));
+    let throughput = if wanted("throughput") { scenarios::throughput(&plan).await? } else { Value::Null };
+    let echo = if wanted("echo") { scenarios::echo(&plan).await? } else { Value::Null };
+    let start = if wanted("start") { scenarios::session_start(&plan).await? } else { Value::Null };
+    let scale = if wanted("scale") { scenarios::scale(&plan).await? } else { Value::Null };
+    let idle = if wanted("idle") { scenarios::idle_runners(&plan).await? } else { Value::Null };
+    let slow = if wanted("slow") { scenarios::slow_viewer(&plan).await? } else { Value::Null };
     Ok(json!({
         "quick": plan.quick,
         "cores": cores(),
