@@ -9,7 +9,9 @@ const LINES: u32 = 30_000;
 
 async fn expected_stream(hq: &TestHq, runner: &TestRunner) -> Vec<u8> {
     let session = hq.start_session(runner.id, &["seq", "1", &LINES.to_string()]).await;
-    let mut viewer = hq.attach(session.id, None).await;
+    // From offset 0: without `from`, a viewer arriving after 16 KiB of output gets a screen
+    // snapshot instead of the byte stream.
+    let mut viewer = hq.attach(session.id, Some(0)).await;
     viewer.read_to_exit().await.unwrap();
     viewer.output
 }
