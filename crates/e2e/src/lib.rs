@@ -252,12 +252,26 @@ impl HqClient {
         .await
     }
 
-    /// Waits until the session reaches the status.
+    /// Waits until the session reaches the status; on timeout, says where it stood.
     pub async fn wait_for_session(&self, id: Uuid, status: SessionStatus) -> Session {
-        eventually(&format!("session {id} to be {status:?}"), || async {
-            Some(self.session(id).await).filter(|s| s.status == status)
+        let last = std::sync::Mutex::new(None);
+        let waited = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                let session = self.session(id).await;
+                if session.status == status {
+                    return session;
+                }
+                *last.lock().unwrap() = Some(session);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         })
-        .await
+        .await;
+        waited.unwrap_or_else(|_| {
+            panic!(
+                "timed out waiting for session {id} to be {status:?}; last seen: {:?}",
+                last.lock().unwrap()
+            )
+        })
     }
 
     /// `POST /api/sessions` with a body; returns status and JSON.
