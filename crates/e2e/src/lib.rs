@@ -204,7 +204,8 @@ pub struct HqClient {
 }
 
 impl HqClient {
-    fn new(addr: SocketAddr) -> Self {
+    /// A client of an HQ at `addr` (plain HTTP), e.g. one a test started itself.
+    pub fn new(addr: SocketAddr) -> Self {
         Self { addr, http: reqwest::Client::new(), base: format!("http://{addr}") }
     }
 

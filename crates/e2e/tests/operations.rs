@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use agentrelay_e2e::{
-    ADMIN_TOKEN, RUNNER_TOKEN, TIMEOUT, TestHq, TestRunner, binary, eventually, runner_command,
+    ADMIN_TOKEN, HqClient, RUNNER_TOKEN, TIMEOUT, TestHq, TestRunner, binary, eventually, runner_command,
 };
 use agentrelay_protocol::{RunnerStatus, SessionStatus};
 use reqwest::{Method, StatusCode};
@@ -166,66 +166,24 @@ async fn json_logs_carry_runner_and_session_spans_and_no_secrets() {
             sink.lock().unwrap().push(line);
         }
     });
-    let http = reqwest::Client::new();
-    let base = format!("http://{addr}");
+    let hq = HqClient::new(addr);
     eventually("HQ to start", || async {
-        http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success())
+        hq.http.get(hq.url("/healthz")).send().await.ok().filter(|r| r.status().is_success())
     })
     .await;
     // Secrets cross HQ in every way they can: sign-in, a new token, a runner's dial.
-    http.post(format!("{base}/api/login")).json(&json!({ "token": ADMIN_TOKEN })).send().await.unwrap();
-    let created: Value = http
-        .post(format!("{base}/api/tokens"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "name": "logged", "scope": "runner" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret = created["token"].as_str().unwrap().to_owned();
+    hq.http.post(hq.url("/api/login")).json(&json!({ "token": ADMIN_TOKEN })).send().await.unwrap();
+    let secret = hq.create_token("logged", "runner").await;
     let state_dir = tempfile::tempdir().unwrap();
     let mut runner = tokio::process::Command::new(binary("agentrelay-runner"))
-        .args([
-            "--hq",
-            &base,
-            "--name",
-            "logged",
-            "--state-dir",
-            state_dir.path().to_str().unwrap(),
-            "--token",
-            &secret,
-        ])
+        .args(["--hq", &hq.url(""), "--name", "logged", "--state-dir", state_dir.path().to_str().unwrap()])
+        .args(["--token", &secret])
         .env("RUST_LOG", "off")
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let runners = || async {
-        http.get(format!("{base}/api/runners"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
-    let runner_id = eventually("the runner to come online", || async {
-        runners().await.as_array().unwrap().iter().find(|r| r["status"] == "online").map(|r| r["id"].clone())
-    })
-    .await;
-    let session: Value = http
-        .post(format!("{base}/api/sessions"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "runner_id": runner_id, "command": ["sh", "-c", "echo hi"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let session_id = session["id"].as_str().unwrap().to_owned();
+    let online = hq.wait_for_runner("logged", RunnerStatus::Online).await;
+    let session_id = hq.start_session(online.id, &["sh", "-c", "echo hi"]).await.id.to_string();
     eventually("a log line in the session's span", || {
         let found = collected
             .lock()

@@ -1,10 +1,9 @@
 //! The audit log: who signed in, made or revoked tokens, registered runners, started, killed or
 //! attached to sessions; when, and from where. Entries go to the store off the request path.
 
-use agentrelay_protocol::ErrorResponse;
 use std::net::SocketAddr;
 
-use agentrelay_protocol::AuditEntry;
+use agentrelay_protocol::{AuditEntry, ErrorResponse};
 use axum::Json;
 use axum::extract::{Query, State};
 use chrono::Utc;

@@ -2,15 +2,14 @@
 //! cookie), the runner token for runners, and the `Origin` check that stops cross-site requests
 //! and WebSocket hijacking.
 
-use agentrelay_protocol::ErrorResponse;
-use agentrelay_protocol::requests::Login;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use std::net::{IpAddr, SocketAddr};
 
-use agentrelay_protocol::{LoginAnswer, Scope};
+use agentrelay_protocol::requests::Login;
+use agentrelay_protocol::{ErrorResponse, LoginAnswer, Scope};
 use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};

@@ -1,10 +1,9 @@
 //! The change feed behind `GET /api/events`: every runner and session change, as the whole object.
 
-use agentrelay_protocol::ErrorResponse;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use agentrelay_protocol::{Runner, Session};
+use agentrelay_protocol::{ErrorResponse, Runner, Session};
 use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};

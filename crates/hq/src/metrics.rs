@@ -4,12 +4,11 @@
 //! and activity, viewers) are read from HQ's state when scraped, so they are always exact.
 //! Request latency goes through the `metrics` crate's histogram, off the data path.
 
-use agentrelay_protocol::ErrorResponse;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use agentrelay_protocol::{Activity, RunnerStatus, SessionStatus};
+use agentrelay_protocol::{Activity, ErrorResponse, RunnerStatus, SessionStatus};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;

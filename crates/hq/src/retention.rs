@@ -37,23 +37,20 @@ pub async fn run(state: AppState) {
 pub async fn prune(state: &AppState) {
     let now = chrono::Utc::now();
     let max_age = chrono::Duration::from_std(state.config.retention).unwrap_or(chrono::Duration::MAX);
-    // Finished sessions, oldest end first, with the size of their logs.
-    let mut finished: Vec<_> = state
-        .sessions
-        .list()
-        .into_iter()
-        .filter(|s| s.status().is_final())
-        .filter_map(|s| s.view().ended_at.map(|ended| (ended, s)))
-        .collect();
+    let sessions = state.sessions.list();
+    // Each log knows its length: no file system walk on every session end.
+    let mut total: u64 = sessions.iter().filter_map(|s| s.log().map(|log| log.len())).sum();
+    // Finished sessions (only they have ended), oldest end first.
+    let mut finished: Vec<_> =
+        sessions.into_iter().filter_map(|s| s.ended_at().map(|ended| (ended, s))).collect();
     finished.sort_by_key(|(ended, _)| *ended);
-    let mut total: u64 = state.sessions.list().iter().filter_map(|s| s.log().map(|log| log_size(log))).sum();
     for (ended, session) in finished {
         let too_old = now - ended > max_age;
         let too_big = total > state.config.retention_size;
         if !too_old && !too_big {
             continue;
         }
-        let size = session.log().map_or(0, |log| log_size(log));
+        let size = session.log().map_or(0, |log| log.len());
         total = total.saturating_sub(size);
         state.sessions.remove(session.id);
         if let Some(log) = session.log().cloned() {
@@ -66,9 +63,4 @@ pub async fn prune(state: &AppState) {
         let why = if too_old { "older than --retention" } else { "over --retention-size" };
         tracing::info!(session = %session.id, bytes = size, why, "pruned a finished session");
     }
-}
-
-fn log_size(log: &crate::output_log::OutputLog) -> u64 {
-    let (out, timing) = log.paths();
-    [out, timing].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
 }

@@ -2,13 +2,12 @@
 //! input/resize/kill out, exit last. One task per connection; output is pushed into the session's
 //! ring and never waits for a viewer.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use agentrelay_protocol::runner::{DataDown, DataUp, OpenData, Resume};
 use anyhow::{Context, bail};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -45,9 +44,8 @@ pub async fn upgrade(
     let ws = ws.read_buffer_size(SOCKET_BUFFER).write_buffer_size(0);
     Ok(ws.max_message_size(state.config.max_frame_size).on_upgrade(move |socket| {
         async move {
-            let counters = state.clone();
-            if let Err(error) = serve(state, session, socket, principal).await {
-                Counters::add(&counters.counters.data_errors, 1);
+            if let Err(error) = serve(&state, session, socket, principal).await {
+                Counters::add(&state.counters.data_errors, 1);
                 tracing::info!(error = format!("{error:#}"), "data connection ended");
             }
         }
@@ -56,7 +54,7 @@ pub async fn upgrade(
 }
 
 async fn serve(
-    state: AppState,
+    state: &AppState,
     session: std::sync::Arc<Session>,
     mut socket: WebSocket,
     principal: Principal,
@@ -71,7 +69,7 @@ async fn serve(
     let Some(mut rx) = session.take_runner_rx().await else {
         bail!("another data connection still holds the session");
     };
-    let result = pump(&state, &session, &mut socket, &mut rx, &principal).await;
+    let result = pump(state, &session, &mut socket, &mut rx, &principal).await;
     session.park_runner_rx(rx);
     result
 }

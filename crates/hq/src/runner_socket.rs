@@ -44,15 +44,14 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(state.config.max_frame_size)
         .on_upgrade(move |socket| async move {
-            let counters = state.clone();
-            if let Err(error) = serve(state, socket, principal).await {
-                Counters::add(&counters.counters.runner_errors, 1);
+            if let Err(error) = serve(&state, socket, principal).await {
+                Counters::add(&state.counters.runner_errors, 1);
                 tracing::info!(error = format!("{error:#}"), "runner connection ended");
             }
         }))
 }
 
-async fn serve(state: AppState, mut socket: WebSocket, principal: Principal) -> anyhow::Result<()> {
+async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) -> anyhow::Result<()> {
     let hello = match timeout(HELLO_TIMEOUT, read_hello(&mut socket)).await {
         Ok(Ok(hello)) => hello,
         Ok(Err(error)) => {
@@ -66,7 +65,7 @@ async fn serve(state: AppState, mut socket: WebSocket, principal: Principal) -> 
             "runner speaks protocol {} but this HQ accepts {MIN_PROTOCOL_VERSION}–{PROTOCOL_VERSION}; upgrade the runner",
             hello.protocol_version
         );
-        refuse_runner(&state, &mut socket, &hello, &principal, "protocol_version", &message).await;
+        refuse_runner(state, &mut socket, &hello, &principal, "protocol_version", &message).await;
         bail!(message);
     }
     if state.registry.get(hello.id).is_some() {
@@ -75,7 +74,7 @@ async fn serve(state: AppState, mut socket: WebSocket, principal: Principal) -> 
     let registration = match state.registry.connect(&hello) {
         Ok(registration) => registration,
         Err(refusal) => {
-            refuse_runner(&state, &mut socket, &hello, &principal, "name_taken", &refusal.to_string()).await;
+            refuse_runner(state, &mut socket, &hello, &principal, "name_taken", &refusal.to_string()).await;
             bail!(refusal);
         }
     };
@@ -85,17 +84,17 @@ async fn serve(state: AppState, mut socket: WebSocket, principal: Principal) -> 
     async {
         tracing::info!(version = %hello.version, live_sessions = hello.sessions.len(), "runner online");
         audit::by_principal(
-            &state,
+            state,
             &principal,
             "runner.registered",
             hello.name.clone(),
             Some(hello.id.to_string()),
         );
-        forget_vanished_sessions(&state, &hello);
-        let result = run(&state, &mut socket, id, registration, &principal).await;
+        forget_vanished_sessions(state, &hello);
+        let result = run(state, &mut socket, id, registration, &principal).await;
         if state.registry.disconnect(id, connection) {
             tracing::info!("runner offline");
-            watch_for_lost_sessions(&state, id);
+            watch_for_lost_sessions(state, id);
         }
         result
     }

@@ -384,6 +384,11 @@ impl Session {
         lock(&self.lifecycle).status
     }
 
+    /// When the session ended, once it has.
+    pub fn ended_at(&self) -> Option<DateTime<Utc>> {
+        lock(&self.lifecycle).ended_at
+    }
+
     /// How the process ended, once it has.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         lock(&self.lifecycle).exit.clone()

@@ -4,11 +4,10 @@
 //! Each viewer reads the session's ring at its own pace, so a slow one never holds up the runner
 //! or the other viewers; one that falls behind the ring is told of the gap and goes on.
 
-use agentrelay_protocol::ErrorResponse;
 use std::sync::Arc;
 
 use agentrelay_protocol::viewer::{Attached, ClientFrame, FrameError, Gap, Presence, ServerFrame};
-use agentrelay_protocol::{SessionStatus, ViewerInfo};
+use agentrelay_protocol::{ErrorResponse, SessionStatus, ViewerInfo};
 use agentrelay_ring::Read;
 use anyhow::Context;
 use axum::Extension;
@@ -72,9 +71,8 @@ pub async fn upgrade(
             if query.from.is_some() {
                 Counters::add(&state.counters.viewer_resumes, 1);
             }
-            let counters = state.clone();
-            if let Err(error) = serve(state, session, socket, query.from, principal).await {
-                Counters::add(&counters.counters.viewer_errors, 1);
+            if let Err(error) = serve(&state, session, socket, query.from, principal).await {
+                Counters::add(&state.counters.viewer_errors, 1);
                 tracing::debug!(error = format!("{error:#}"), "viewer connection ended");
             }
         }
@@ -83,7 +81,7 @@ pub async fn upgrade(
 }
 
 async fn serve(
-    state: AppState,
+    state: &AppState,
     session: Arc<Session>,
     mut socket: WebSocket,
     from: Option<u64>,
@@ -102,7 +100,7 @@ async fn serve(
     let snapshot = match from {
         // A fresh model replays at most the last MiB; it gets a moment to get there.
         None if session.is_long() => {
-            terminal_model::current(&state, &session, session.output_end(), SNAPSHOT_WAIT, true)
+            terminal_model::current(state, &session, session.output_end(), SNAPSHOT_WAIT, true)
                 .await
                 .map(|model| model.snapshot())
         }

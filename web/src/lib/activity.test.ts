@@ -1,26 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { activityTooltip, documentTitle, shortSince, waitingCount, WaitingWatch } from "./activity";
 import type { Activity, Session, SessionStatus } from "./protocol";
+import { makeSession } from "./testSessions";
 
 function session(id: string, status: SessionStatus, activity: Activity | null): Session {
-  return {
-    id,
-    runner_id: "r1",
-    command: ["sh"],
-    status,
-    exit_code: null,
-    signal: null,
-    error: null,
-    created_by: "admin",
-    created_at: "2026-11-24T02:00:00Z",
-    ended_at: null,
-    output_bytes: 0,
-    activity,
-    activity_since: activity ? "2026-11-24T02:00:00Z" : null,
-    activity_source: activity ? "output" : null,
-    preset: null,
-    viewers: [],
-  };
+  const since = activity ? "2026-11-24T02:00:00Z" : null;
+  return makeSession({ id, status, activity, activity_since: since, activity_source: activity ? "output" : null });
 }
 
 describe("activity", () => {

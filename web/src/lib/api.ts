@@ -66,7 +66,6 @@ export const api = {
   /** A read-only link to one session; `expiresIn` like "1h" (HQ's default is 24h). */
   createShare: (id: string, expiresIn?: string) =>
     request<CreatedShare>("POST", `${sessionPath(id)}/shares`, expiresIn ? { expires_in: expiresIn } : {}),
-  revokeToken: (id: string) => request<void>("DELETE", `/api/tokens/${encodeURIComponent(id)}`),
   /** Any user may revoke a session's share (revoking tokens in general needs an admin). */
   revokeShare: (sessionId: string, shareId: string) =>
     request<void>("DELETE", `${sessionPath(sessionId)}/shares/${encodeURIComponent(shareId)}`),

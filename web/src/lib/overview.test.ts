@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { filterSessions, labelOptions, NO_FILTER, parseLabel, previewColumns, previewLines, stateCounts } from "./overview";
 import type { Activity, Runner, Session, SessionStatus } from "./protocol";
+import { makeSession } from "./testSessions";
 
 function runner(id: string, labels: Record<string, string>): Runner {
   return {
@@ -18,24 +19,7 @@ function runner(id: string, labels: Record<string, string>): Runner {
 }
 
 function session(id: string, runnerId: string, status: SessionStatus, activity: Activity | null, created = id): Session {
-  return {
-    id,
-    runner_id: runnerId,
-    command: ["sh"],
-    status,
-    exit_code: null,
-    signal: null,
-    error: null,
-    created_by: "admin",
-    created_at: `2026-11-24T02:00:0${created}Z`,
-    ended_at: null,
-    output_bytes: 0,
-    activity,
-    activity_since: null,
-    activity_source: null,
-    preset: null,
-    viewers: [],
-  };
+  return makeSession({ id, runner_id: runnerId, status, activity, created_at: `2026-11-24T02:00:0${created}Z` });
 }
 
 const runners = [runner("a", { gpu: "true", zone: "eu" }), runner("b", { gpu: "false" }), runner("c", {})];

@@ -1,19 +1,18 @@
 //! `/api/sessions`: start, list, inspect and end sessions.
 
-#[allow(unused_imports)] // named by the OpenAPI annotations
-use agentrelay_protocol::requests::{CreateSession, CreateShare, Input};
-use agentrelay_protocol::{ErrorResponse, Screen};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use agentrelay_protocol::requests::{CreateSession, CreateShare, Input};
 use agentrelay_protocol::runner::{HqMessage, StartSession};
-use agentrelay_protocol::{CreatedShare, Runner, RunnerStatus, Scope, Session as SessionView, TermSize};
+use agentrelay_protocol::{
+    CreatedShare, ErrorResponse, Runner, RunnerStatus, Scope, Screen, Session as SessionView, TermSize,
+};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header;
-use axum::response::IntoResponse;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;

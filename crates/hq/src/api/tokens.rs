@@ -1,8 +1,7 @@
 //! `/api/tokens`: create, list and revoke managed tokens (admin only).
 
-use agentrelay_protocol::ErrorResponse;
 use agentrelay_protocol::requests::CreateToken;
-use agentrelay_protocol::{CreatedToken, Scope, TokenInfo};
+use agentrelay_protocol::{CreatedToken, ErrorResponse, Scope, TokenInfo};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
