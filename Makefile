@@ -4,6 +4,11 @@ CARGO ?= cargo
 NPM ?= npm
 CHROMIUM ?= /usr/bin/chromium
 
+# CI builds once from a clean clone: incremental state would only cost disk.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
+
 .PHONY: run build web web-deps test test-deps test-rust test-web test-bench test-deploy bench lint fmt clean
 
 ## run: build everything and start HQ with a local runner (prints the URL and how to log in)
