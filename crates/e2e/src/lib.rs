@@ -152,11 +152,29 @@ impl std::ops::Deref for HqProcess {
 impl HqProcess {
     /// Starts the binary on `addr` (a free port when `None`) and waits for `/healthz`.
     pub async fn spawn(data_dir: &std::path::Path, addr: Option<SocketAddr>, extra: &[&str]) -> Self {
+        Self::spawn_command(tokio::process::Command::new(binary("agentrelay-hq")), data_dir, addr, extra)
+            .await
+    }
+
+    /// Starts the binary from `sh` after the shell runs `setup` (e.g. `ulimit -f 64`), so a test
+    /// can put HQ under limits of the system's own.
+    pub async fn spawn_after(setup: &str, data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        let mut command = tokio::process::Command::new("sh");
+        command.arg("-c").arg(format!("{setup}\nexec \"$0\" \"$@\"")).arg(binary("agentrelay-hq"));
+        Self::spawn_command(command, data_dir, None, extra).await
+    }
+
+    async fn spawn_command(
+        mut command: tokio::process::Command,
+        data_dir: &std::path::Path,
+        addr: Option<SocketAddr>,
+        extra: &[&str],
+    ) -> Self {
         let addr = addr.unwrap_or_else(|| {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap()
         });
-        let child = tokio::process::Command::new(binary("agentrelay-hq"))
+        let child = command
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--data-dir")
@@ -193,6 +211,35 @@ impl HqProcess {
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap()
     }
+}
+
+/// Reads SSE events until `done` says stop; returns `(event, data)` pairs.
+pub async fn read_events(
+    response: &mut reqwest::Response,
+    mut done: impl FnMut(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while !done(&events) {
+        let chunk = tokio::time::timeout(TIMEOUT, response.chunk()).await.expect("event in time").unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk.expect("stream open")));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    name = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim());
+                }
+            }
+            if !name.is_empty() {
+                events.push((name, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    events
 }
 
 /// Talks to an HQ over HTTP and WebSockets with the admin token.
@@ -652,5 +699,58 @@ impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.task.abort();
         self.control.lock().unwrap().cut.cancel();
+    }
+}
+
+/// A loopback HTTP receiver for `--webhook-url`: every JSON body POSTed to it, in order.
+pub struct WebhookReceiver {
+    /// The URL to give HQ.
+    pub url: String,
+    deliveries: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl WebhookReceiver {
+    /// Listens on a free loopback port.
+    pub async fn start() -> Self {
+        let (tx, deliveries) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let receiver = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(body);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, receiver).await });
+        Self { url, deliveries, server }
+    }
+
+    /// The next delivery whose `event` is `event`, skipping others, within [`TIMEOUT`].
+    pub async fn next_event(&mut self, event: &str) -> Value {
+        loop {
+            let delivery = tokio::time::timeout(TIMEOUT, self.deliveries.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {event} delivery in time"))
+                .unwrap();
+            if delivery["event"] == event {
+                return delivery;
+            }
+        }
+    }
+
+    /// The next delivery, whatever it is, within [`TIMEOUT`].
+    pub async fn next(&mut self) -> Value {
+        tokio::time::timeout(TIMEOUT, self.deliveries.recv()).await.expect("no delivery in time").unwrap()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }

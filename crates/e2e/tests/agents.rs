@@ -2,7 +2,9 @@
 //! that print a prompt and wait): activity from output, screen and hooks; presets; label
 //! targeting; the screen and input endpoints; read-only shares and presence; webhooks.
 
-use agentrelay_e2e::{ADMIN_TOKEN, HqClient, TIMEOUT, TestHq, TestRunner, Viewer, binary, eventually};
+use agentrelay_e2e::{
+    ADMIN_TOKEN, HqClient, TestHq, TestRunner, Viewer, WebhookReceiver, binary, eventually,
+};
 use agentrelay_protocol::viewer::ServerFrame;
 use agentrelay_protocol::{Activity, ActivitySource, Session, SessionStatus};
 use reqwest::{Method, StatusCode};
@@ -338,30 +340,14 @@ async fn recordings_are_for_admins_and_the_creator() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_webhook_hears_when_a_session_waits_for_input_and_when_it_ends() {
-    let (tx, mut deliveries) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let receiver = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(body);
-                StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, receiver).await });
-    let hook = format!("http://{addr}/hook");
-    let hq = quick_hq(&["--webhook-url", &hook]).await;
+    let mut hook = WebhookReceiver::start().await;
+    let hq = quick_hq(&["--webhook-url", &hook.url]).await;
     let runner = TestRunner::start(&hq, "hooked").await;
     let session =
         hq.start_session(runner.id, &["sh", "-c", "echo hi; printf 'Proceed? (y/n) '; read a"]).await;
 
-    let mut next =
-        async || tokio::time::timeout(TIMEOUT, deliveries.recv()).await.expect("no delivery").unwrap();
     let waiting = loop {
-        let delivery = next().await;
+        let delivery = hook.next().await;
         if delivery["session"]["activity"] == "waiting_for_input" {
             break delivery;
         }
@@ -372,14 +358,8 @@ async fn a_webhook_hears_when_a_session_waits_for_input_and_when_it_ends() {
     assert!(text.contains("waiting for input") && text.contains("hooked"), "{text}");
 
     send_input(&hq, session.id, json!({ "text": "y", "enter": true })).await;
-    let ended = loop {
-        let delivery = next().await;
-        if delivery["event"] == "session.ended" {
-            break delivery;
-        }
-    };
+    let ended = hook.next_event("session.ended").await;
     assert!(ended["text"].as_str().unwrap().contains("exited with code 0"), "{ended}");
-    server.abort();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -85,35 +85,6 @@ async fn login_cookie_opens_rest_and_websockets_and_logout_closes_them() {
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
 }
 
-/// Reads SSE events until `done` says stop; returns `(event, data)` pairs.
-async fn read_events(
-    response: &mut reqwest::Response,
-    mut done: impl FnMut(&[(String, Value)]) -> bool,
-) -> Vec<(String, Value)> {
-    let mut buffer = String::new();
-    let mut events = Vec::new();
-    while !done(&events) {
-        let chunk = tokio::time::timeout(TIMEOUT, response.chunk()).await.expect("event in time").unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk.expect("stream open")));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let mut name = String::new();
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(value) = line.strip_prefix("event:") {
-                    name = value.trim().to_owned();
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    data.push_str(value.trim());
-                }
-            }
-            if !name.is_empty() {
-                events.push((name, serde_json::from_str(&data).unwrap()));
-            }
-        }
-    }
-    events
-}
-
 #[tokio::test]
 async fn events_stream_starts_with_the_present_and_follows_every_change() {
     let hq = TestHq::start().await;

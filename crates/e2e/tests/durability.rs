@@ -353,3 +353,58 @@ async fn a_slower_hq_slows_the_process_down_instead_of_losing_output() {
     assert_eq!(viewer.output.len(), expected);
     assert!(viewer.text().ends_with("\r\n2000000\r\n"));
 }
+
+#[tokio::test]
+async fn a_full_disk_stops_the_log_with_an_error_event_but_never_the_live_stream() {
+    let data = tempfile::tempdir().unwrap();
+    // Writes past 2 MiB fail (dash counts `ulimit -f` in 512-byte blocks) the way a full disk
+    // fails them: EFBIG rather than ENOSPC, through the same path. The database stays far smaller.
+    let mut hook = WebhookReceiver::start().await;
+    let hq =
+        HqProcess::spawn_after("trap '' XFSZ\nulimit -f 4096", data.path(), &["--webhook-url", &hook.url])
+            .await;
+    let runner = TestRunner::start(&hq, "scribe").await;
+    let mut events = hq.request(reqwest::Method::GET, "/api/events").send().await.unwrap();
+    let script = "head -c 3000000 /dev/zero | tr '\\0' x; printf '\\r\\nall-printed\\r\\n'; exit 5";
+    let session = hq.start_session(runner.id, &["sh", "-c", script]).await;
+    let mut viewer = hq.attach(session.id, Some(0)).await;
+
+    // Every byte still reaches the viewer, with one recoverable error frame on the way.
+    assert_eq!(viewer.read_to_exit().await.unwrap().code, Some(5));
+    assert!(viewer.text().trim_end().ends_with("all-printed"));
+    assert_eq!(viewer.output.iter().filter(|&&b| b == b'x').count(), 3_000_000);
+    let stopped: Vec<_> = viewer
+        .controls
+        .iter()
+        .filter_map(|frame| match frame {
+            ServerFrame::Error(error) => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stopped.len(), 1, "one error frame: {:?}", viewer.controls);
+    assert_eq!(stopped[0].code, "log_stopped");
+    assert!(stopped[0].message.contains("File too large"), "{}", stopped[0].message);
+
+    // Dashboards hear of it as a change to the session.
+    let id = session.id.to_string();
+    let seen = read_events(&mut events, |events| {
+        events.iter().any(|(name, data)| {
+            name == "session" && data["id"] == id.as_str() && data["log_error"].is_string()
+        })
+    })
+    .await;
+    let (_, changed) = seen.last().unwrap();
+    assert!(changed["log_error"].as_str().unwrap().starts_with("output log stopped at byte "));
+    let ended = hq.wait_for_session(session.id, SessionStatus::Exited).await;
+    assert!(ended.output_bytes > 3_000_000);
+    assert_eq!(ended.log_error.as_deref(), changed["log_error"].as_str());
+    // And so does whoever watches HQ's webhook.
+    let alert = hook.next_event("session.log_stopped").await;
+    assert!(alert["text"].as_str().unwrap().contains("File too large"), "{alert}");
+
+    // It stays said: a restarted HQ (without the limit) still reports the short log.
+    hq.terminate().await;
+    let hq = HqProcess::spawn(data.path(), None, &[]).await;
+    assert_eq!(hq.session(session.id).await.log_error, ended.log_error);
+    runner.stop().await.unwrap();
+}

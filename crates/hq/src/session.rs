@@ -40,6 +40,8 @@ pub struct Progress {
     pub end: u64,
     /// The lifecycle state.
     pub status: SessionStatus,
+    /// HQ stopped writing the output log (see [`Session::log_error`]).
+    pub log_stopped: bool,
 }
 
 /// The parts of a session that change after it is created.
@@ -49,6 +51,7 @@ struct Lifecycle {
     exit: Option<ExitStatus>,
     error: Option<String>,
     ended_at: Option<DateTime<Utc>>,
+    log_error: Option<String>,
 }
 
 impl Lifecycle {
@@ -169,6 +172,7 @@ impl Session {
             activity_since: None,
             activity_source: None,
             viewers: Vec::new(),
+            log_error: None,
         };
         let session = Self::restore(view, ring_size, events, log);
         session.note_resize(size);
@@ -186,7 +190,14 @@ impl Session {
         let end = log.as_ref().map_or(view.output_bytes, |log| log.len());
         let exit = (view.status == SessionStatus::Exited)
             .then(|| ExitStatus { code: view.exit_code, signal: view.signal.clone() });
-        let lifecycle = Lifecycle { status: view.status, exit, error: view.error, ended_at: view.ended_at };
+        let log_stopped = view.log_error.is_some();
+        let lifecycle = Lifecycle {
+            status: view.status,
+            exit,
+            error: view.error,
+            ended_at: view.ended_at,
+            log_error: view.log_error,
+        };
         let size = log.as_ref().and_then(|log| log.last_size());
         let size = size.map_or(TermSize::DEFAULT, |(rows, cols)| TermSize { rows, cols });
         let mut ring = OutputRing::starting_at(end, ring_size);
@@ -202,7 +213,7 @@ impl Session {
             prompts: crate::activity::Prompts::default(),
             lifecycle: Mutex::new(lifecycle),
             output: Mutex::new(ring),
-            progress: watch::Sender::new(Progress { end, status: view.status }),
+            progress: watch::Sender::new(Progress { end, status: view.status, log_stopped }),
             to_runner,
             to_runner_rx: Mutex::new(Some(rx)),
             rx_parked: Notify::new(),
@@ -376,6 +387,7 @@ impl Session {
             activity_since: activity.map(|a| a.since),
             activity_source: activity.map(|a| a.source),
             viewers: lock(&self.viewers).iter().map(|(_, v)| v.clone()).collect(),
+            log_error: life.log_error.clone(),
         }
     }
 
@@ -397,6 +409,22 @@ impl Session {
     /// Why the session failed or was lost.
     pub fn error(&self) -> Option<String> {
         lock(&self.lifecycle).error.clone()
+    }
+
+    /// Why HQ stopped writing the output log, once it has.
+    pub fn log_error(&self) -> Option<String> {
+        lock(&self.lifecycle).log_error.clone()
+    }
+
+    /// The output log stopped at `offset`: says so on the session (an event for dashboards, an
+    /// error frame for viewers) and lets the ring go, so the live stream never waits on a disk.
+    fn stop_log(&self, offset: u64, reason: String) {
+        let message = format!("output log stopped at byte {offset}: {reason}");
+        tracing::error!(session = %self.id, offset, reason, "output log stopped");
+        self.release_pin(None);
+        lock(&self.lifecycle).log_error = Some(message);
+        self.progress.send_modify(|p| p.log_stopped = true);
+        self.events.publish(Event::Session(self.view()));
     }
 
     /// A receiver of progress updates for one viewer.
@@ -520,8 +548,7 @@ impl Session {
                         let written = tokio::task::spawn_blocking(move || writer.append(&bytes)).await;
                         if let Ok(Err(error)) | Err(error) = written.map_err(anyhow::Error::from) {
                             // A full or failing disk stops the log, never the live pipe.
-                            tracing::error!(session = %self.id, error = format!("{error:#}"), "output log stopped");
-                            self.release_pin(None);
+                            self.stop_log(offset, format!("{error:#}"));
                             return;
                         }
                         offset += len;
@@ -529,8 +556,7 @@ impl Session {
                     }
                     Read::Gap { from, to } => {
                         // Only after an upstream gap (the runner lost output): the log ends here.
-                        tracing::error!(session = %self.id, from, to, "output log has a gap; it stops here");
-                        self.release_pin(None);
+                        self.stop_log(from, format!("the runner lost output from byte {from} to {to}"));
                         return;
                     }
                     Read::CaughtUp => break,

@@ -107,6 +107,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE tokens ADD COLUMN session_id TEXT;",
     // 3: the preset a session started from, so its prompt patterns survive a restart.
     "ALTER TABLE sessions ADD COLUMN preset TEXT;",
+    // 4: why the output log stopped (a full disk), so a restart still says the log is short.
+    "ALTER TABLE sessions ADD COLUMN log_error TEXT;",
 ];
 
 /// SQLite in WAL mode.
@@ -208,7 +210,7 @@ impl Store for SqliteStore {
         let mut sessions = Vec::new();
         let mut statement = self.conn.prepare(
             "SELECT id, runner_id, command, status, exit_code, signal, error, created_by, created_at,
-                    ended_at, output_bytes, preset FROM sessions ORDER BY id",
+                    ended_at, output_bytes, preset, log_error FROM sessions ORDER BY id",
         )?;
         let rows = statement.query_map([], |row| {
             Ok(Session {
@@ -224,6 +226,7 @@ impl Store for SqliteStore {
                 ended_at: row.get::<_, Option<String>>(9)?.map(|t| parse_time(&t)).transpose()?,
                 output_bytes: row.get::<_, i64>(10)?.max(0) as u64,
                 preset: row.get(11)?,
+                log_error: row.get(12)?,
                 // Live state, rebuilt as the session goes on.
                 activity: None,
                 activity_since: None,
@@ -267,10 +270,10 @@ impl Store for SqliteStore {
                 Change::Session(s) => {
                     tx.prepare_cached(
                         "INSERT INTO sessions (id, runner_id, command, status, exit_code, signal, error,
-                           created_by, created_at, ended_at, output_bytes, preset)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                           created_by, created_at, ended_at, output_bytes, preset, log_error)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                          ON CONFLICT (id) DO UPDATE SET status = ?4, exit_code = ?5, signal = ?6, error = ?7,
-                           ended_at = ?10, output_bytes = MAX(output_bytes, ?11)",
+                           ended_at = ?10, output_bytes = MAX(output_bytes, ?11), log_error = ?13",
                     )?
                     .execute(params![
                         s.id.to_string(),
@@ -285,6 +288,7 @@ impl Store for SqliteStore {
                         s.ended_at.map(|t| t.to_rfc3339()),
                         i64::try_from(s.output_bytes).unwrap_or(i64::MAX),
                         s.preset,
+                        s.log_error,
                     ])?;
                 }
             }
@@ -516,6 +520,7 @@ mod tests {
             activity_since: None,
             activity_source: None,
             viewers: Vec::new(),
+            log_error: None,
         };
         {
             let mut store = SqliteStore::open(dir.path()).expect("open");
@@ -524,6 +529,7 @@ mod tests {
             session.exit_code = Some(3);
             session.ended_at = Some(Utc::now());
             session.output_bytes = 5; // never moves backwards
+            session.log_error = Some("output log stopped at byte 7: disk full".into());
             store.apply(&[Change::Session(session.clone())]).expect("apply");
         }
         let mut store = SqliteStore::open(dir.path()).expect("reopen");
@@ -538,6 +544,7 @@ mod tests {
         );
         assert_eq!(loaded.command, session.command);
         assert_eq!(loaded.preset.as_deref(), Some("claude"));
+        assert_eq!(loaded.log_error, session.log_error);
         let tokens: i64 =
             store.conn.query_row("SELECT COUNT(*) FROM tokens", [], |row| row.get(0)).expect("tokens table");
         assert_eq!(tokens, 0);

@@ -95,6 +95,7 @@ async fn serve(
     activity.mark_changed();
     let read_only = principal.is_read_only();
     let mut control_rate = RateWindow::new(state.config.max_control_rate);
+    let mut told_log_stopped = false;
     // Without `from`: replay from 0 while the output fits the ring; past that, draw the current
     // screen from the terminal model and go on from the offset it stands for.
     let snapshot = match from {
@@ -134,6 +135,13 @@ async fn serve(
             }
         }
         let now = *progress.borrow_and_update();
+        if now.log_stopped && !told_log_stopped {
+            // Recoverable: the stream goes on, but what follows will not be in the log.
+            told_log_stopped = true;
+            let message = session.log_error().unwrap_or_else(|| "output log stopped".to_owned());
+            send(&mut socket, &ServerFrame::Error(FrameError { code: "log_stopped".to_owned(), message }))
+                .await?;
+        }
         if now.status.is_final() && offset >= now.end {
             return finish(&mut socket, &session, now.status).await;
         }

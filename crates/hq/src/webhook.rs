@@ -1,5 +1,6 @@
-//! `--webhook-url`: a JSON POST for every session activity change and every session end, so a
-//! phone (ntfy), a chat (Slack-compatible) or a script hears when an agent needs someone.
+//! `--webhook-url`: a JSON POST for every session activity change, every session end and an output
+//! log that stopped (a full disk), so a phone (ntfy), a chat (Slack-compatible) or a script hears
+//! when an agent, or HQ, needs someone.
 //!
 //! It follows the event bus off the data path; a slow or failing receiver only delays its own
 //! deliveries (a bounded queue: when it is full, new deliveries are dropped with a warning; each
@@ -27,7 +28,7 @@ const ATTEMPTS: u32 = 3;
 /// One POST body.
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
-    /// `session.activity` or `session.ended`.
+    /// `session.activity`, `session.ended` or `session.log_stopped`.
     pub event: &'static str,
     /// A sentence for chat and push receivers.
     pub text: String,
@@ -40,6 +41,7 @@ pub struct Delivery {
 struct Seen {
     activity: Option<Activity>,
     status: SessionStatus,
+    log_stopped: bool,
 }
 
 /// Follows `events` and posts changes to `url` until shutdown.
@@ -63,14 +65,19 @@ pub async fn run(url: String, state: AppState) {
             }
             Err(RecvError::Closed) => break,
         };
-        let now = Seen { activity: session.activity, status: session.status };
+        let now = Seen {
+            activity: session.activity,
+            status: session.status,
+            log_stopped: session.log_error.is_some(),
+        };
         let before = seen.insert(session.id, now);
         if before == Some(now) {
             continue;
         }
-        let Some(delivery) = describe(&session, before, &state.registry) else { continue };
-        if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(delivery) {
-            tracing::warn!("webhook receiver is behind; dropping a delivery");
+        for delivery in describe(&session, before, &state.registry) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(delivery) {
+                tracing::warn!("webhook receiver is behind; dropping a delivery");
+            }
         }
         if session.status.is_final() {
             seen.remove(&session.id);
@@ -80,12 +87,28 @@ pub async fn run(url: String, state: AppState) {
     let _ = sender.await;
 }
 
-/// The delivery for a change, if it is one worth posting.
-fn describe(session: &Session, before: Option<Seen>, registry: &Registry) -> Option<Delivery> {
+/// The deliveries for a change worth posting.
+fn describe(session: &Session, before: Option<Seen>, registry: &Registry) -> Vec<Delivery> {
     let runner = registry.get(session.runner_id).map_or_else(|| "?".to_owned(), |r| r.name);
     let what = session.preset.clone().unwrap_or_else(|| session.command.join(" "));
     let short = &session.id.to_string()[..8];
     let name = format!("{what} on {runner} ({short}…)");
+    let mut deliveries = Vec::new();
+    if let Some(error) = &session.log_error
+        && !before.is_some_and(|b| b.log_stopped)
+    {
+        deliveries.push(Delivery {
+            event: "session.log_stopped",
+            text: format!("{name}: {error}"),
+            session: session.clone(),
+        });
+    }
+    deliveries.extend(describe_life(session, before, &name));
+    deliveries
+}
+
+/// The delivery for a change of status or activity, if any.
+fn describe_life(session: &Session, before: Option<Seen>, name: &str) -> Option<Delivery> {
     if session.status.is_final() {
         if before.is_some_and(|b| b.status.is_final()) {
             return None;

@@ -154,6 +154,10 @@ pub struct Session {
     /// Who is attached now.
     #[serde(default)]
     pub viewers: Vec<ViewerInfo>,
+    /// Why HQ stopped writing this session's output log (a full disk, say); the live stream
+    /// went on, but output after the offset it names is not on disk.
+    #[serde(default)]
+    pub log_error: Option<String>,
 }
 
 /// A command a runner offers by name (built in, or from its `--presets` file).

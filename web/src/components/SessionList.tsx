@@ -53,6 +53,11 @@ export function SessionList({ sessions, runners, activeId, now, onOpen }: Props)
                     </>
                   )}
                   {session.error && <span className="w-full truncate text-red-300">{session.error}</span>}
+                  {session.log_error && (
+                    <span className="w-full truncate text-amber-300" title={session.log_error}>
+                      {session.log_error}
+                    </span>
+                  )}
                 </div>
               </button>
             </li>

@@ -56,6 +56,8 @@ export interface Session {
   activity_source: ActivitySource | null;
   preset: string | null;
   viewers: Viewer[];
+  /** Why HQ stopped writing the output log (a full disk); the live stream went on. */
+  log_error?: string | null;
 }
 
 export interface ExitStatus {
