@@ -231,6 +231,51 @@ async fn sign_in_attempts_are_limited_per_address() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_sign_in_limit() {
+    // The test's own connections come from 127.0.0.1: that is the proxy here.
+    let hq = TestHq::start_with(&["--login-attempts", "2", "--trusted-proxy", "127.0.0.1"]).await;
+    let login = |token: &'static str, forwarded: &'static str| {
+        let request = hq.http.post(hq.url("/api/login")).header("x-forwarded-for", forwarded);
+        async move { request.json(&json!({"token": token})).send().await.unwrap().status() }
+    };
+    for _ in 0..2 {
+        assert_eq!(login("guess", "203.0.113.9").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login(ADMIN_TOKEN, "203.0.113.9").await, StatusCode::TOO_MANY_REQUESTS);
+    // What a client writes itself before the proxy's entry changes nothing.
+    assert_eq!(login(ADMIN_TOKEN, "198.51.100.1, 203.0.113.9").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(login(ADMIN_TOKEN, "198.51.100.1").await, StatusCode::OK, "another client is not limited");
+
+    // The audit log names the client, not the proxy.
+    let entries = eventually("sign-ins in the audit log", || async {
+        let entries = hq.get_json("/api/audit").await;
+        entries.as_array().is_some_and(|e| e.len() >= 5).then_some(entries)
+    })
+    .await;
+    let failed: Vec<&Value> =
+        entries.as_array().unwrap().iter().filter(|e| e["action"] == "login.failed").collect();
+    assert!(failed.iter().all(|e| e["address"] == "203.0.113.9"), "{failed:?}");
+    let succeeded = entries.as_array().unwrap().iter().find(|e| e["action"] == "login.succeeded").unwrap();
+    assert_eq!(succeeded["address"], "198.51.100.1");
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_x_forwarded_for_is_ignored() {
+    let hq = TestHq::start_with(&["--login-attempts", "2"]).await;
+    let login = |forwarded: &'static str| {
+        let request = hq.http.post(hq.url("/api/login")).header("x-forwarded-for", forwarded);
+        async move { request.json(&json!({"token": "guess"})).send().await.unwrap().status() }
+    };
+    assert_eq!(login("203.0.113.1").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(login("203.0.113.2").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login("203.0.113.3").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a forged header is no way around the limit"
+    );
+}
+
+#[tokio::test]
 async fn sessions_per_runner_viewers_per_session_and_control_rate_are_limited() {
     let hq = TestHq::start_with(&[
         "--max-sessions-per-runner",

@@ -1,7 +1,7 @@
 //! The audit log: who signed in, made or revoked tokens, registered runners, started, killed or
 //! attached to sessions; when, and from where. Entries go to the store off the request path.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use agentrelay_protocol::{AuditEntry, ErrorResponse};
 use axum::Json;
@@ -19,7 +19,7 @@ pub fn record(
     actor: Option<&str>,
     action: &str,
     target: Option<String>,
-    address: Option<SocketAddr>,
+    address: Option<IpAddr>,
     detail: Option<String>,
 ) {
     state.store.audit(AuditEntry {
@@ -27,7 +27,7 @@ pub fn record(
         actor: actor.map(str::to_owned),
         action: action.to_owned(),
         target,
-        address: address.map(|a| a.ip().to_string()),
+        address: address.map(|a| a.to_string()),
         detail,
     });
 }

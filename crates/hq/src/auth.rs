@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::JsonObject;
 use crate::audit;
+use crate::client_ip::{ClientIp, client_ip};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -122,26 +123,27 @@ fn set_cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue
 #[utoipa::path(post, path = "/api/login", tag = "auth", security(()), request_body = Login, responses((status = 200, description = "Signed in; sets the HttpOnly SameSite=Strict cookie", body = LoginAnswer), (status = 401, description = "Not an admin, user or share token", body = ErrorResponse), (status = 429, description = "Too many attempts from this address", body = ErrorResponse)))]
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ClientIp(address): ClientIp,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, AppError> {
     check_origin(&headers, state.config.public_url.as_deref())?;
-    if !state.login_limiter.allow(address.ip()) {
-        audit::record(&state, None, "login.rate_limited", None, Some(address), None);
+    // Only requests that did not come over a socket (tests' own) have no address.
+    if address.is_some_and(|address| !state.login_limiter.allow(address)) {
+        audit::record(&state, None, "login.rate_limited", None, address, None);
         return Err(AppError::RateLimited("too many sign-in attempts; wait a minute".to_owned()));
     }
     let mut body = JsonObject::parse(body)?;
     let token: Option<String> = body.take("token", "a string")?;
     body.finish()?;
     let token = token.ok_or_else(|| AppError::bad_field("token", "'token' is required"))?;
-    let principal = authenticate(&state, &token, Some(address))
+    let principal = authenticate(&state, &token, address)
         .filter(|p| matches!(p.scope, Scope::Admin | Scope::User | Scope::Share));
     let Some(principal) = principal else {
-        audit::record(&state, None, "login.failed", None, Some(address), None);
+        audit::record(&state, None, "login.failed", None, address, None);
         return Err(AppError::Unauthorized);
     };
-    audit::record(&state, Some(&principal.name), "login.succeeded", None, Some(address), None);
+    audit::record(&state, Some(&principal.name), "login.succeeded", None, address, None);
     let answer =
         LoginAnswer { name: principal.name.clone(), scope: principal.scope, session_id: principal.session };
     let value = state.logins.create(principal);
@@ -171,8 +173,8 @@ pub struct Principal {
     pub token_id: Option<uuid::Uuid>,
     /// Cancelled when that token is revoked: every connection it opened watches this.
     pub revoked: CancellationToken,
-    /// Where the request came from.
-    pub address: Option<SocketAddr>,
+    /// Where the request came from (see [`ClientIp`]).
+    pub address: Option<IpAddr>,
     /// For a share token: the one session it may watch.
     pub session: Option<uuid::Uuid>,
 }
@@ -185,7 +187,7 @@ impl Principal {
 }
 
 /// Resolves a secret to a principal: the static tokens first (constant-time), then managed ones.
-pub fn authenticate(state: &AppState, secret: &str, address: Option<SocketAddr>) -> Option<Principal> {
+pub fn authenticate(state: &AppState, secret: &str, address: Option<IpAddr>) -> Option<Principal> {
     let fixed = |name: &str, scope| Principal {
         name: name.to_owned(),
         scope,
@@ -223,8 +225,9 @@ pub fn token_matches(given: &str, expected: &str) -> bool {
     given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
-fn client_address(request: &Request) -> Option<SocketAddr> {
-    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0)
+fn client_address(state: &AppState, request: &Request) -> Option<IpAddr> {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    Some(client_ip(peer, request.headers(), &state.config.trusted_proxy))
 }
 
 /// Middleware for runners and sessions: user or admin scope.
@@ -263,7 +266,7 @@ async fn authorize(
     next: Next,
     scopes: &[Scope],
 ) -> Result<Response, AppError> {
-    let address = client_address(&request);
+    let address = client_address(state, &request);
     let headers = request.headers();
     let principal = if let Some(given) = bearer_token(headers) {
         authenticate(state, given, address)
@@ -297,7 +300,7 @@ fn scope_name(scope: Scope) -> &'static str {
 pub fn runner_principal(
     state: &AppState,
     headers: &HeaderMap,
-    address: Option<SocketAddr>,
+    address: Option<IpAddr>,
 ) -> Result<Principal, AppError> {
     let given = bearer_token(headers).ok_or(AppError::Unauthorized)?;
     match authenticate(state, given, address) {

@@ -76,6 +76,11 @@ pub struct HqConfig {
     #[arg(long, env = "AGENTRELAY_MAX_BODY_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_body_size: usize,
 
+    /// Reverse proxies (addresses or networks, comma-separated) whose `X-Forwarded-For` names
+    /// the client for sign-in limits and the audit log; without one, the header is ignored.
+    #[arg(long, env = "AGENTRELAY_TRUSTED_PROXY", value_delimiter = ',', value_parser = crate::client_ip::parse_trusted_proxy)]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
+
     /// Sign-in attempts allowed per client address and minute (then 429).
     #[arg(long, env = "AGENTRELAY_LOGIN_ATTEMPTS", default_value_t = 10)]
     pub login_attempts: u32,

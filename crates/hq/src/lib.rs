@@ -8,6 +8,7 @@ pub mod activity;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod dashboard;
 pub mod error;

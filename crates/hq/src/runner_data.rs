@@ -2,13 +2,12 @@
 //! input/resize/kill out, exit last. One task per connection; output is pushed into the session's
 //! ring and never waits for a viewer.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use agentrelay_protocol::runner::{DataDown, DataUp, OpenData, Resume};
 use anyhow::{Context, bail};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use tokio::sync::mpsc;
@@ -17,6 +16,7 @@ use tracing::Instrument;
 
 use crate::api::sessions::find;
 use crate::auth::{Principal, runner_principal};
+use crate::client_ip::ClientIp;
 use crate::error::AppError;
 use crate::metrics::Counters;
 use crate::session::{Session, ToRunner};
@@ -32,11 +32,11 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ClientIp(address): ClientIp,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    let principal = runner_principal(&state, &headers, Some(address))?;
+    let principal = runner_principal(&state, &headers, address)?;
     let session = find(&state, &id)?;
     let span = tracing::info_span!("session", id = %session.id);
     // tungstenite's default 128 KiB read and write buffers per socket would dominate a session's

@@ -6,10 +6,9 @@ use std::time::Duration;
 use agentrelay_protocol::runner::{Hello, HqMessage, Refused, RunnerMessage, Welcome};
 use agentrelay_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use anyhow::{Context, bail};
-use std::net::SocketAddr;
 
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use tokio::time::{Instant, interval_at, timeout};
@@ -18,6 +17,7 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::{Principal, runner_principal};
+use crate::client_ip::ClientIp;
 use crate::error::AppError;
 use crate::metrics::Counters;
 use crate::registry::Registration;
@@ -32,12 +32,12 @@ const CONTROL_READ_BUFFER: usize = 4 * 1024;
 /// `GET /api/v1/ws/register`: checks the runner token, then upgrades.
 pub async fn upgrade(
     State(state): State<AppState>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ClientIp(address): ClientIp,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    let principal = runner_principal(&state, &headers, Some(address)).inspect_err(|_| {
-        audit::record(&state, None, "runner.refused", None, Some(address), Some("bad token".to_owned()));
+    let principal = runner_principal(&state, &headers, address).inspect_err(|_| {
+        audit::record(&state, None, "runner.refused", None, address, Some("bad token".to_owned()));
     })?;
     Ok(ws
         .read_buffer_size(CONTROL_READ_BUFFER)
