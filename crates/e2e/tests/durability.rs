@@ -408,3 +408,42 @@ async fn a_full_disk_stops_the_log_with_an_error_event_but_never_the_live_stream
     assert_eq!(hq.session(session.id).await.log_error, ended.log_error);
     runner.stop().await.unwrap();
 }
+
+/// How many session logs the process `pid` holds open.
+fn open_logs(pid: u32) -> usize {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("/sessions/"))
+        .count()
+}
+
+#[tokio::test]
+async fn finished_sessions_hold_no_file_descriptors() {
+    let data = tempfile::tempdir().unwrap();
+    let hq = HqProcess::spawn(data.path(), None, &[]).await;
+    let runner = TestRunner::start(&hq, "tidy").await;
+    let live = hq.start_session(runner.id, &["sh", "-c", "echo live; exec cat"]).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(hq.start_session(runner.id, &["sh", "-c", &format!("echo done-{i}")]).await.id);
+    }
+    for id in &ids {
+        hq.wait_for_session(*id, SessionStatus::Exited).await;
+    }
+    let mut viewer = hq.attach(live.id, Some(0)).await;
+    viewer.read_until("live").await.unwrap();
+    // The live session writes its two files; the finished ones let theirs go.
+    eventually("finished sessions to close their logs", || async {
+        (open_logs(hq.pid()) == 2).then_some(())
+    })
+    .await;
+    hq.terminate().await;
+
+    let hq = HqProcess::spawn(data.path(), None, &[]).await;
+    assert_eq!(open_logs(hq.pid()), 0, "a restarted HQ opens no stored log");
+    let mut replay = hq.attach(ids[1], None).await;
+    assert_eq!(replay.read_to_exit().await.unwrap().code, Some(0));
+    assert!(replay.text().contains("done-1"), "{}", replay.text());
+    assert_eq!(open_logs(hq.pid()), 0, "nor does reading one");
+    runner.stop().await.unwrap();
+}

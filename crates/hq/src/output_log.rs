@@ -9,8 +9,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -21,10 +21,10 @@ use uuid::Uuid;
 pub struct OutputLog {
     out_path: PathBuf,
     timing_path: PathBuf,
-    /// Opened for appending by the writer, and for positional reads by viewers.
-    out: File,
-    timing: Mutex<File>,
-    /// Bytes safely in `out`; readers never read past it.
+    /// Open from the first write until the session ends; readers of a finished session open the
+    /// output file for each read, so thousands of stored sessions cost no file handles.
+    files: Mutex<Option<Arc<Files>>>,
+    /// Bytes safely in the output file; readers never read past it.
     len: AtomicU64,
     /// Session start, in this process's clock, for timing lines.
     epoch: Instant,
@@ -32,12 +32,40 @@ pub struct OutputLog {
     epoch_ms: u64,
 }
 
+/// The two open files.
+struct Files {
+    /// Opened for appending by the writer, and for positional reads by viewers.
+    out: File,
+    timing: Mutex<File>,
+}
+
 impl OutputLog {
-    /// Opens (or creates) the log of session `id` under `dir`.
+    /// The log of session `id` under `dir`; its files are opened (and created) on first use.
     pub fn open(dir: &Path, id: Uuid, elapsed_ms: u64) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let out_path = dir.join(format!("{id}.out"));
         let timing_path = dir.join(format!("{id}.timing"));
+        let len = match std::fs::metadata(&out_path) {
+            Ok(metadata) => metadata.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", out_path.display())),
+        };
+        Ok(Self {
+            out_path,
+            timing_path,
+            files: Mutex::new(None),
+            len: AtomicU64::new(len),
+            epoch: Instant::now(),
+            epoch_ms: elapsed_ms,
+        })
+    }
+
+    /// The open files, opening them first if needed (for writing).
+    fn files(&self) -> anyhow::Result<Arc<Files>> {
+        let mut files = lock(&self.files);
+        if let Some(open) = files.as_ref() {
+            return Ok(open.clone());
+        }
         let open = |path: &Path| {
             OpenOptions::new()
                 .create(true)
@@ -46,18 +74,15 @@ impl OutputLog {
                 .open(path)
                 .with_context(|| format!("cannot open {}", path.display()))
         };
-        let out = open(&out_path)?;
-        let timing = open(&timing_path)?;
-        let len = out.metadata().with_context(|| format!("cannot stat {}", out_path.display()))?.len();
-        Ok(Self {
-            out_path,
-            timing_path,
-            out,
-            timing: Mutex::new(timing),
-            len: AtomicU64::new(len),
-            epoch: Instant::now(),
-            epoch_ms: elapsed_ms,
-        })
+        let opened =
+            Arc::new(Files { out: open(&self.out_path)?, timing: Mutex::new(open(&self.timing_path)?) });
+        *files = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// Lets the file handles go once the session has ended and all of its output is written.
+    pub fn close(&self) {
+        lock(&self.files).take();
     }
 
     /// Bytes on disk: the offset the next append lands at.
@@ -76,7 +101,8 @@ impl OutputLog {
 
     /// Appends output that starts exactly at [`OutputLog::len`]. Blocking: call off the runtime.
     pub fn append(&self, data: &[u8]) -> anyhow::Result<()> {
-        (&self.out).write_all(data).with_context(|| format!("writing {}", self.out_path.display()))?;
+        let files = self.files()?;
+        (&files.out).write_all(data).with_context(|| format!("writing {}", self.out_path.display()))?;
         let end = self.len.fetch_add(data.len() as u64, Ordering::AcqRel) + data.len() as u64;
         self.timing_line(&format!("o {end} {}\n", self.elapsed_ms()))
     }
@@ -87,7 +113,8 @@ impl OutputLog {
     }
 
     fn timing_line(&self, line: &str) -> anyhow::Result<()> {
-        let mut timing = self.timing.lock().unwrap_or_else(|p| p.into_inner());
+        let files = self.files()?;
+        let mut timing = lock(&files.timing);
         timing.write_all(line.as_bytes()).with_context(|| format!("writing {}", self.timing_path.display()))
     }
 
@@ -99,16 +126,20 @@ impl OutputLog {
         }
         let want = (len - offset).min(max as u64) as usize;
         let mut buf = vec![0u8; want];
-        self.out
-            .read_exact_at(&mut buf, offset)
-            .with_context(|| format!("reading {}", self.out_path.display()))?;
+        let open = lock(&self.files).clone();
+        let read = match &open {
+            Some(files) => files.out.read_exact_at(&mut buf, offset),
+            None => File::open(&self.out_path).and_then(|file| file.read_exact_at(&mut buf, offset)),
+        };
+        read.with_context(|| format!("reading {}", self.out_path.display()))?;
         Ok(Some(Bytes::from(buf)))
     }
 
-    /// Syncs both files to disk.
+    /// Syncs both files to disk, if they were opened.
     pub fn sync(&self) -> anyhow::Result<()> {
-        self.out.sync_data()?;
-        self.timing.lock().unwrap_or_else(|p| p.into_inner()).sync_data()?;
+        let Some(files) = lock(&self.files).clone() else { return Ok(()) };
+        files.out.sync_data()?;
+        lock(&files.timing).sync_data()?;
         Ok(())
     }
 
@@ -124,7 +155,7 @@ impl OutputLog {
 
     /// Deletes the output and timing files (retention).
     pub fn remove(&self) -> anyhow::Result<()> {
-        use anyhow::Context;
+        self.close();
         let (out, timing) = self.paths();
         for path in [out, timing] {
             match std::fs::remove_file(path) {
@@ -141,6 +172,11 @@ impl OutputLog {
     pub fn paths(&self) -> (&Path, &Path) {
         (&self.out_path, &self.timing_path)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock held a file handle or nothing; either is still usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -165,5 +201,25 @@ mod tests {
         let kinds: Vec<&str> = timing.lines().map(|l| &l[..1]).collect();
         assert_eq!(kinds, ["o", "r", "o"]);
         assert!(timing.lines().next().expect("first line").starts_with("o 6 "));
+    }
+
+    #[test]
+    fn a_stored_log_holds_no_descriptor_until_read_and_lets_go_when_closed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let id = Uuid::now_v7();
+        let fresh = OutputLog::open(dir.path(), id, 0).expect("open");
+        assert!(!fresh.paths().0.exists(), "nothing is created before the first byte");
+        assert_eq!(fresh.read(0, 10).expect("read"), None);
+        fresh.append(b"kept").expect("append");
+        fresh.close();
+        let stored = OutputLog::open(dir.path(), id, 0).expect("reopen");
+        assert_eq!(stored.read(1, 10).expect("read").as_deref(), Some(&b"ept"[..]));
+        assert!(lock(&stored.files).is_none(), "a read keeps nothing open");
+        assert_eq!(stored.len(), 4);
+        stored.append(b"!").expect("append");
+        assert!(lock(&stored.files).is_some(), "the writer keeps its files");
+        stored.close();
+        assert!(lock(&stored.files).is_none());
+        assert_eq!(stored.read(0, 10).expect("read").as_deref(), Some(&b"kept!"[..]));
     }
 }

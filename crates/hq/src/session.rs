@@ -421,6 +421,9 @@ impl Session {
     fn stop_log(&self, offset: u64, reason: String) {
         let message = format!("output log stopped at byte {offset}: {reason}");
         tracing::error!(session = %self.id, offset, reason, "output log stopped");
+        if let Some(log) = &self.log {
+            log.close();
+        }
         self.release_pin(None);
         lock(&self.lifecycle).log_error = Some(message);
         self.progress.send_modify(|p| p.log_stopped = true);
@@ -568,8 +571,15 @@ impl Session {
             }
             if now.status.is_final() || stopping {
                 let syncer = log.clone();
-                let _ = tokio::task::spawn_blocking(move || syncer.sync()).await;
-                if now.status.is_final() {
+                let finished = now.status.is_final();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _ = syncer.sync();
+                    if finished {
+                        syncer.close();
+                    }
+                })
+                .await;
+                if finished {
                     lock(&self.output).shrink_to(1);
                 }
                 return;
