@@ -732,13 +732,21 @@ impl WebhookReceiver {
 
     /// The next delivery whose `event` is `event`, skipping others, within [`TIMEOUT`].
     pub async fn next_event(&mut self, event: &str) -> Value {
+        self.until(event).await.pop().unwrap()
+    }
+
+    /// Every delivery up to and including the next whose `event` is `event`.
+    pub async fn until(&mut self, event: &str) -> Vec<Value> {
+        let mut seen = Vec::new();
         loop {
             let delivery = tokio::time::timeout(TIMEOUT, self.deliveries.recv())
                 .await
-                .unwrap_or_else(|_| panic!("no {event} delivery in time"))
+                .unwrap_or_else(|_| panic!("no {event} delivery in time; got {seen:?}"))
                 .unwrap();
-            if delivery["event"] == event {
-                return delivery;
+            let done = delivery["event"] == event;
+            seen.push(delivery);
+            if done {
+                return seen;
             }
         }
     }

@@ -5,8 +5,10 @@
 use agentrelay_e2e::{
     ADMIN_TOKEN, HqClient, TestHq, TestRunner, Viewer, WebhookReceiver, binary, eventually,
 };
+use agentrelay_hq::HqConfig;
 use agentrelay_protocol::viewer::ServerFrame;
 use agentrelay_protocol::{Activity, ActivitySource, Session, SessionStatus};
+use clap::Parser;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -360,6 +362,27 @@ async fn a_webhook_hears_when_a_session_waits_for_input_and_when_it_ends() {
     send_input(&hq, session.id, json!({ "text": "y", "enter": true })).await;
     let ended = hook.next_event("session.ended").await;
     assert!(ended["text"].as_str().unwrap().contains("exited with code 0"), "{ended}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_events_pick_which_changes_are_posted() {
+    let mut hook = WebhookReceiver::start().await;
+    let hq = quick_hq(&["--webhook-url", &hook.url, "--webhook-events", "waiting_for_input,ended"]).await;
+    let runner = TestRunner::start(&hq, "quiet-hook").await;
+    let session =
+        hq.start_session(runner.id, &["sh", "-c", "echo busy; printf 'Proceed? (y/n) '; read a"]).await;
+    hq.wait_for_session(session.id, SessionStatus::Running).await;
+    let waiting = hook.next().await;
+    assert_eq!(waiting["session"]["activity"], "waiting_for_input", "{waiting}");
+
+    send_input(&hq, session.id, json!({ "text": "y", "enter": true })).await;
+    // Deliveries keep their order, so anything posted between the two is here too.
+    let rest = hook.until("session.ended").await;
+    assert_eq!(rest.len(), 1, "only the end after the prompt: {rest:?}");
+
+    let refused = HqConfig::try_parse_from(["agentrelay-hq", "--webhook-events", "working,typing"]);
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("typing") && message.contains("waiting_for_input"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,6 +6,26 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// A change `--webhook-url` can be told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WebhookEvent {
+    /// A session's activity became `working`.
+    #[value(name = "working")]
+    Working,
+    /// A session's activity became `waiting_for_input`.
+    #[value(name = "waiting_for_input")]
+    WaitingForInput,
+    /// A session's activity became `idle`.
+    #[value(name = "idle")]
+    Idle,
+    /// A session ended (exited, failed or lost).
+    #[value(name = "ended")]
+    Ended,
+    /// HQ stopped writing a session's output log (a full disk).
+    #[value(name = "log_stopped")]
+    LogStopped,
+}
+
 /// Configuration of one HQ process. Every flag also reads `AGENTRELAY_<FLAG>`.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -111,10 +131,21 @@ pub struct HqConfig {
     #[arg(long, env = "AGENTRELAY_IDLE_AFTER", default_value = "2s", value_parser = humantime::parse_duration)]
     pub idle_after: Duration,
 
-    /// Receives a JSON POST for every session activity change and every session end (works with
-    /// Slack-compatible and ntfy receivers: the body has a `text`).
+    /// Receives a JSON POST for every session activity change, every session end and a stopped
+    /// output log (works with Slack-compatible and ntfy receivers: the body has a `text`).
     #[arg(long, env = "AGENTRELAY_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
+
+    /// Which changes `--webhook-url` hears of, comma-separated (e.g. `waiting_for_input,ended`
+    /// for a phone that should only ring when someone is needed).
+    #[arg(
+        long,
+        env = "AGENTRELAY_WEBHOOK_EVENTS",
+        value_delimiter = ',',
+        value_enum,
+        default_value = "working,waiting_for_input,idle,ended,log_stopped"
+    )]
+    pub webhook_events: Vec<WebhookEvent>,
 
     /// Also serve `/metrics` here, without auth (on the main address it needs an admin token).
     #[arg(long, env = "AGENTRELAY_METRICS_LISTEN")]

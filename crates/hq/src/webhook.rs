@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::config::WebhookEvent;
 use crate::events::Event;
 use crate::registry::Registry;
 use crate::state::AppState;
@@ -34,6 +35,9 @@ pub struct Delivery {
     pub text: String,
     /// The session as the API shows it.
     pub session: Session,
+    /// Which `--webhook-events` choice this delivery falls under.
+    #[serde(skip)]
+    pub kind: WebhookEvent,
 }
 
 /// What was last seen of a session, to post only changes.
@@ -74,7 +78,10 @@ pub async fn run(url: String, state: AppState) {
         if before == Some(now) {
             continue;
         }
-        for delivery in describe(&session, before, &state.registry) {
+        let wanted = describe(&session, before, &state.registry)
+            .into_iter()
+            .filter(|delivery| state.config.webhook_events.contains(&delivery.kind));
+        for delivery in wanted {
             if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(delivery) {
                 tracing::warn!("webhook receiver is behind; dropping a delivery");
             }
@@ -101,6 +108,7 @@ fn describe(session: &Session, before: Option<Seen>, registry: &Registry) -> Vec
             event: "session.log_stopped",
             text: format!("{name}: {error}"),
             session: session.clone(),
+            kind: WebhookEvent::LogStopped,
         });
     }
     deliveries.extend(describe_life(session, before, &name));
@@ -123,18 +131,24 @@ fn describe_life(session: &Session, before: Option<Seen>, name: &str) -> Option<
             event: "session.ended",
             text: format!("{name} {how}"),
             session: session.clone(),
+            kind: WebhookEvent::Ended,
         });
     }
     let activity = session.activity?;
     if before.and_then(|b| b.activity) == Some(activity) {
         return None;
     }
-    let doing = match activity {
-        Activity::Working => "is working",
-        Activity::WaitingForInput => "is waiting for input",
-        Activity::Idle => "is idle",
+    let (doing, kind) = match activity {
+        Activity::Working => ("is working", WebhookEvent::Working),
+        Activity::WaitingForInput => ("is waiting for input", WebhookEvent::WaitingForInput),
+        Activity::Idle => ("is idle", WebhookEvent::Idle),
     };
-    Some(Delivery { event: "session.activity", text: format!("{name} {doing}"), session: session.clone() })
+    Some(Delivery {
+        event: "session.activity",
+        text: format!("{name} {doing}"),
+        session: session.clone(),
+        kind,
+    })
 }
 
 /// Posts deliveries in order, retrying each a few times.
