@@ -231,6 +231,22 @@ async fn a_slow_viewer_does_not_hold_up_the_others() {
 }
 
 #[tokio::test]
+async fn a_viewer_far_behind_a_flood_can_still_stop_it_with_ctrl_c() {
+    let hq = TestHq::start().await;
+    let runner = TestRunner::start(&hq, "flood").await;
+    let session = hq.start_session(runner.id, &["sh", "-c", "exec yes flooding"]).await;
+    // This viewer reads nothing: HQ's writes to it block long before it has caught up.
+    let mut behind = hq.attach(session.id, Some(0)).await;
+    eventually("a flood far past what socket buffers hold", || async {
+        (hq.session(session.id).await.output_bytes > 16 << 20).then_some(())
+    })
+    .await;
+    behind.type_text("\x03").await;
+    let ended = hq.wait_for_session(session.id, SessionStatus::Exited).await;
+    assert_eq!(ended.signal.as_deref(), Some("SIGINT"));
+}
+
+#[tokio::test]
 async fn vanished_runner_loses_its_sessions_and_viewers_are_told() {
     let hq = TestHq::start_with(&["--lost-after", "300ms"]).await;
     let state = tempfile::tempdir().unwrap();

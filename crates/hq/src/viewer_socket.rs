@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use agentrelay_protocol::viewer::{Attached, ClientFrame, FrameError, Gap, Presence, ServerFrame};
-use agentrelay_protocol::{ErrorResponse, SessionStatus, ViewerInfo};
+use agentrelay_protocol::{ActivityState, ErrorResponse, SessionStatus, ViewerInfo};
 use agentrelay_ring::Read;
 use anyhow::Context;
 use axum::Extension;
@@ -15,7 +15,10 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::api::sessions::find;
@@ -32,6 +35,9 @@ const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Largest binary frame sent to a viewer; bigger backlogs go out as several frames.
 const MAX_OUTPUT_FRAME: usize = 64 * 1024;
+
+/// Replies (errors about a viewer's frames) waiting to be sent; past this, new ones are dropped.
+const REPLIES: usize = 16;
 
 /// Query of the session WebSocket.
 #[derive(Debug, Deserialize)]
@@ -83,19 +89,11 @@ pub async fn upgrade(
 async fn serve(
     state: &AppState,
     session: Arc<Session>,
-    mut socket: WebSocket,
+    socket: WebSocket,
     from: Option<u64>,
     principal: Principal,
 ) -> anyhow::Result<()> {
-    let mut progress = session.subscribe();
-    let mut presence = session.subscribe_presence();
-    let mut activity = session.subscribe_activity();
-    // Both are sent right after `attached`, then on every change.
-    presence.mark_changed();
-    activity.mark_changed();
-    let read_only = principal.is_read_only();
-    let mut control_rate = RateWindow::new(state.config.max_control_rate);
-    let mut told_log_stopped = false;
+    let (mut tx, rx) = socket.split();
     // Without `from`: replay from 0 while the output fits the ring; past that, draw the current
     // screen from the terminal model and go on from the offset it stands for.
     let snapshot = match from {
@@ -107,28 +105,116 @@ async fn serve(
         }
         _ => None,
     };
-    let mut offset = match (&snapshot, from) {
+    let offset = match (&snapshot, from) {
         (Some((at, _)), _) => *at,
         (None, Some(from)) => from,
         (None, None) => session.output_start(),
     };
     let attached =
         Attached { session_id: session.id, offset, snapshot: snapshot.is_some(), status: session.status() };
-    send(&mut socket, &ServerFrame::Attached(attached)).await?;
+    send(&mut tx, &ServerFrame::Attached(attached)).await?;
     if let Some((_, screen)) = snapshot {
-        socket.send(Message::Binary(screen.into())).await.context("sending the snapshot")?;
+        tx.send(Message::Binary(screen.into())).await.context("sending the snapshot")?;
     }
+    // The viewer's keystrokes are read while its output is being written, not after it caught
+    // up: a viewer far behind a flood must still be able to send the Ctrl-C that stops it.
+    let (replies, replies_rx) = mpsc::channel(REPLIES);
+    let reading = read_input(state, &session, rx, principal.is_read_only(), replies);
+    let writing = write_output(state, &session, &mut tx, offset, replies_rx);
+    let close = tokio::select! {
+        ended = reading => return ended,
+        ended = writing => return ended,
+        _ = principal.revoked.cancelled() => CloseFrame { code: 1008, reason: "token revoked".into() },
+        _ = state.shutdown.cancelled() => CloseFrame { code: 1001, reason: "HQ is shutting down".into() },
+    };
+    let _ = tx.send(Message::Close(Some(close))).await;
+    Ok(())
+}
+
+/// Keystrokes, resizes and control frames from the viewer, until it closes. Replies (errors
+/// about a frame) go to the writer, which sends them between output frames.
+async fn read_input(
+    state: &AppState,
+    session: &Session,
+    mut rx: SplitStream<WebSocket>,
+    read_only: bool,
+    replies: mpsc::Sender<ServerFrame>,
+) -> anyhow::Result<()> {
+    let mut control_rate = RateWindow::new(state.config.max_control_rate);
+    // Every bad frame gets its answer; a viewer that sends them faster than it reads the
+    // answers waits for its own reading (the queue is small), and HQ's memory stays put.
+    let reply = |error: FrameError| replies.send(ServerFrame::Error(error));
+    while let Some(frame) = rx.next().await {
+        let answered = match frame.context("viewer socket")? {
+            Message::Binary(_) | Message::Text(_) if read_only => {
+                reply(FrameError {
+                    code: "read_only".to_owned(),
+                    message: "this share is read-only: input and resizes are not sent".to_owned(),
+                })
+                .await
+            }
+            Message::Binary(keys) => {
+                session.note_input();
+                forward(session, ToRunner::Input(keys)).await;
+                Ok(())
+            }
+            Message::Text(text) => {
+                let parsed = if control_rate.allow() {
+                    parse_control(text.as_str())
+                } else {
+                    Err(FrameError {
+                        code: "rate_limited".to_owned(),
+                        message: "too many control frames; this one was dropped".to_owned(),
+                    })
+                };
+                match parsed {
+                    Ok(order) => {
+                        forward(session, order).await;
+                        Ok(())
+                    }
+                    Err(error) => reply(error).await,
+                }
+            }
+            Message::Close(_) => return Ok(()),
+            Message::Ping(_) | Message::Pong(_) => Ok(()),
+        };
+        if answered.is_err() {
+            // The writer has stopped, so the connection is ending.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Output from `offset` on, with `gap`, `activity`, `presence` and reply frames between, until
+/// `exit` (or the error that says why there is none).
+async fn write_output(
+    state: &AppState,
+    session: &Session,
+    tx: &mut SplitSink<WebSocket, Message>,
+    mut offset: u64,
+    mut replies: mpsc::Receiver<ServerFrame>,
+) -> anyhow::Result<()> {
+    let mut progress = session.subscribe();
+    let mut presence = session.subscribe_presence();
+    let mut activity = session.subscribe_activity();
+    // Both are sent right after `attached`, then on every change.
+    presence.mark_changed();
+    activity.mark_changed();
+    let mut told_log_stopped = false;
     loop {
-        // Send everything available; a slow viewer only slows this loop.
+        // Send everything available; a slow viewer only slows this loop. Notices go out between
+        // frames, so a viewer that is behind still hears of them.
         loop {
+            send_notices(tx, &mut presence, &mut activity, &mut replies).await?;
             match session.read_output(offset, MAX_OUTPUT_FRAME).await {
                 Read::Data(bytes) => {
                     offset += bytes.len() as u64;
                     Counters::add(&state.counters.bytes_out, bytes.len() as u64);
-                    socket.send(Message::Binary(bytes)).await.context("sending output")?;
+                    tx.send(Message::Binary(bytes)).await.context("sending output")?;
                 }
                 Read::Gap { from, to } => {
-                    send(&mut socket, &ServerFrame::Gap(Gap { from, to })).await?;
+                    send(tx, &ServerFrame::Gap(Gap { from, to })).await?;
                     offset = to;
                 }
                 Read::CaughtUp => break,
@@ -139,71 +225,52 @@ async fn serve(
             // Recoverable: the stream goes on, but what follows will not be in the log.
             told_log_stopped = true;
             let message = session.log_error().unwrap_or_else(|| "output log stopped".to_owned());
-            send(&mut socket, &ServerFrame::Error(FrameError { code: "log_stopped".to_owned(), message }))
-                .await?;
+            send(tx, &ServerFrame::Error(FrameError { code: "log_stopped".to_owned(), message })).await?;
         }
         if now.status.is_final() && offset >= now.end {
-            return finish(&mut socket, &session, now.status).await;
+            return finish(tx, session, now.status).await;
         }
         if now.end > offset {
             continue;
         }
+        // `changed` marks a value seen; marking it changed again leaves the sending to
+        // `send_notices`, next time round.
         tokio::select! {
             changed = progress.changed() => changed.context("session dropped")?,
             changed = presence.changed() => {
                 changed.context("session dropped")?;
-                let viewers = presence.borrow_and_update().clone();
-                send(&mut socket, &ServerFrame::Presence(Presence { viewers })).await?;
+                presence.mark_changed();
             }
             changed = activity.changed() => {
                 changed.context("session dropped")?;
-                let now = *activity.borrow_and_update();
-                if let Some(now) = now {
-                    send(&mut socket, &ServerFrame::Activity(now)).await?;
-                }
+                activity.mark_changed();
             }
-            frame = socket.recv() => match frame {
-                Some(Ok(Message::Binary(_) | Message::Text(_))) if read_only => {
-                    let error = FrameError {
-                        code: "read_only".to_owned(),
-                        message: "this share is read-only: input and resizes are not sent".to_owned(),
-                    };
-                    send(&mut socket, &ServerFrame::Error(error)).await?;
-                }
-                Some(Ok(Message::Binary(keys))) => {
-                    session.note_input();
-                    forward(&session, ToRunner::Input(keys)).await;
-                }
-                Some(Ok(Message::Text(text))) => {
-                    let parsed = if control_rate.allow() {
-                        parse_control(text.as_str())
-                    } else {
-                        Err(FrameError {
-                            code: "rate_limited".to_owned(),
-                            message: "too many control frames; this one was dropped".to_owned(),
-                        })
-                    };
-                    match parsed {
-                        Ok(order) => forward(&session, order).await,
-                        Err(error) => send(&mut socket, &ServerFrame::Error(error)).await?,
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e).context("viewer socket"),
-            },
-            _ = principal.revoked.cancelled() => {
-                let close = CloseFrame { code: 1008, reason: "token revoked".into() };
-                let _ = socket.send(Message::Close(Some(close))).await;
-                return Ok(());
-            }
-            _ = state.shutdown.cancelled() => {
-                let close = CloseFrame { code: 1001, reason: "HQ is shutting down".into() };
-                let _ = socket.send(Message::Close(Some(close))).await;
-                return Ok(());
-            }
+            Some(reply) = replies.recv() => send(tx, &reply).await?,
         }
     }
+}
+
+/// Sends whatever changed in presence and activity, and any replies waiting.
+async fn send_notices(
+    tx: &mut SplitSink<WebSocket, Message>,
+    presence: &mut watch::Receiver<Vec<ViewerInfo>>,
+    activity: &mut watch::Receiver<Option<ActivityState>>,
+    replies: &mut mpsc::Receiver<ServerFrame>,
+) -> anyhow::Result<()> {
+    if presence.has_changed().context("session dropped")? {
+        let viewers = presence.borrow_and_update().clone();
+        send(tx, &ServerFrame::Presence(Presence { viewers })).await?;
+    }
+    if activity.has_changed().context("session dropped")? {
+        let now = *activity.borrow_and_update();
+        if let Some(now) = now {
+            send(tx, &ServerFrame::Activity(now)).await?;
+        }
+    }
+    while let Ok(reply) = replies.try_recv() {
+        send(tx, &reply).await?;
+    }
+    Ok(())
 }
 
 /// Counts events in one-second windows.
@@ -258,7 +325,11 @@ async fn forward(session: &Session, order: ToRunner) {
 }
 
 /// The last frame: `exit` after the final byte, or an error saying why there is no exit.
-async fn finish(socket: &mut WebSocket, session: &Session, status: SessionStatus) -> anyhow::Result<()> {
+async fn finish(
+    tx: &mut SplitSink<WebSocket, Message>,
+    session: &Session,
+    status: SessionStatus,
+) -> anyhow::Result<()> {
     let frame = match (status, session.exit_status()) {
         (SessionStatus::Exited, Some(exit)) => ServerFrame::Exit(exit),
         (status, _) => {
@@ -267,13 +338,12 @@ async fn finish(socket: &mut WebSocket, session: &Session, status: SessionStatus
             ServerFrame::Error(FrameError { code: code.to_owned(), message })
         }
     };
-    send(socket, &frame).await?;
-    let _ =
-        socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "session ended".into() }))).await;
+    send(tx, &frame).await?;
+    let _ = tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: "session ended".into() }))).await;
     Ok(())
 }
 
-async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> anyhow::Result<()> {
+async fn send(tx: &mut SplitSink<WebSocket, Message>, frame: &ServerFrame) -> anyhow::Result<()> {
     let text = serde_json::to_string(frame).context("encoding frame")?;
-    socket.send(Message::Text(text.into())).await.context("sending frame")
+    tx.send(Message::Text(text.into())).await.context("sending frame")
 }
