@@ -36,6 +36,10 @@ pub async fn logs(
                 };
                 out.write(&bytes[..take])?;
                 offset += bytes.len() as u64;
+                // stdout is line-buffered: a prompt waiting for its answer has no newline yet.
+                if stream.events.is_empty() {
+                    out.flush()?;
+                }
             }
             Event::Gap(gap) => {
                 out.flush()?;

@@ -304,7 +304,9 @@ async fn lists_logs_recordings_kills_and_tokens() {
     assert!(recording.stdout.contains("line two"));
 
     // Live sessions by default, finished ones with --all.
-    let live = hq.start_session(runner_id, &["sh", "-c", "echo started; read line; echo got-$line"]).await;
+    let live = hq
+        .start_session(runner_id, &["sh", "-c", "echo started; printf 'name? '; read line; echo got-$line"])
+        .await;
     hq.wait_for_session(live.id, SessionStatus::Running).await;
     let sessions = run(cli(&url, None, &["sessions"])).await;
     assert!(sessions.stdout.contains(&live.id.to_string()), "{}", sessions.stdout);
@@ -314,14 +316,27 @@ async fn lists_logs_recordings_kills_and_tokens() {
     let ids: Vec<&str> = all.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert!(ids.contains(&id.as_str()) && ids.contains(&live.id.to_string().as_str()), "{ids:?}");
 
-    // logs --follow keeps going until the session ends.
-    let follow = cli(&url, None, &["logs", &live.id.to_string(), "--follow", "--plain"]).output();
-    let follow = tokio::spawn(follow);
+    // logs --follow shows a prompt still waiting for its newline, and goes on until the end.
+    let mut follow = cli(&url, None, &["logs", &live.id.to_string(), "--follow", "--plain"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = follow.stdout.take().unwrap();
+    let mut followed = Vec::new();
+    while !String::from_utf8_lossy(&followed).contains("name? ") {
+        let mut chunk = [0u8; 256];
+        let n = tokio::time::timeout(TIMEOUT, stdout.read(&mut chunk))
+            .await
+            .expect("the prompt in time")
+            .unwrap();
+        assert!(n > 0, "logs ended early: {:?}", String::from_utf8_lossy(&followed));
+        followed.extend_from_slice(&chunk[..n]);
+    }
     let mut viewer = hq.attach(live.id, None).await;
-    viewer.read_until("started").await.unwrap();
     viewer.type_text("now\r").await;
-    let followed = tokio::time::timeout(TIMEOUT, follow).await.unwrap().unwrap().unwrap();
-    assert_eq!(String::from_utf8_lossy(&followed.stdout), "started\nnow\ngot-now\n");
+    tokio::time::timeout(TIMEOUT, stdout.read_to_end(&mut followed)).await.unwrap().unwrap();
+    assert!(follow.wait().await.unwrap().success());
+    assert_eq!(String::from_utf8_lossy(&followed), "started\nname? now\ngot-now\n");
 
     // kill hangs the process up.
     let sleeper = hq.start_session(runner_id, &["sleep", "60"]).await;
