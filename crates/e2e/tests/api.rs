@@ -188,4 +188,13 @@ async fn a_program_that_cannot_start_fails_the_session_with_a_reason() {
         failed.error.as_deref().unwrap_or_default().contains("cannot start '/nonexistent/tool'"),
         "{failed:?}"
     );
+    // A program that exists, in a directory that does not: the directory is named, not the program.
+    let body = json!({ "runner_id": runner.id, "command": ["sh", "-c", "true"], "cwd": "/nonexistent/dir" });
+    let lost = hq.start_session_with(body).await;
+    let failed = hq.wait_for_session(lost.id, SessionStatus::Failed).await;
+    let error = failed.error.unwrap_or_default();
+    assert!(
+        error.starts_with("working directory '/nonexistent/dir'") && error.contains("No such file"),
+        "{error}"
+    );
 }

@@ -69,7 +69,14 @@ pub fn spawn(start: &StartSession, allowed_env: &[String], report_socket: &Path)
         .env("AGENTRELAY_SESSION_ID", start.session_id.to_string())
         .env(crate::report::SOCKET_VARIABLE, report_socket);
     if let Some(cwd) = &start.cwd {
-        command = command.current_dir(crate::presets::expand_home(cwd));
+        let cwd = crate::presets::expand_home(cwd);
+        // The spawn's own error would blame the program ("No such file or directory").
+        match std::fs::metadata(&cwd) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => anyhow::bail!("working directory '{cwd}' is not a directory"),
+            Err(e) => anyhow::bail!("working directory '{cwd}': {e}"),
+        }
+        command = command.current_dir(cwd);
     }
     let child = command.spawn(pts).map_err(|e| anyhow::anyhow!("cannot start '{program}': {e}"))?;
     let pid = child.id().context("child exited before its pid was read")?;
