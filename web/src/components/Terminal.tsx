@@ -7,6 +7,7 @@ import { Terminal as XTerm } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import { WebglAddon } from "@xterm/addon-webgl";
+import { OutputFlow } from "../lib/outputFlow";
 import { SessionSocket, type ConnectionState } from "../lib/sessionSocket";
 import { describeExit, type ActivityState, type ExitStatus, type Viewer } from "../lib/protocol";
 import { groupViewers, viewerLabel } from "../lib/presence";
@@ -18,6 +19,8 @@ export function openLink(uri: string): void {
   if (!/^https?:\/\//i.test(uri)) return;
   window.open(uri, "_blank", "noopener,noreferrer");
 }
+
+const SKIPPED_NOTICE = "\r\n\x1b[2m[output came faster than it could be drawn; skipped to the current screen]\x1b[0m\r\n";
 
 const THEME = {
   background: "#020617",
@@ -77,10 +80,40 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
       // No WebGL2 here: xterm.js keeps its DOM renderer.
     }
 
+    // When xterm.js falls behind (OutputFlow), drop the stream; once it has drawn what it has,
+    // start over from HQ's current screen and say so. Keystrokes queue in the socket meanwhile.
+    let disposed = false;
+    let skipped = false;
+    const flow = new OutputFlow(
+      { write: (data, done) => term.write(data, done) },
+      {
+        onOverflow: () => socket.suspend(),
+        onDrained: () => {
+          if (disposed) return;
+          term.reset();
+          flow.resume();
+          skipped = true;
+          socket.resync();
+        },
+      },
+    );
     const socket = new SessionSocket(
       sessionId,
       {
-        onData: (bytes) => term.write(bytes),
+        onData: (bytes, snapshot) => {
+          flow.write(bytes);
+          if (skipped && snapshot) {
+            skipped = false;
+            term.write(SKIPPED_NOTICE);
+          }
+        },
+        // Replayed from the start (short output, no snapshot): the notice goes first.
+        onAttached: (attached) => {
+          if (skipped && !attached.snapshot) {
+            skipped = false;
+            term.write(SKIPPED_NOTICE);
+          }
+        },
         onState: setState,
         onExit: (status) => {
           setExit(status);
@@ -121,6 +154,7 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
     const unregister = registerTerminal(sessionId, term);
 
     return () => {
+      disposed = true;
       window.clearTimeout(timer);
       observer.disconnect();
       input.dispose();

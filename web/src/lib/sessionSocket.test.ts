@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { SessionSocket, type ConnectionState, type SessionHandlers, type SocketLike } from "./sessionSocket";
+import { FINISHED_TAIL, SessionSocket, type ConnectionState, type SessionHandlers, type SocketLike } from "./sessionSocket";
 
 class FakeSocket implements SocketLike {
   binaryType = "blob";
@@ -17,9 +17,9 @@ class FakeSocket implements SocketLike {
     this.readyState = 3;
   }
   // Test controls: what HQ would do.
-  attach(offset: number, snapshot = false) {
+  attach(offset: number, snapshot = false, status = "running") {
     this.readyState = 1;
-    this.text({ type: "attached", payload: { session_id: "s1", offset, snapshot, status: "running" } });
+    this.text({ type: "attached", payload: { session_id: "s1", offset, snapshot, status } });
   }
   text(frame: unknown) {
     this.onmessage?.({ data: JSON.stringify(frame) });
@@ -202,5 +202,65 @@ describe("SessionSocket", () => {
     h.last().attach(0);
     expect(h.last().sent).toEqual([]);
     expect(h.last().url).toBe("ws://hq/api/v1/ws/session/s1?from=0");
+  });
+
+  it("suspends without reconnecting, queues keystrokes, and resyncs without from", () => {
+    const h = harness();
+    h.socket.resize(24, 80);
+    h.last().attach(0);
+    h.last().bytes("flood");
+    h.socket.suspend();
+    expect(h.last().readyState).toBe(3);
+    expect(h.socket.state).toBe("catching-up");
+    // Frames already on their way are ignored.
+    h.last().bytes("late");
+    h.last().drop();
+    h.runTimers();
+    expect(h.sockets).toHaveLength(1);
+    h.socket.sendInput("\x03");
+
+    h.socket.resync();
+    expect(h.sockets).toHaveLength(2);
+    expect(h.last().url).toBe("ws://hq/api/v1/ws/session/s1");
+    h.last().attach(9000, true);
+    h.last().bytes("SCREEN");
+    h.last().bytes("more");
+    expect(h.output).toEqual(["flood", "[snapshot]SCREEN", "more"]);
+    // No gap: skipping was asked for.
+    expect(h.events).toEqual([]);
+    expect(h.socket.offset).toBe(9004);
+    expect(h.states).toEqual(["open", "catching-up", "open"]);
+    expect(h.last().sent.map((f) => (typeof f === "string" ? f : new TextDecoder().decode(f)))).toEqual([
+      '{"type":"resize","payload":{"rows":24,"cols":80}}',
+      "\x03",
+    ]);
+  });
+
+  it("resyncs a finished session near where it was, not from its first byte", () => {
+    const h = harness();
+    h.last().attach(0);
+    h.last().bytes("x".repeat(1000));
+    h.last().text({ type: "gap", payload: { from: 1000, to: 10_000_000 } });
+    h.socket.suspend();
+    h.socket.resync();
+    // HQ would replay a finished session from 0: the socket goes back to near where it was.
+    h.last().attach(0, false, "exited");
+    expect(h.sockets).toHaveLength(3);
+    expect(h.sockets[1].readyState).toBe(3);
+    expect(h.last().url).toBe(`ws://hq/api/v1/ws/session/s1?from=${10_000_000 - FINISHED_TAIL}`);
+    h.last().attach(10_000_000 - FINISHED_TAIL, false, "exited");
+    h.last().bytes("tail");
+    expect(h.socket.offset).toBe(10_000_000 - FINISHED_TAIL + 4);
+    expect(h.events).toEqual(["gap 1000-10000000"]);
+
+    // A short one is simply replayed.
+    const short = harness();
+    short.last().attach(0);
+    short.last().bytes("abc");
+    short.socket.suspend();
+    short.socket.resync();
+    short.last().attach(0, false, "exited");
+    expect(short.sockets).toHaveLength(2);
+    expect(short.socket.state).toBe("open");
   });
 });

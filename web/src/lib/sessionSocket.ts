@@ -4,7 +4,8 @@
 
 import { parseServerFrame, resizeFrame, type ActivityState, type Attached, type ExitStatus, type Viewer } from "./protocol";
 
-export type ConnectionState = "connecting" | "open" | "reconnecting" | "exited" | "ended";
+/** `catching-up`: dropped on purpose (output came faster than it could be drawn), see `suspend`. */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "catching-up" | "exited" | "ended";
 
 export interface SessionHandlers {
   /** Output bytes, in order; `snapshot` marks a screen drawing that is not part of the stream. */
@@ -19,6 +20,8 @@ export interface SessionHandlers {
   onActivity?(activity: ActivityState): void;
   /** Who is attached (this viewer included); after each attach and on every change. */
   onPresence?(viewers: Viewer[]): void;
+  /** After each `attached` frame, before the output that follows it. */
+  onAttached?(attached: Attached): void;
 }
 
 /** The subset of the browser's WebSocket this module uses (so tests can substitute it). */
@@ -49,6 +52,8 @@ export interface SessionSocketOptions {
 
 const OPEN = 1;
 const MAX_QUEUED_INPUT = 64 * 1024;
+/** How much of a finished session's output a resync redraws (HQ replays a finished one whole). */
+export const FINISHED_TAIL = 256 * 1024;
 
 export function defaultBackoff(attempt: number): number {
   const ceiling = Math.min(250 * 2 ** attempt, 5000);
@@ -78,6 +83,8 @@ export class SessionSocket {
   private queued: Array<string | Uint8Array> = [];
   private queuedBytes = 0;
   private stopped = false;
+  /** During a resync: the offset reached before `suspend`. */
+  private resyncFrom: number | null = null;
   private readonly encoder = new TextEncoder();
   private readonly options: Required<SessionSocketOptions>;
 
@@ -131,6 +138,30 @@ export class SessionSocket {
     if (this.timer !== null) this.options.clearTimeout(this.timer);
     this.socket?.close(1000);
     this.socket = null;
+  }
+
+  /** Drops the connection without reconnecting, until `resync`; keystrokes are queued meanwhile. */
+  suspend(): void {
+    if (this.stopped) return;
+    if (this.timer !== null) this.options.clearTimeout(this.timer);
+    this.timer = null;
+    const socket = this.socket;
+    this.socket = null;
+    this.attached = false;
+    socket?.close(1000);
+    this.setState("catching-up");
+  }
+
+  /**
+   * Re-attaches without `from`, so HQ sends the current screen (a snapshot) rather than everything
+   * missed. The caller has reset its terminal.
+   */
+  resync(): void {
+    if (this.stopped) return;
+    if (this.resyncFrom === null) this.resyncFrom = this.offset;
+    this.offset = null;
+    this.expectSnapshot = false;
+    this.open();
   }
 
   private setState(state: ConnectionState): void {
@@ -204,6 +235,18 @@ export class SessionSocket {
   }
 
   private onAttached(attached: Attached): void {
+    const resyncFrom = this.resyncFrom;
+    this.resyncFrom = null;
+    const finished = attached.status !== "running" && attached.status !== "starting";
+    if (resyncFrom !== null && finished && !attached.snapshot && attached.offset === 0 && resyncFrom > FINISHED_TAIL) {
+      // A finished session has no snapshot and would be replayed whole (and flood again): resume
+      // near where the stream was instead.
+      this.socket?.close(1000);
+      this.socket = null;
+      this.offset = resyncFrom - FINISHED_TAIL;
+      this.open();
+      return;
+    }
     if (this.offset !== null && attached.offset > this.offset) {
       this.handlers.onGap(this.offset, attached.offset);
     }
@@ -212,6 +255,7 @@ export class SessionSocket {
     this.attached = true;
     this.attempts = 0;
     this.setState("open");
+    this.handlers.onAttached?.(attached);
     const socket = this.socket;
     if (!socket) return;
     if (this.size) socket.send(resizeFrame(this.size.rows, this.size.cols));
