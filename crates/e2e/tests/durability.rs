@@ -447,3 +447,55 @@ async fn finished_sessions_hold_no_file_descriptors() {
     assert_eq!(open_logs(hq.pid()), 0, "nor does reading one");
     runner.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn dashboard_sign_ins_survive_a_restart_unless_their_token_is_gone() {
+    use reqwest::StatusCode;
+    let data = tempfile::tempdir().unwrap();
+    let hq = TestHq::start_in(data.path(), &[]).await;
+    let user = hq.create_token("dana", "user").await;
+    let revoked = hq.create_token("eve", "user").await;
+    let sign_in = |token: String| {
+        let request = hq.http.post(hq.url("/api/login")).json(&serde_json::json!({ "token": token }));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let cookie = response.headers()["set-cookie"].to_str().unwrap();
+            cookie.split(';').next().unwrap().to_owned()
+        }
+    };
+    let admin_cookie = sign_in(ADMIN_TOKEN.to_owned()).await;
+    let user_cookie = sign_in(user.clone()).await;
+    let revoked_cookie = sign_in(revoked.clone()).await;
+    let signed_out_cookie = sign_in(user).await;
+    let out = hq.http.post(hq.url("/api/logout")).header("cookie", &signed_out_cookie).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let tokens = hq.get_json("/api/tokens").await;
+    let eve = tokens.as_array().unwrap().iter().find(|t| t["name"] == "eve").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gone = hq.request(reqwest::Method::DELETE, &format!("/api/tokens/{eve}")).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    hq.stop().await;
+
+    let hq = TestHq::start_in(data.path(), &[]).await;
+    let status = |cookie: String| {
+        let request = hq.http.get(hq.url("/api/runners")).header("cookie", cookie);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(status(admin_cookie.clone()).await, StatusCode::OK, "the admin's sign-in survived");
+    assert_eq!(status(user_cookie.clone()).await, StatusCode::OK, "a user's sign-in survived");
+    assert_eq!(status(revoked_cookie).await, StatusCode::UNAUTHORIZED, "its token was revoked");
+    assert_eq!(status(signed_out_cookie).await, StatusCode::UNAUTHORIZED, "it signed out");
+    hq.stop().await;
+
+    // A new --admin-token signs out whoever signed in with the old one; managed tokens stay.
+    let hq = TestHq::start_in(data.path(), &["--admin-token", "a-new-admin-token"]).await;
+    let status = |cookie: String| {
+        let request = hq.http.get(hq.url("/api/runners")).header("cookie", cookie);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(status(user_cookie).await, StatusCode::OK);
+    assert_eq!(status(admin_cookie).await, StatusCode::UNAUTHORIZED);
+}

@@ -25,6 +25,7 @@ use crate::audit;
 use crate::client_ip::{ClientIp, client_ip};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::store::LoginRecord;
 
 /// Name of the dashboard's sign-in cookie.
 pub const COOKIE: &str = "agentrelay_session";
@@ -32,23 +33,63 @@ pub const COOKIE: &str = "agentrelay_session";
 const LOGIN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// Dashboard sign-ins: the SHA-256 of each cookie value → who signed in, until when. The cookie is
-/// a random handle, not the token itself, so the token never sits in the browser.
+/// a random handle, not the token itself, so the token never sits in the browser. Each is also
+/// saved (by the credential it was made with), so a restart of HQ signs nobody out.
 #[derive(Default)]
 pub struct Logins {
     map: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
 }
 
 impl Logins {
-    /// Creates a sign-in and returns the cookie value for it.
-    fn create(&self, principal: Principal) -> String {
+    /// Creates a sign-in: the cookie value for it, and the record to save.
+    fn create(&self, principal: Principal, admin_token: Option<&str>) -> (String, LoginRecord) {
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let value: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let hash = digest(&value);
+        let record = LoginRecord {
+            hash,
+            token_id: principal.token_id,
+            static_hash: principal.token_id.is_none().then(|| admin_token.map(digest)).flatten(),
+            expires_at: chrono::Utc::now() + LOGIN_LIFETIME,
+        };
         let mut map = self.lock();
         let now = Instant::now();
         map.retain(|_, (_, expires)| *expires > now);
-        map.insert(digest(&value), (principal, now + LOGIN_LIFETIME));
-        value
+        map.insert(hash, (principal, now + LOGIN_LIFETIME));
+        (value, record)
+    }
+
+    /// Takes back the saved sign-ins whose credential still holds: a managed token still active,
+    /// or the same `--admin-token` as when it was made.
+    pub fn restore(
+        &self,
+        saved: Vec<LoginRecord>,
+        admin_token: Option<&str>,
+        token_by_id: impl Fn(uuid::Uuid) -> Option<crate::tokens::Authenticated>,
+    ) {
+        let now = chrono::Utc::now();
+        let mut map = self.lock();
+        for login in saved {
+            let principal = match (login.token_id, login.static_hash, admin_token) {
+                (Some(id), _, _) => token_by_id(id).map(|token| Principal {
+                    name: token.info.name,
+                    scope: token.info.scope,
+                    token_id: Some(id),
+                    revoked: token.revoked,
+                    address: None,
+                    session: token.info.session_id,
+                }),
+                (None, Some(saved), Some(admin)) if bool::from(saved.ct_eq(&digest(admin))) => {
+                    Some(static_principal("admin", Scope::Admin, None))
+                }
+                _ => None,
+            };
+            let left = (login.expires_at - now).to_std().unwrap_or_default();
+            if let Some(principal) = principal {
+                map.insert(login.hash, (principal, Instant::now() + left));
+            }
+        }
     }
 
     fn get(&self, value: &str) -> Option<Principal> {
@@ -58,8 +99,10 @@ impl Logins {
             .map(|(p, _)| p.clone())
     }
 
-    fn remove(&self, value: &str) {
-        self.lock().remove(&digest(value));
+    fn remove(&self, value: &str) -> [u8; 32] {
+        let hash = digest(value);
+        self.lock().remove(&hash);
+        hash
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Principal, Instant)>> {
@@ -146,7 +189,9 @@ pub async fn login(
     audit::record(&state, Some(&principal.name), "login.succeeded", None, address, None);
     let answer =
         LoginAnswer { name: principal.name.clone(), scope: principal.scope, session_id: principal.session };
-    let value = state.logins.create(principal);
+    let (value, record) = state.logins.create(principal, state.admin_token.as_deref());
+    // Saved before the cookie goes out, so even a crash right after keeps the sign-in.
+    state.store.call(move |store| store.insert_login(&record)).await?;
     let cookie = set_cookie(&state, &value, LOGIN_LIFETIME.as_secs())?;
     Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
 }
@@ -156,7 +201,8 @@ pub async fn login(
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     check_origin(&headers, state.config.public_url.as_deref())?;
     if let Some(value) = cookie_value(&headers) {
-        state.logins.remove(value);
+        let hash = state.logins.remove(value);
+        state.store.call(move |store| store.delete_login(hash)).await?;
     }
     let cookie = set_cookie(&state, "", 0)?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
@@ -188,14 +234,7 @@ impl Principal {
 
 /// Resolves a secret to a principal: the static tokens first (constant-time), then managed ones.
 pub fn authenticate(state: &AppState, secret: &str, address: Option<IpAddr>) -> Option<Principal> {
-    let fixed = |name: &str, scope| Principal {
-        name: name.to_owned(),
-        scope,
-        token_id: None,
-        revoked: CancellationToken::new(),
-        address,
-        session: None,
-    };
+    let fixed = |name: &str, scope| static_principal(name, scope, address);
     if state.admin_token.as_deref().is_some_and(|admin| token_matches(secret, admin)) {
         return Some(fixed("admin", Scope::Admin));
     }
@@ -211,6 +250,18 @@ pub fn authenticate(state: &AppState, secret: &str, address: Option<IpAddr>) -> 
         address,
         session: token.info.session_id,
     })
+}
+
+/// The caller of a static token (`--admin-token`, `--runner-token`).
+fn static_principal(name: &str, scope: Scope, address: Option<IpAddr>) -> Principal {
+    Principal {
+        name: name.to_owned(),
+        scope,
+        token_id: None,
+        revoked: CancellationToken::new(),
+        address,
+        session: None,
+    }
 }
 
 /// The bearer token of a request, if it carries one.

@@ -114,6 +114,8 @@ impl Hq {
             counters: Default::default(),
         });
         restore(&state, snapshot);
+        let saved = state.store.call(|store| store.logins()).await.context("cannot read sign-ins")?;
+        state.logins.restore(saved, state.admin_token.as_deref(), |id| state.tokens.by_id(id));
         Ok(Self { listener, metrics_listener, tls, state })
     }
 

@@ -34,6 +34,19 @@ pub struct TokenRecord {
     pub hash: [u8; 32],
 }
 
+/// A dashboard sign-in as stored: which credential it was made with, never the cookie itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRecord {
+    /// SHA-256 of the cookie value.
+    pub hash: [u8; 32],
+    /// The managed token signed in with, if it was one.
+    pub token_id: Option<Uuid>,
+    /// Otherwise the SHA-256 of the `--admin-token` of the time: a new one signs everyone out.
+    pub static_hash: Option<[u8; 32]>,
+    /// When the sign-in ends.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// A place to keep HQ's state.
 pub trait Store: Send + 'static {
     /// Reads everything.
@@ -50,6 +63,12 @@ pub trait Store: Send + 'static {
     fn revoke_token(&mut self, id: Uuid) -> anyhow::Result<bool>;
     /// Every token neither revoked nor expired.
     fn active_tokens(&mut self) -> anyhow::Result<Vec<TokenRecord>>;
+    /// Saves a dashboard sign-in.
+    fn insert_login(&mut self, login: &LoginRecord) -> anyhow::Result<()>;
+    /// Forgets a sign-in (sign-out).
+    fn delete_login(&mut self, hash: [u8; 32]) -> anyhow::Result<()>;
+    /// Every unexpired sign-in (expired ones are deleted on the way).
+    fn logins(&mut self) -> anyhow::Result<Vec<LoginRecord>>;
     /// A cheap query proving the database answers (for `/readyz`).
     fn check(&mut self) -> anyhow::Result<()>;
     /// Folds the write-ahead log into the database file (on a clean stop, so a copy of
@@ -109,6 +128,13 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE sessions ADD COLUMN preset TEXT;",
     // 4: why the output log stopped (a full disk), so a restart still says the log is short.
     "ALTER TABLE sessions ADD COLUMN log_error TEXT;",
+    // 5: dashboard sign-ins, so a restart of HQ does not sign everyone out.
+    "CREATE TABLE logins (
+        hash BLOB PRIMARY KEY,
+        token_id TEXT,
+        static_hash BLOB,
+        expires_at TEXT NOT NULL
+    );",
 ];
 
 /// SQLite in WAL mode.
@@ -362,6 +388,60 @@ impl Store for SqliteStore {
         self.conn.query_row("SELECT 1", [], |_| Ok(())).context("the database does not answer")
     }
 
+    fn insert_login(&mut self, login: &LoginRecord) -> anyhow::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO logins (hash, token_id, static_hash, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                &login.hash[..],
+                login.token_id.map(|id| id.to_string()),
+                login.static_hash.as_ref().map(|h| &h[..]),
+                login.expires_at.to_rfc3339(),
+            ])
+            .context("saving a sign-in")?;
+        Ok(())
+    }
+
+    fn delete_login(&mut self, hash: [u8; 32]) -> anyhow::Result<()> {
+        self.conn.prepare_cached("DELETE FROM logins WHERE hash = ?1")?.execute(params![&hash[..]])?;
+        Ok(())
+    }
+
+    fn logins(&mut self) -> anyhow::Result<Vec<LoginRecord>> {
+        let now = chrono::Utc::now();
+        let mut statement =
+            self.conn.prepare_cached("SELECT hash, token_id, static_hash, expires_at FROM logins")?;
+        let rows = statement.query_map([], |row| {
+            let hash: Vec<u8> = row.get(0)?;
+            let token_id: Option<String> = row.get(1)?;
+            let static_hash: Option<Vec<u8>> = row.get(2)?;
+            Ok((hash, token_id, static_hash, parse_time(&row.get::<_, String>(3)?)?))
+        })?;
+        let mut logins = Vec::new();
+        let mut expired = Vec::new();
+        for row in rows {
+            let (hash, token_id, static_hash, expires_at) = row.context("reading a sign-in")?;
+            let (Ok(hash), Ok(static_hash)) = (
+                <[u8; 32]>::try_from(hash.as_slice()),
+                static_hash.map(|h| <[u8; 32]>::try_from(h.as_slice())).transpose(),
+            ) else {
+                continue;
+            };
+            if expires_at <= now {
+                expired.push(hash);
+                continue;
+            }
+            let token_id = token_id.and_then(|id| id.parse().ok());
+            logins.push(LoginRecord { hash, token_id, static_hash, expires_at });
+        }
+        drop(statement);
+        for hash in expired {
+            self.delete_login(hash)?;
+        }
+        Ok(logins)
+    }
+
     fn active_tokens(&mut self) -> anyhow::Result<Vec<TokenRecord>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT id, name, scope, hash, created_at, expires_at, session_id FROM tokens
@@ -497,6 +577,34 @@ mod tests {
             connected_at: Utc::now(),
             last_seen_at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn sign_ins_are_kept_until_they_expire() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = SqliteStore::open(dir.path()).expect("open");
+        let live = LoginRecord {
+            hash: [1; 32],
+            token_id: Some(Uuid::now_v7()),
+            static_hash: None,
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        };
+        let admin = LoginRecord { hash: [2; 32], token_id: None, static_hash: Some([9; 32]), ..live.clone() };
+        let old = LoginRecord {
+            hash: [3; 32],
+            expires_at: Utc::now() - chrono::Duration::seconds(1),
+            ..live.clone()
+        };
+        for login in [&live, &admin, &old] {
+            store.insert_login(login).expect("insert");
+        }
+        store.delete_login(admin.hash).expect("delete");
+        let mut kept = store.logins().expect("logins");
+        kept.iter_mut().for_each(|l| l.expires_at = live.expires_at);
+        assert_eq!(kept, [live.clone()]);
+        let rows: i64 =
+            store.conn.query_row("SELECT COUNT(*) FROM logins", [], |row| row.get(0)).expect("count");
+        assert_eq!(rows, 1, "the expired one is gone from the table too");
     }
 
     #[test]

@@ -104,6 +104,16 @@ impl Tokens {
         Some(Authenticated { info: active.record.info.clone(), revoked: active.revoked.child_token() })
     }
 
+    /// The token with this id, if it is active and unexpired.
+    pub fn by_id(&self, id: Uuid) -> Option<Authenticated> {
+        let map = self.lock();
+        let active = map.values().find(|a| a.record.info.id == id)?;
+        if active.record.info.expires_at.is_some_and(|at| at <= Utc::now()) {
+            return None;
+        }
+        Some(Authenticated { info: active.record.info.clone(), revoked: active.revoked.child_token() })
+    }
+
     /// Creates a token; the returned secret is not kept anywhere.
     pub async fn create(
         &self,
