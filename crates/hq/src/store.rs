@@ -601,7 +601,7 @@ mod tests {
         store.delete_login(admin.hash).expect("delete");
         let mut kept = store.logins().expect("logins");
         kept.iter_mut().for_each(|l| l.expires_at = live.expires_at);
-        assert_eq!(kept, [live.clone()]);
+        assert_eq!(kept, std::slice::from_ref(&live));
         let rows: i64 =
             store.conn.query_row("SELECT COUNT(*) FROM logins", [], |row| row.get(0)).expect("count");
         assert_eq!(rows, 1, "the expired one is gone from the table too");
