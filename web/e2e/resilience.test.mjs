@@ -89,3 +89,25 @@ test("a flood on a slow machine loses no write to xterm.js, and typing still sto
     await context.close();
   }
 });
+
+test("a sign-in revoked server-side returns the dashboard to the sign-in page, saying why", async () => {
+  const created = await stack.api("POST", "/api/tokens", { name: "e2e-user", scope: "user" });
+  assert.equal(created.status, 201);
+  const { context, page } = await signedIn(created.json.token);
+  try {
+    const id = await openShell(page);
+    await page.keyboard.type("echo live-$((3+4))");
+    await page.keyboard.press("Enter");
+    await screenContains(page, id, "live-7");
+
+    assert.equal((await stack.api("DELETE", `/api/tokens/${created.json.id}`)).status, 204);
+    await page
+      .getByRole("status")
+      .filter({ hasText: "You were signed out: your sign-in expired or was revoked. Sign in again." })
+      .waitFor({ timeout: 10000 });
+    await page.getByLabel("Access token").waitFor();
+    assert.equal(await page.getByText("Reconnecting…").count(), 0);
+  } finally {
+    await context.close();
+  }
+});

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from "react";
-import { api, ApiError } from "./lib/api";
+import { api, ApiError, onSignedOut, signedOut } from "./lib/api";
 import { NO_FILTER, type OverviewFilter } from "./lib/overview";
 import type { Session } from "./lib/protocol";
 import { useEvents } from "./hooks/useEvents";
@@ -20,7 +20,10 @@ import { Terminal } from "./components/Terminal";
 import { useToasts } from "./components/Toasts";
 import "./lib/testHooks";
 
-type Auth = "checking" | "signed-out" | "signed-in";
+/** `expired`: HQ stopped accepting this browser's sign-in while the dashboard was open. */
+type Auth = "checking" | "signed-out" | "expired" | "signed-in";
+
+const EXPIRED_NOTICE = "You were signed out: your sign-in expired or was revoked. Sign in again.";
 
 export function App() {
   const [auth, setAuth] = useState<Auth>("checking");
@@ -37,8 +40,15 @@ export function App() {
       });
   }, [toasts]);
 
+  // Any 401 from HQ while signed in: back to the sign-in page instead of stale, retrying views.
+  useEffect(() => onSignedOut(() => setAuth((a) => (a === "signed-in" ? "expired" : a))), []);
+
   if (auth === "checking") return <div className="h-full bg-slate-950" />;
-  if (auth === "signed-out") return <LoginPage onSignedIn={() => setAuth("signed-in")} />;
+  if (auth === "signed-out" || auth === "expired") {
+    return (
+      <LoginPage notice={auth === "expired" ? EXPIRED_NOTICE : undefined} onSignedIn={() => setAuth("signed-in")} />
+    );
+  }
   return <Dashboard onSignedOut={() => setAuth("signed-out")} />;
 }
 
@@ -173,6 +183,8 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
                 now={now}
                 onError={toasts.error}
                 onClose={() => closeTab(session.id)}
+                // HQ cut the socket (a revoked token): find out whether the whole sign-in is gone.
+                onAccessLost={() => void signedOut()}
               />
             ))}
             <div className={overview ? "absolute inset-0" : "hidden"}>

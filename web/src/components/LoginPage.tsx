@@ -3,7 +3,8 @@ import { api, ApiError } from "../lib/api";
 import { rememberSharedSession, SHARE_PATH } from "../lib/share";
 import { Logo } from "./Logo";
 
-export function LoginPage({ onSignedIn }: { onSignedIn: () => void }) {
+/** `notice`: why this page is showing (a sign-in that expired under an open dashboard). */
+export function LoginPage({ notice, onSignedIn }: { notice?: string; onSignedIn: () => void }) {
   const [token, setToken] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -42,6 +43,11 @@ export function LoginPage({ onSignedIn }: { onSignedIn: () => void }) {
             <p className="text-sm text-slate-400">Mission control for your coding agents</p>
           </div>
         </div>
+        {notice && (
+          <p role="status" className="rounded-lg border border-amber-500/40 bg-amber-500/10 px-3 py-2 text-sm text-amber-200">
+            {notice}
+          </p>
+        )}
         <label className="block space-y-2">
           <span className="text-sm font-medium text-slate-300">Access token</span>
           <input

@@ -7,6 +7,7 @@ import { Terminal as XTerm } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import { WebglAddon } from "@xterm/addon-webgl";
+import { signedOut } from "../lib/api";
 import { OutputFlow } from "../lib/outputFlow";
 import { SessionSocket, type ConnectionState } from "../lib/sessionSocket";
 import { describeExit, type ActivityState, type ExitStatus, type Viewer } from "../lib/protocol";
@@ -40,9 +41,11 @@ interface Props {
   onError(message: string): void;
   /** Absent: no "Close tab" button on the exit banner. */
   onClose?(): void;
+  /** The sign-in (or share) this terminal used is gone: it stopped for good. */
+  onAccessLost?(): void;
 }
 
-export function Terminal({ sessionId, active, now, readOnly = false, onError, onClose }: Props) {
+export function Terminal({ sessionId, active, now, readOnly = false, onError, onClose, onAccessLost }: Props) {
   const host = useRef<HTMLDivElement>(null);
   const refit = useRef<() => void>(() => {});
   const focus = useRef<() => void>(() => {});
@@ -52,9 +55,11 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
   const [activity, setActivity] = useState<ActivityState | null>(null);
   const [viewers, setViewers] = useState<Viewer[]>([]);
   const onErrorRef = useRef(onError);
+  const onAccessLostRef = useRef(onAccessLost);
   useEffect(() => {
     onErrorRef.current = onError;
-  }, [onError]);
+    onAccessLostRef.current = onAccessLost;
+  }, [onError, onAccessLost]);
 
   useEffect(() => {
     const element = host.current;
@@ -126,8 +131,9 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
         },
         onActivity: setActivity,
         onPresence: setViewers,
+        onAccessLost: () => onAccessLostRef.current?.(),
       },
-      { readOnly },
+      { readOnly, probe: signedOut },
     );
     // A watcher's keystrokes go nowhere: not wired here, and the socket drops them too.
     const input = term.onData((data) => {
@@ -173,7 +179,8 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
     }
   }, [active]);
 
-  const live = !exit && !ended;
+  const revoked = state === "revoked";
+  const live = !exit && !ended && !revoked;
   const groups = groupViewers(viewers);
   return (
     <div className={`absolute inset-0 flex-col ${active ? "flex" : "hidden"}`} data-session={sessionId}>
@@ -190,7 +197,7 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
         {live && activity ? (
           <ActivityBadge activity={activity.activity} since={activity.since} source={activity.source} now={now} />
         ) : (
-          <span>{exit || ended ? "ended" : state === "open" ? "connected" : "connecting…"}</span>
+          <span>{revoked ? "disconnected" : exit || ended ? "ended" : state === "open" ? "connected" : "connecting…"}</span>
         )}
         <span className="flex-1" />
         {live && groups.length > 0 && (
@@ -216,6 +223,11 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
         </div>
       )}
       <div ref={host} className="terminal-host min-h-0 flex-1 overflow-hidden bg-slate-950" />
+      {revoked && !exit && !ended && (
+        <div role="status" data-testid="exit-banner" className="border-t border-slate-800 bg-slate-900 px-4 py-2 text-sm text-amber-300">
+          Disconnected: this sign-in no longer has access to the session.
+        </div>
+      )}
       {(exit || ended) && (
         <div
           role="status"

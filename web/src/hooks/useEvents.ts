@@ -2,6 +2,7 @@
 // whole object, so merging is "replace by id".
 
 import { useEffect, useState } from "react";
+import { signedOut } from "../lib/api";
 import type { Runner, Session } from "../lib/protocol";
 
 export interface LiveState {
@@ -22,23 +23,43 @@ export function useEvents(enabled: boolean): LiveState {
   const [state, setState] = useState<LiveState>({ runners: [], sessions: [], connected: false });
   useEffect(() => {
     if (!enabled) return;
-    const source = new EventSource("/api/events");
-    source.onopen = () => setState((s) => ({ ...s, connected: true }));
-    source.onerror = () => setState((s) => ({ ...s, connected: false }));
-    source.addEventListener("runner", (event) => {
-      const runner = JSON.parse((event as MessageEvent<string>).data) as Runner;
-      setState((s) => ({ ...s, connected: true, runners: upsert(s.runners, runner) }));
-    });
-    source.addEventListener("session", (event) => {
-      const session = JSON.parse((event as MessageEvent<string>).data) as Session;
-      setState((s) => ({ ...s, connected: true, sessions: upsert(s.sessions, session) }));
-    });
-    // Retention deleted a finished session: it leaves the lists.
-    source.addEventListener("session_removed", (event) => {
-      const { id } = JSON.parse((event as MessageEvent<string>).data) as { id: string };
-      setState((s) => ({ ...s, sessions: s.sessions.filter((session) => session.id !== id) }));
-    });
-    return () => source.close();
+    let source: EventSource | null = null;
+    let retry: number | undefined;
+    let stopped = false;
+    const connect = () => {
+      const current = new EventSource("/api/events");
+      source = current;
+      current.onopen = () => setState((s) => ({ ...s, connected: true }));
+      current.onerror = () => {
+        setState((s) => ({ ...s, connected: false }));
+        // EventSource retries a dropped stream itself but gives up on an error status (a 401 once
+        // the sign-in expired, a 502 from a proxy): find out which, and retry unless signed out
+        // (signedOut() tells the app, which leaves the dashboard).
+        if (current.readyState !== EventSource.CLOSED) return;
+        void signedOut().then((gone) => {
+          if (!gone && !stopped) retry = window.setTimeout(connect, 3000);
+        });
+      };
+      current.addEventListener("runner", (event) => {
+        const runner = JSON.parse((event as MessageEvent<string>).data) as Runner;
+        setState((s) => ({ ...s, connected: true, runners: upsert(s.runners, runner) }));
+      });
+      current.addEventListener("session", (event) => {
+        const session = JSON.parse((event as MessageEvent<string>).data) as Session;
+        setState((s) => ({ ...s, connected: true, sessions: upsert(s.sessions, session) }));
+      });
+      // Retention deleted a finished session: it leaves the lists.
+      current.addEventListener("session_removed", (event) => {
+        const { id } = JSON.parse((event as MessageEvent<string>).data) as { id: string };
+        setState((s) => ({ ...s, sessions: s.sessions.filter((session) => session.id !== id) }));
+      });
+    };
+    connect();
+    return () => {
+      stopped = true;
+      window.clearTimeout(retry);
+      source?.close();
+    };
   }, [enabled]);
   return state;
 }

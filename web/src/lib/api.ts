@@ -16,6 +16,32 @@ export class ApiError extends Error {
   }
 }
 
+const signedOutListeners = new Set<() => void>();
+
+/**
+ * Calls `listener` whenever HQ answers 401 to a call that needs a sign-in (the cookie expired or
+ * was revoked); returns the unsubscribe.
+ */
+export function onSignedOut(listener: () => void): () => void {
+  signedOutListeners.add(listener);
+  return () => {
+    signedOutListeners.delete(listener);
+  };
+}
+
+/** Whether this browser's sign-in is gone: asks an endpoint that needs one (never throws). */
+export async function signedOut(): Promise<boolean> {
+  try {
+    await api.runners();
+    return false;
+  } catch (e) {
+    return e instanceof ApiError && e.status === 401;
+  }
+}
+
+// Signing in and out answer 401 for other reasons (a wrong token; nothing to forget).
+const NOT_SIGNED_IN_CALLS = new Set(["/api/login", "/api/logout"]);
+
 async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   let response: Response;
   try {
@@ -30,6 +56,9 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   }
   if (response.ok) {
     return response.status === 204 || response.status === 202 ? (undefined as T) : ((await response.json()) as T);
+  }
+  if (response.status === 401 && !NOT_SIGNED_IN_CALLS.has(path)) {
+    for (const listener of [...signedOutListeners]) listener();
   }
   let error: ApiErrorBody["error"] | undefined;
   try {

@@ -27,13 +27,13 @@ class FakeSocket implements SocketLike {
   bytes(text: string) {
     this.onmessage?.({ data: new TextEncoder().encode(text).buffer });
   }
-  drop() {
+  drop(code = 1006) {
     this.readyState = 3;
-    this.onclose?.({ code: 1006 });
+    this.onclose?.({ code });
   }
 }
 
-function harness(readOnly = false) {
+function harness(readOnly = false, probe?: () => Promise<boolean>) {
   const sockets: FakeSocket[] = [];
   const timers: Array<() => void> = [];
   const output: string[] = [];
@@ -48,6 +48,7 @@ function harness(readOnly = false) {
     onError: (code) => events.push(`error ${code}`),
     onActivity: (a) => events.push(`activity ${a.activity} ${a.source}`),
     onPresence: (viewers) => events.push(`presence ${viewers.map((v) => v.name + (v.read_only ? "(ro)" : "")).join(",")}`),
+    onAccessLost: () => events.push("access lost"),
   };
   const socket = new SessionSocket("s1", handlers, {
     base: "ws://hq",
@@ -60,6 +61,7 @@ function harness(readOnly = false) {
     setTimeout: (fn) => timers.push(fn),
     clearTimeout: () => {},
     readOnly,
+    probe,
   });
   const runTimers = () => timers.splice(0).forEach((fn) => fn());
   return { socket, sockets, output, states, events, runTimers, last: () => sockets[sockets.length - 1] };
@@ -262,5 +264,49 @@ describe("SessionSocket", () => {
     short.last().attach(0, false, "exited");
     expect(short.sockets).toHaveLength(2);
     expect(short.socket.state).toBe("open");
+  });
+
+  it("stops for good when HQ closes with 1008 (the token was revoked)", () => {
+    const h = harness();
+    h.last().attach(0);
+    h.last().drop(1008);
+    h.runTimers();
+    expect(h.sockets).toHaveLength(1);
+    expect(h.socket.state).toBe("revoked");
+    expect(h.events).toEqual(["access lost"]);
+    h.socket.sendInput("x");
+    expect(h.last().sent).toEqual([]);
+  });
+
+  it("asks whether the sign-in is gone after a failed open, and stops if it is", async () => {
+    let gone = false;
+    let probes = 0;
+    const h = harness(false, async () => {
+      probes++;
+      return gone;
+    });
+    h.last().attach(0);
+    // A drop after a good open is a network blip: no probe.
+    h.last().drop();
+    await Promise.resolve();
+    expect(probes).toBe(0);
+    h.runTimers();
+    // A failed open (HQ down, say): probed, still signed in, so it keeps retrying.
+    h.last().drop();
+    await Promise.resolve();
+    expect(probes).toBe(1);
+    expect(h.socket.state).toBe("reconnecting");
+    h.runTimers();
+    expect(h.sockets).toHaveLength(3);
+    // Now the upgrade is refused because the sign-in expired.
+    gone = true;
+    h.last().drop();
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(probes).toBe(2);
+    expect(h.socket.state).toBe("revoked");
+    expect(h.events).toEqual(["access lost"]);
+    h.runTimers();
+    expect(h.sockets).toHaveLength(3);
   });
 });

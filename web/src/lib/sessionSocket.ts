@@ -4,8 +4,11 @@
 
 import { parseServerFrame, resizeFrame, type ActivityState, type Attached, type ExitStatus, type Viewer } from "./protocol";
 
-/** `catching-up`: dropped on purpose (output came faster than it could be drawn), see `suspend`. */
-export type ConnectionState = "connecting" | "open" | "reconnecting" | "catching-up" | "exited" | "ended";
+/**
+ * `catching-up`: dropped on purpose (output came faster than it could be drawn), see `suspend`.
+ * `revoked`: the sign-in (or share) this socket used is gone; it does not reconnect.
+ */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "catching-up" | "exited" | "ended" | "revoked";
 
 export interface SessionHandlers {
   /** Output bytes, in order; `snapshot` marks a screen drawing that is not part of the stream. */
@@ -22,6 +25,8 @@ export interface SessionHandlers {
   onPresence?(viewers: Viewer[]): void;
   /** After each `attached` frame, before the output that follows it. */
   onAttached?(attached: Attached): void;
+  /** HQ closed with 1008 (the token was revoked), or `probe` said the sign-in is gone. */
+  onAccessLost?(): void;
 }
 
 /** The subset of the browser's WebSocket this module uses (so tests can substitute it). */
@@ -48,9 +53,16 @@ export interface SessionSocketOptions {
   clearTimeout?: (handle: unknown) => void;
   /** Watch only: keystrokes and resizes are never sent (HQ would refuse them anyway). */
   readOnly?: boolean;
+  /**
+   * After a connection fails to open: resolves true when the sign-in is gone (a browser cannot
+   * see the upgrade's 401, so this asks an authenticated endpoint). Without it, always retry.
+   */
+  probe?: () => Promise<boolean>;
 }
 
 const OPEN = 1;
+/** HQ closes a viewer whose token was revoked with this code. */
+const POLICY_VIOLATION = 1008;
 const MAX_QUEUED_INPUT = 64 * 1024;
 /** How much of a finished session's output a resync redraws (HQ replays a finished one whole). */
 export const FINISHED_TAIL = 256 * 1024;
@@ -100,6 +112,7 @@ export class SessionSocket {
       setTimeout: options.setTimeout ?? ((fn, ms) => window.setTimeout(fn, ms)),
       clearTimeout: options.clearTimeout ?? ((h) => window.clearTimeout(h as number)),
       readOnly: options.readOnly ?? false,
+      probe: options.probe ?? (() => Promise.resolve(false)),
     };
     this.open();
   }
@@ -175,13 +188,31 @@ export class SessionSocket {
     socket.binaryType = "arraybuffer";
     this.socket = socket;
     this.attached = false;
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+    };
     socket.onmessage = (event) => {
       if (this.socket !== socket) return;
+      opened = true;
       this.onMessage(event.data);
     };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
+      if (event.code === POLICY_VIOLATION) {
+        this.loseAccess();
+        return;
+      }
+      if (!opened && !this.stopped) {
+        // Checked while the reconnect waits: a refused upgrade may be an expired sign-in.
+        this.options.probe().then(
+          (gone) => {
+            if (gone) this.loseAccess();
+          },
+          () => {},
+        );
+      }
       this.onClose();
     };
     socket.onerror = () => {
@@ -262,6 +293,17 @@ export class SessionSocket {
     for (const chunk of this.queued) socket.send(chunk);
     this.queued = [];
     this.queuedBytes = 0;
+  }
+
+  private loseAccess(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer !== null) this.options.clearTimeout(this.timer);
+    this.timer = null;
+    this.socket?.close(1000);
+    this.socket = null;
+    this.setState("revoked");
+    this.handlers.onAccessLost?.();
   }
 
   private onClose(): void {
