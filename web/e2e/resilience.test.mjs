@@ -111,3 +111,53 @@ test("a sign-in revoked server-side returns the dashboard to the sign-in page, s
     await context.close();
   }
 });
+
+test("a share link revoked while watched says so and stops; the reconnecting pill never hides the banner", async () => {
+  const session = await stack.api("POST", "/api/sessions", {
+    runner_id: runnerId,
+    command: ["sh", "-c", "echo shared-$((5*5)); sleep 60"],
+  });
+  assert.equal(session.status, 201);
+  const id = session.json.id;
+  const share = await stack.api("POST", `/api/sessions/${id}/shares`, {});
+  assert.equal(share.status, 201);
+
+  const context = await stack.browser.newContext({ viewport: { width: 1024, height: 700 } });
+  try {
+    const guest = await context.newPage();
+    // The session socket through a relay the test can cut.
+    let cut = false;
+    const relayed = [];
+    await guest.routeWebSocket(/\/api\/v1\/ws\/session\//, (ws) => {
+      if (cut) return ws.close({ code: 4000, reason: "cut by the test" });
+      ws.connectToServer();
+      relayed.push(ws);
+    });
+    await guest.goto(share.json.url.replace(/^https?:\/\/[^/]+/, stack.url));
+    const banner = guest.getByTestId("read-only-banner");
+    await banner.waitFor();
+    await screenContains(guest, id, "shared-25");
+
+    // The socket drops and retries: the pill sits below the read-only banner.
+    cut = true;
+    for (const ws of relayed.splice(0)) await ws.close({ code: 4000, reason: "cut by the test" });
+    const pill = guest.getByTestId("reconnecting");
+    await pill.waitFor({ timeout: 10000 });
+    const [a, b] = [await banner.boundingBox(), await pill.boundingBox()];
+    assert.ok(b.y >= a.y + a.height, `pill at y=${b.y} overlaps the banner (y=${a.y}, height ${a.height})`);
+    cut = false;
+    await pill.waitFor({ state: "detached", timeout: 10000 });
+
+    assert.equal((await stack.api("DELETE", `/api/sessions/${id}/shares/${share.json.id}`)).status, 204);
+    await guest.getByRole("alert").filter({ hasText: "This share link was revoked or has expired." }).waitFor({ timeout: 10000 });
+    assert.equal(await guest.getByTestId("presence").count(), 0);
+    assert.equal(await guest.getByText("Reconnecting…").count(), 0);
+    // A reload does not try the session again.
+    await guest.reload();
+    await guest.getByRole("alert").waitFor();
+    assert.equal(await guest.getByTestId("read-only-banner").count(), 0);
+  } finally {
+    await context.close();
+    await stack.api("DELETE", `/api/sessions/${id}`);
+  }
+});

@@ -9,6 +9,8 @@ import { Logo } from "./Logo";
 import { Terminal } from "./Terminal";
 import { useToasts } from "./Toasts";
 
+const REVOKED = "This share link was revoked or has expired.";
+
 type View =
   | { kind: "checking" }
   | { kind: "signed-in-already" }
@@ -63,7 +65,7 @@ export function SharePage({ token }: { token: string | null }) {
         const error = e as ApiError;
         setView({
           kind: "problem",
-          message: error.status === 401 ? "This share link has expired or was revoked." : error.message,
+          message: error.status === 401 ? REVOKED : error.message,
         });
       }
     })();
@@ -109,7 +111,18 @@ export function SharePage({ token }: { token: string | null }) {
           </p>
         )}
         {view.kind === "watching" && (
-          <Terminal sessionId={view.sessionId} active readOnly now={now} onError={toasts.error} />
+          <Terminal
+            sessionId={view.sessionId}
+            active
+            readOnly
+            now={now}
+            onError={toasts.error}
+            onAccessLost={() => {
+              // The share's sign-in is gone for good: a reload must not try the session again.
+              rememberSharedSession(null);
+              setView({ kind: "problem", message: REVOKED });
+            }}
+          />
         )}
       </main>
     </div>

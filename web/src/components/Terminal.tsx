@@ -180,7 +180,8 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
   }, [active]);
 
   const revoked = state === "revoked";
-  const live = !exit && !ended && !revoked;
+  // Activity and viewers are as of the last connection: not shown while there is none.
+  const live = !exit && !ended && !revoked && (state === "open" || state === "catching-up");
   const groups = groupViewers(viewers);
   return (
     <div className={`absolute inset-0 flex-col ${active ? "flex" : "hidden"}`} data-session={sessionId}>
@@ -197,7 +198,17 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
         {live && activity ? (
           <ActivityBadge activity={activity.activity} since={activity.since} source={activity.source} now={now} />
         ) : (
-          <span>{revoked ? "disconnected" : exit || ended ? "ended" : state === "open" ? "connected" : "connecting…"}</span>
+          <span>
+            {revoked
+              ? "disconnected"
+              : exit || ended
+                ? "ended"
+                : state === "reconnecting"
+                  ? "reconnecting…"
+                  : state === "open"
+                    ? "connected"
+                    : "connecting…"}
+          </span>
         )}
         <span className="flex-1" />
         {live && groups.length > 0 && (
@@ -217,12 +228,19 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
           </span>
         )}
       </div>
-      {state === "reconnecting" && (
-        <div role="status" className="absolute top-2 left-1/2 z-10 -translate-x-1/2 rounded-full bg-amber-500/90 px-3 py-1 text-xs font-medium text-slate-950 shadow">
-          Reconnecting…
-        </div>
-      )}
-      <div ref={host} className="terminal-host min-h-0 flex-1 overflow-hidden bg-slate-950" />
+      {/* The pill floats over the terminal only, never over the banners above it. */}
+      <div className="relative min-h-0 flex-1">
+        {state === "reconnecting" && (
+          <div
+            role="status"
+            data-testid="reconnecting"
+            className="absolute top-2 left-1/2 z-10 -translate-x-1/2 rounded-full bg-amber-500/90 px-3 py-1 text-xs font-medium text-slate-950 shadow"
+          >
+            Reconnecting…
+          </div>
+        )}
+        <div ref={host} className="terminal-host h-full overflow-hidden bg-slate-950" />
+      </div>
       {revoked && !exit && !ended && (
         <div role="status" data-testid="exit-banner" className="border-t border-slate-800 bg-slate-900 px-4 py-2 text-sm text-amber-300">
           Disconnected: this sign-in no longer has access to the session.
