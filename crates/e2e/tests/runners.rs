@@ -4,7 +4,7 @@ use std::process::Stdio;
 
 use agentrelay_e2e::*;
 use agentrelay_protocol::runner::{Hello, HqMessage, RunnerMessage};
-use agentrelay_protocol::{PROTOCOL_VERSION, RunnerStatus};
+use agentrelay_protocol::{PROTOCOL_VERSION, RunnerStatus, SessionStatus};
 use agentrelay_runner::RunnerError;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncReadExt;
@@ -201,4 +201,47 @@ async fn unreachable_hq_is_retried_until_it_appears() {
     hq.wait_for_runner("patient", RunnerStatus::Online).await;
     shutdown.cancel();
     runner.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn sessions_of_a_runner_started_under_nohup_can_still_be_hung_up() {
+    let hq = TestHq::start().await;
+    let state = tempfile::tempdir().unwrap();
+    // As `nohup agentrelay-runner … &` from a script leaves it: SIGHUP and SIGQUIT ignored.
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' HUP QUIT\nexec \"$0\" \"$@\"")
+        .arg(binary("agentrelay-runner"))
+        .args(["--hq", &hq.url(""), "--name", "nohup", "--state-dir"])
+        .arg(state.path())
+        .env("RUNNER_TOKEN", RUNNER_TOKEN)
+        .env("RUST_LOG", "off")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let runner = hq.wait_for_runner("nohup", RunnerStatus::Online).await;
+    let session =
+        hq.start_session(runner.id, &["sh", "-c", "grep SigIgn /proc/self/status; exec sleep 60"]).await;
+    let mut viewer = hq.attach(session.id, Some(0)).await;
+    viewer.read_until("SigIgn:").await.unwrap();
+    viewer.read_until("\n").await.unwrap();
+    let line = viewer.text().lines().find(|l| l.starts_with("SigIgn:")).unwrap().to_owned();
+    let mask = u64::from_str_radix(line["SigIgn:".len()..].trim(), 16).unwrap();
+    assert_eq!(mask & 0b101, 0, "the session inherited ignored SIGHUP or SIGQUIT: {line}");
+    // So the kill's hang-up ends it, without waiting for SIGKILL.
+    let killed =
+        hq.request(reqwest::Method::DELETE, &format!("/api/sessions/{}", session.id)).send().await.unwrap();
+    assert_eq!(killed.status(), reqwest::StatusCode::ACCEPTED);
+    assert_eq!(
+        hq.wait_for_session(session.id, SessionStatus::Exited).await.signal.as_deref(),
+        Some("SIGHUP")
+    );
+
+    // The runner itself still ignores the hang-up it was started to ignore.
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill").arg("-HUP").arg(pid.to_string()).status().unwrap();
+    let after = hq.start_session(runner.id, &["sh", "-c", "echo still-here"]).await;
+    let mut check = hq.attach(after.id, Some(0)).await;
+    assert_eq!(check.read_to_exit().await.unwrap().code, Some(0));
+    assert!(child.try_wait().unwrap().is_none(), "the runner died of SIGHUP");
 }

@@ -1,4 +1,5 @@
-//! `agentrelay-runner`: parses flags, sets up logging, runs until SIGINT/SIGTERM or a refusal.
+//! `agentrelay-runner`: parses flags, sets up logging, runs until SIGINT/SIGTERM (or SIGHUP and
+//! SIGQUIT, unless it was started with them ignored) or a refusal.
 
 use std::process::ExitCode;
 
@@ -44,8 +45,10 @@ async fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
+    // Before the first session starts, so that every session's process gets default handling.
+    let signals = StopSignals::install();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         trigger.cancel();
     });
     match runner.run(shutdown).await {
@@ -59,19 +62,61 @@ fn fail(error: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+/// The signals that stop the runner, handled.
+///
+/// Every one gets a handler, even one the runner was started with ignored (`nohup`, a script's
+/// `&`): an ignored signal stays ignored across `exec`, so every session would inherit it and a
+/// hang-up could no longer end an agent, while a handled one is reset to its default in the
+/// child. The runner itself still ignores what it was told to ignore.
+struct StopSignals {
+    streams: Vec<(i32, tokio::signal::unix::Signal)>,
+    ignored: Vec<i32>,
+}
+
+impl StopSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let ignored = ignored_at_start();
+        let mut streams = Vec::new();
+        for kind in
+            [SignalKind::terminate(), SignalKind::interrupt(), SignalKind::hangup(), SignalKind::quit()]
+        {
+            match signal(kind) {
+                Ok(stream) => streams.push((kind.as_raw_value(), stream)),
+                Err(error) => tracing::warn!(%error, signal = kind.as_raw_value(), "cannot handle a signal"),
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        Self { streams, ignored }
+    }
+
+    /// Returns at the first signal that was not ignored at start.
+    async fn wait(mut self) {
+        if self.streams.is_empty() {
+            return std::future::pending().await;
+        }
+        loop {
+            let waits = self
+                .streams
+                .iter_mut()
+                .map(|(number, stream)| Box::pin(async move { stream.recv().await.map(|()| *number) }));
+            match futures_util::future::select_all(waits).await.0 {
+                Some(number) if self.ignored.contains(&number) => continue,
+                _ => return,
+            }
         }
     }
+}
+
+/// The signals this process was started with ignored (Linux reports them in `/proc`; elsewhere,
+/// none are assumed).
+fn ignored_at_start() -> Vec<i32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    (1..=64).filter(|signal| mask & (1 << (signal - 1)) != 0).collect()
 }
 
 /// Each session holds a PTY and a socket: use all the system allows.
