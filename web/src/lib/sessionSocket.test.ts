@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FINISHED_TAIL, SessionSocket, type ConnectionState, type SessionHandlers, type SocketLike } from "./sessionSocket";
+import { FINISHED_TAIL, MAX_INPUT_FRAME, SessionSocket, type ConnectionState, type SessionHandlers, type SocketLike } from "./sessionSocket";
 
 class FakeSocket implements SocketLike {
   binaryType = "blob";
@@ -308,5 +308,23 @@ describe("SessionSocket", () => {
     expect(h.events).toEqual(["access lost"]);
     h.runTimers();
     expect(h.sockets).toHaveLength(3);
+  });
+
+  it("splits a large paste into frames of at most 64 KiB, in order", () => {
+    const h = harness();
+    h.last().attach(0);
+    const paste = new Uint8Array(200 * 1024 + 5).map((_, i) => i % 251);
+    h.socket.sendInput(paste);
+    h.socket.sendInput("\r");
+    const frames = h.last().sent as Uint8Array[];
+    expect(frames.map((f) => f.length)).toEqual([MAX_INPUT_FRAME, MAX_INPUT_FRAME, MAX_INPUT_FRAME, 8 * 1024 + 5, 1]);
+    const joined = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+    let at = 0;
+    for (const frame of frames) {
+      joined.set(frame, at);
+      at += frame.length;
+    }
+    expect(Buffer.from(joined.subarray(0, paste.length)).equals(Buffer.from(paste))).toBe(true);
+    expect(joined[paste.length]).toBe(13);
   });
 });

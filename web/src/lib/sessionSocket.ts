@@ -64,6 +64,8 @@ const OPEN = 1;
 /** HQ closes a viewer whose token was revoked with this code. */
 const POLICY_VIOLATION = 1008;
 const MAX_QUEUED_INPUT = 64 * 1024;
+/** HQ drops a viewer's frame over its --max-frame-size (1 MiB by default): pastes go in pieces. */
+export const MAX_INPUT_FRAME = 64 * 1024;
 /** How much of a finished session's output a resync redraws (HQ replays a finished one whole). */
 export const FINISHED_TAIL = 256 * 1024;
 
@@ -128,7 +130,9 @@ export class SessionSocket {
     if (this.options.readOnly || this.state === "exited" || this.state === "ended") return;
     const bytes = typeof data === "string" ? this.encoder.encode(data) : data;
     if (this.socket && this.socket.readyState === OPEN && this.attached) {
-      this.socket.send(bytes);
+      for (let at = 0; at < bytes.length; at += MAX_INPUT_FRAME) {
+        this.socket.send(bytes.subarray(at, at + MAX_INPUT_FRAME));
+      }
     } else if (this.queuedBytes + bytes.length <= MAX_QUEUED_INPUT) {
       this.queued.push(bytes);
       this.queuedBytes += bytes.length;
