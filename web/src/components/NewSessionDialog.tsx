@@ -30,6 +30,8 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
   useEffect(() => {
     const element = dialog.current;
     if (element && !element.open) element.showModal();
+    // showModal focuses the first focusable element, the close button: start at the first field.
+    element?.querySelector<HTMLElement>("select, input")?.focus();
   }, []);
 
   function pickPreset(next: Preset) {
@@ -140,7 +142,6 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
             onChange={(e) => setCommand(e.target.value)}
             placeholder="any program on the runner, e.g. bash -l"
             spellCheck={false}
-            autoFocus
             className={`${input} font-mono`}
             aria-invalid={!split.ok || fieldError?.field === "command"}
           />

@@ -1,0 +1,40 @@
+// Small things a first look at the dashboard catches: where focus lands, what a screen reader
+// hears, what the sign-in page says, and that ending a session asks first. Real HQ and runner.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { startStack, waitFor } from "./harness.mjs";
+
+let stack;
+let context;
+let page;
+
+before(async () => {
+  stack = await startStack();
+  context = await stack.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  page = await context.newPage();
+  page.on("pageerror", (error) => console.error("page error:", error));
+  await page.goto(stack.url);
+});
+
+after(async () => {
+  await stack?.stop();
+});
+
+async function signIn() {
+  await page.getByLabel("Access token").fill(stack.adminToken);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByTestId("runner-list").getByText("online", { exact: true }).waitFor();
+}
+test("sign in", signIn);
+
+test("New session focuses its first field, not the close button", async () => {
+  await page.getByRole("button", { name: "New session" }).first().click();
+  const dialog = page.getByRole("dialog");
+  await dialog.waitFor();
+  await waitFor("the runner field to have focus", () =>
+    dialog.getByLabel("Runner").evaluate((field) => document.activeElement === field),
+  );
+  await page.keyboard.press("Escape");
+  await page.locator("dialog[open]").waitFor({ state: "detached" });
+});
