@@ -38,3 +38,26 @@ test("New session focuses its first field, not the close button", async () => {
   await page.keyboard.press("Escape");
   await page.locator("dialog[open]").waitFor({ state: "detached" });
 });
+
+test("Alt+N opens no second dialog over an open one", async () => {
+  await page.keyboard.press("Alt+N");
+  await page.getByRole("dialog").waitFor();
+  await page.keyboard.press("Alt+N");
+  assert.equal(await page.locator("dialog[open]").count(), 1);
+  await page.keyboard.press("Escape");
+  await page.locator("dialog[open]").waitFor({ state: "detached" });
+
+  const { json } = await stack.api("POST", "/api/sessions", {
+    runner_id: (await stack.api("GET", "/api/runners")).json[0].id,
+    command: ["sleep", "120"],
+  });
+  await page.getByTestId("session-list").getByRole("button").filter({ hasText: "sleep 120" }).click();
+  await page.locator(`[data-session="${json.id}"] .xterm`).waitFor({ state: "visible" });
+  await page.getByRole("button", { name: "Share" }).click();
+  await page.getByRole("dialog").getByText("Share read-only").waitFor();
+  await page.keyboard.press("Alt+N");
+  assert.equal(await page.locator("dialog[open]").count(), 1);
+  await page.keyboard.press("Escape");
+  await page.locator("dialog[open]").waitFor({ state: "detached" });
+  await stack.api("DELETE", `/api/sessions/${json.id}`);
+});

@@ -77,6 +77,8 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
   useEffect(() => {
     const onKey = (event: KeyboardEvent) => {
       if (!event.altKey || event.ctrlKey || event.metaKey) return;
+      // A modal dialog is in front: nothing behind it opens, switches or closes.
+      if (document.querySelector("dialog[open]")) return;
       const key = event.key.toLowerCase();
       const digit = /^Digit([1-9])$/.exec(event.code);
       if (event.code === "KeyN" || key === "n") setCreating(true);
