@@ -61,3 +61,14 @@ test("Alt+N opens no second dialog over an open one", async () => {
   await page.locator("dialog[open]").waitFor({ state: "detached" });
   await stack.api("DELETE", `/api/sessions/${json.id}`);
 });
+
+test("the Overview switch is named once", async () => {
+  // Chromium's accessibility tree, and the text itself (what a reader without the styles gets).
+  const cdp = await context.newCDPSession(page);
+  const { nodes } = await cdp.send("Accessibility.getFullAXTree");
+  await cdp.detach();
+  const names = nodes.filter((n) => n.role?.value === "button").map((n) => n.name?.value ?? "");
+  assert.ok(names.includes("Overview"), `buttons: ${JSON.stringify(names)}`);
+  const overview = page.getByRole("button", { name: "Overview", exact: true });
+  assert.equal((await overview.textContent()).trim(), "Overview");
+});

@@ -49,8 +49,8 @@ export function SessionTabs({ tabs, activeId, overview, waiting, now, onOverview
           <rect x="1" y="9" width="6" height="6" rx="1" />
           <rect x="9" y="9" width="6" height="6" rx="1" />
         </svg>
-        <span className="hidden sm:inline">Overview</span>
-        <span className="sr-only sm:hidden">Overview</span>
+        {/* One label: only for screen readers on a phone, shown from sm up. */}
+        <span className="sr-only sm:not-sr-only">Overview</span>
         {waiting > 0 && (
           <span
             className="rounded-full bg-amber-400 px-1.5 text-xs font-semibold text-slate-950"
