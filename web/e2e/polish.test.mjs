@@ -28,6 +28,12 @@ async function signIn() {
 }
 test("sign in", signIn);
 
+test("the dashboard has one level-one heading", async () => {
+  const headings = page.getByRole("heading", { level: 1 });
+  await waitFor("an h1", async () => (await headings.count()) === 1);
+  assert.equal((await headings.innerText()).trim(), "AgentRelay dashboard");
+});
+
 test("New session focuses its first field, not the close button", async () => {
   await page.getByRole("button", { name: "New session" }).first().click();
   const dialog = page.getByRole("dialog");

@@ -118,6 +118,8 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
   return (
     <div className="flex h-full flex-col bg-slate-950">
       <header className="flex items-center gap-2 border-b border-slate-800 bg-slate-900/80 px-3 py-2 sm:gap-3">
+        {/* The page's title for heading navigation; the logo and name beside it say it visually. */}
+        <h1 className="sr-only">AgentRelay dashboard</h1>
         <button
           className="rounded-md p-1.5 text-slate-300 hover:bg-slate-800 md:hidden"
           aria-label="Toggle runners and sessions"
