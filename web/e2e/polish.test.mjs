@@ -26,7 +26,14 @@ async function signIn() {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByTestId("runner-list").getByText("online", { exact: true }).waitFor();
 }
-test("sign in", signIn);
+
+test("the sign-in page speaks to whoever runs HQ, not to its developers", async () => {
+  await page.getByText("Sign in with an admin or user token.").waitFor();
+  await page.getByText("bootstrap admin token").waitFor();
+  assert.equal(await page.getByText("make run").count(), 0);
+  assert.equal(await page.getByText(".dev/admin-token").count(), 0);
+  await signIn();
+});
 
 test("the dashboard has one level-one heading", async () => {
   const headings = page.getByRole("heading", { level: 1 });

@@ -72,9 +72,12 @@ export function LoginPage({ notice, onSignedIn }: { notice?: string; onSignedIn:
         >
           {busy ? "Signing in…" : "Sign in"}
         </button>
-        <p className="text-xs text-slate-500">
-          <code>make run</code> prints the admin token; it is also in <code>.dev/admin-token</code>.
-        </p>
+        <div className="space-y-1 text-xs">
+          <p className="text-slate-400">Sign in with an admin or user token.</p>
+          <p className="text-slate-500">
+            A new HQ started without an admin token prints a bootstrap admin token on its first start.
+          </p>
+        </div>
       </form>
     </main>
   );
