@@ -1,4 +1,4 @@
-import { filterSessions, labelOptions, STATE_FILTERS, stateCounts, type OverviewFilter } from "../lib/overview";
+import { filterSessions, labelOptions, overviewSummary, STATE_FILTERS, stateCounts, type OverviewFilter } from "../lib/overview";
 import type { Runner, Session } from "../lib/protocol";
 import { OverviewTile } from "./OverviewTile";
 
@@ -16,6 +16,7 @@ interface Props {
 export function Overview({ sessions, runners, filter, now, onFilter, onOpen, onNew }: Props) {
   const shown = filterSessions(sessions, runners, filter);
   const counts = stateCounts(sessions);
+  const summary = overviewSummary(sessions, shown);
   const labels = labelOptions(runners);
   const names = new Map(runners.map((r) => [r.id, r.name]));
   const runnersWithSessions = runners
@@ -73,10 +74,8 @@ export function Overview({ sessions, runners, filter, now, onFilter, onOpen, onN
           </button>
         )}
         <span className="ml-auto text-xs text-slate-500" aria-live="polite">
-          {shown.length === counts.any ? `${counts.any} live` : `${shown.length} of ${counts.any} live`}
-          {counts.waiting_for_input > 0 && (
-            <span className="text-amber-300"> · {counts.waiting_for_input} {counts.waiting_for_input === 1 ? "needs" : "need"} input</span>
-          )}
+          {summary.live}
+          {summary.waiting && <span className="text-amber-300"> · {summary.waiting}</span>}
         </span>
       </div>
 

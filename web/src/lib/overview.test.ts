@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { filterSessions, labelOptions, NO_FILTER, parseLabel, previewColumns, previewLines, stateCounts } from "./overview";
+import {
+  filterSessions,
+  labelOptions,
+  NO_FILTER,
+  overviewSummary,
+  parseLabel,
+  previewColumns,
+  previewLines,
+  stateCounts,
+} from "./overview";
 import type { Activity, Runner, Session, SessionStatus } from "./protocol";
 import { makeSession } from "./testSessions";
 
@@ -87,5 +96,16 @@ describe("overview filters", () => {
     expect(previewColumns(["x".repeat(63), "y"], 80)).toBe(63);
     expect(previewColumns(["x".repeat(200)], 120)).toBe(120);
     expect(previewColumns([], 30)).toBe(30);
+  });
+});
+
+describe("overview summary", () => {
+  it("counts sessions needing input among those shown only", () => {
+    const all = filterSessions(sessions, runners, NO_FILTER);
+    expect(overviewSummary(sessions, all)).toEqual({ live: "5 live", waiting: "2 need input" });
+    const onA = filterSessions(sessions, runners, { ...NO_FILTER, runner: "a" });
+    expect(overviewSummary(sessions, onA)).toEqual({ live: "2 of 5 live", waiting: "1 needs input" });
+    const onB = filterSessions(sessions, runners, { ...NO_FILTER, runner: "b" });
+    expect(overviewSummary(sessions, onB)).toEqual({ live: "1 of 5 live", waiting: null });
   });
 });

@@ -74,6 +74,19 @@ export function stateCounts(sessions: readonly Session[]): Record<StateFilter, n
   return counts;
 }
 
+/**
+ * The grid's summary: "5 live" or "2 of 5 live", and how many of the sessions shown need input
+ * (a filter that hides the waiting ones must not still announce them).
+ */
+export function overviewSummary(sessions: readonly Session[], shown: readonly Session[]): { live: string; waiting: string | null } {
+  const total = stateCounts(sessions).any;
+  const waiting = stateCounts(shown).waiting_for_input;
+  return {
+    live: shown.length === total ? `${total} live` : `${shown.length} of ${total} live`,
+    waiting: waiting === 0 ? null : `${waiting} ${waiting === 1 ? "needs" : "need"} input`,
+  };
+}
+
 /** A tile's lines: the screen down to the cursor or the last line with text, whichever is lower. */
 export function previewLines(screen: Screen): string[] {
   let last = Math.min(screen.cursor.row, screen.lines.length - 1);
