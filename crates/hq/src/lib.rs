@@ -194,7 +194,9 @@ impl Hq {
 
 /// Rereads tokens now and then, so a token reset on the HQ host takes effect in a live HQ.
 async fn refresh_tokens(state: AppState) {
-    let mut every = tokio::time::interval(tokens::REFRESH_EVERY);
+    // Loading just read them: the first reread is one period away.
+    let first = tokio::time::Instant::now() + tokens::REFRESH_EVERY;
+    let mut every = tokio::time::interval_at(first, tokens::REFRESH_EVERY);
     loop {
         tokio::select! {
             _ = every.tick() => {

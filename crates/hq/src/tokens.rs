@@ -64,12 +64,16 @@ struct Active {
 pub struct Tokens {
     store: StoreHandle,
     by_hash: Mutex<HashMap<[u8; 32], Active>>,
+    /// Held across each change's database write and cache update. Without it a refresh that read
+    /// the database just before a create or revoke would put back its stale picture: the new
+    /// token forgotten, or the revoked one working again until the next refresh.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Tokens {
     /// Loads the active tokens.
     pub async fn load(store: StoreHandle) -> anyhow::Result<Self> {
-        let tokens = Self { store, by_hash: Mutex::default() };
+        let tokens = Self { store, by_hash: Mutex::default(), writes: tokio::sync::Mutex::new(()) };
         tokens.refresh().await?;
         Ok(tokens)
     }
@@ -80,6 +84,7 @@ impl Tokens {
 
     /// Rereads the database: new tokens appear, tokens revoked elsewhere are cut off.
     pub async fn refresh(&self) -> anyhow::Result<()> {
+        let _writing = self.writes.lock().await;
         let records = self.store.call(|store| store.active_tokens()).await?;
         let mut map = self.lock();
         let mut fresh = HashMap::with_capacity(records.len());
@@ -128,6 +133,7 @@ impl Tokens {
         let info = TokenInfo { id: Uuid::now_v7(), name, scope, created_at: now, expires_at, session_id };
         let record = TokenRecord { info: info.clone(), hash: hash(&secret) };
         let saved = record.clone();
+        let _writing = self.writes.lock().await;
         self.store.call(move |store| store.insert_token(&saved)).await?;
         self.lock().insert(record.hash, Active { record, revoked: CancellationToken::new() });
         Ok(CreatedToken { id: info.id, name: info.name, scope, token: secret, expires_at })
@@ -135,6 +141,7 @@ impl Tokens {
 
     /// Revokes a token and cuts its connections; whether it was active.
     pub async fn revoke(&self, id: Uuid) -> anyhow::Result<bool> {
+        let _writing = self.writes.lock().await;
         let existed = self.store.call(move |store| store.revoke_token(id)).await?;
         let mut map = self.lock();
         let hashes: Vec<[u8; 32]> =
@@ -172,5 +179,30 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(hash(&a), hash(&b));
         assert!(generate(Scope::Admin).starts_with("arl_adm_"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refresh_never_undoes_a_create_or_a_revoke() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = crate::store::SqliteStore::open(dir.path()).expect("store");
+        let store = crate::store::start_writer(Box::new(store)).expect("writer");
+        let tokens = std::sync::Arc::new(Tokens::load(store).await.expect("load"));
+        let stop = CancellationToken::new();
+        let refresher = tokio::spawn({
+            let (tokens, stop) = (tokens.clone(), stop.clone());
+            async move {
+                while !stop.is_cancelled() {
+                    tokens.refresh().await.expect("refresh");
+                }
+            }
+        });
+        for i in 0..3000 {
+            let created = tokens.create(format!("t{i}"), Scope::User, None, None).await.expect("create");
+            assert!(tokens.authenticate(&created.token).is_some(), "token {i} was forgotten");
+            tokens.revoke(created.id).await.expect("revoke");
+            assert!(tokens.authenticate(&created.token).is_none(), "token {i} works after its revocation");
+        }
+        stop.cancel();
+        refresher.await.expect("refresher");
     }
 }
