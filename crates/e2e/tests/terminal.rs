@@ -257,9 +257,12 @@ async fn vanished_runner_loses_its_sessions_and_viewers_are_told() {
     viewer.read_until("up").await.unwrap();
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    match viewer.next_control().await.unwrap() {
-        ServerFrame::Error(error) => assert_eq!(error.code, "session_lost"),
-        other => panic!("expected session_lost, got {other:?}"),
+    // First told the runner is away (the session may still come back), then that it is lost.
+    for expected in ["runner_offline", "session_lost"] {
+        match viewer.next_control().await.unwrap() {
+            ServerFrame::Error(error) => assert_eq!(error.code, expected, "{}", error.message),
+            other => panic!("expected {expected}, got {other:?}"),
+        }
     }
     let lost = hq.wait_for_session(session.id, SessionStatus::Lost).await;
     assert!(lost.error.is_some());

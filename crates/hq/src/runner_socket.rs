@@ -90,10 +90,16 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
             hello.name.clone(),
             Some(hello.id.to_string()),
         );
+        for session in state.sessions.live_on_runner(id) {
+            session.note_runner_away(false);
+        }
         forget_vanished_sessions(state, &hello);
         let result = run(state, &mut socket, id, registration, &principal).await;
         if state.registry.disconnect(id, connection) {
             tracing::info!("runner offline");
+            for session in state.sessions.live_on_runner(id) {
+                session.note_runner_away(true);
+            }
             watch_for_lost_sessions(state, id);
         }
         result

@@ -42,6 +42,8 @@ pub struct Progress {
     pub status: SessionStatus,
     /// HQ stopped writing the output log (see [`Session::log_error`]).
     pub log_stopped: bool,
+    /// The session's runner is disconnected: input waits, and no output comes, until it is back.
+    pub runner_away: bool,
 }
 
 /// The parts of a session that change after it is created.
@@ -213,7 +215,12 @@ impl Session {
             prompts: crate::activity::Prompts::default(),
             lifecycle: Mutex::new(lifecycle),
             output: Mutex::new(ring),
-            progress: watch::Sender::new(Progress { end, status: view.status, log_stopped }),
+            progress: watch::Sender::new(Progress {
+                end,
+                status: view.status,
+                log_stopped,
+                runner_away: false,
+            }),
             to_runner,
             to_runner_rx: Mutex::new(Some(rx)),
             rx_parked: Notify::new(),
@@ -428,6 +435,11 @@ impl Session {
         lock(&self.lifecycle).log_error = Some(message);
         self.progress.send_modify(|p| p.log_stopped = true);
         self.events.publish(Event::Session(self.view()));
+    }
+
+    /// The runner disconnected (`true`) or is back (`false`); viewers are told when it goes.
+    pub fn note_runner_away(&self, away: bool) {
+        self.progress.send_if_modified(|p| std::mem::replace(&mut p.runner_away, away) != away);
     }
 
     /// A receiver of progress updates for one viewer.

@@ -202,6 +202,7 @@ async fn write_output(
     presence.mark_changed();
     activity.mark_changed();
     let mut told_log_stopped = false;
+    let mut told_runner_away = false;
     loop {
         // Send everything available; a slow viewer only slows this loop. Notices go out between
         // frames, so a viewer that is behind still hears of them.
@@ -227,6 +228,15 @@ async fn write_output(
             let message = session.log_error().unwrap_or_else(|| "output log stopped".to_owned());
             send(tx, &ServerFrame::Error(FrameError { code: "log_stopped".to_owned(), message })).await?;
         }
+        if now.runner_away && !told_runner_away && !now.status.is_final() {
+            // Recoverable: keystrokes wait for the runner, and output resumes when it is back.
+            let message = format!(
+                "the session's runner is offline; keystrokes wait for it, and the session is lost if it is not back within {}",
+                humantime::format_duration(state.config.lost_after)
+            );
+            send(tx, &ServerFrame::Error(FrameError { code: "runner_offline".to_owned(), message })).await?;
+        }
+        told_runner_away = now.runner_away;
         if now.status.is_final() && offset >= now.end {
             return finish(tx, session, now.status).await;
         }
