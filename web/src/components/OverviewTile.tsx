@@ -2,6 +2,7 @@ import { useLayoutEffect, useRef } from "react";
 import { activityOf } from "../lib/activity";
 import { previewColumns, previewLines } from "../lib/overview";
 import type { Session } from "../lib/protocol";
+import { sessionTitle } from "../lib/sessionTitle";
 import { useScreenPreview } from "../hooks/useScreenPreview";
 import { SessionBadge } from "./SessionBadge";
 
@@ -24,14 +25,14 @@ export function OverviewTile({ session, runnerName, now, onOpen }: Props) {
   useLayoutEffect(() => {
     if (pre.current) pre.current.scrollTop = pre.current.scrollHeight;
   }, [screen]);
-  const command = session.command.join(" ");
+  const { title, command } = sessionTitle(session);
   return (
     <li>
       <button
         onClick={() => onOpen(session.id)}
         data-testid="overview-tile"
         data-session={session.id}
-        aria-label={`Open ${command} on ${runnerName}`}
+        aria-label={`Open ${title} on ${runnerName}`}
         className={`flex w-full flex-col overflow-hidden rounded-xl border text-left transition hover:border-slate-500 focus-visible:outline-2 focus-visible:outline-emerald-400 ${
           waiting ? "border-amber-400 bg-amber-400/5 ring-2 ring-amber-400/40" : "border-slate-800 bg-slate-900/60"
         }`}
@@ -43,7 +44,7 @@ export function OverviewTile({ session, runnerName, now, onOpen }: Props) {
           <SessionBadge session={session} now={now} />
         </div>
         <code className="truncate px-3 pt-1 pb-2 text-sm text-slate-100" title={command}>
-          {command}
+          {title}
         </code>
         {/* The preview is a picture of the screen; the button's label says what it opens. */}
         <div ref={preview} aria-hidden="true" className="@container h-36 overflow-hidden border-t border-slate-800 bg-slate-950">

@@ -1,5 +1,6 @@
 import type { Runner, Session } from "../lib/protocol";
 import { activityOf } from "../lib/activity";
+import { sessionTitle } from "../lib/sessionTitle";
 import { relativeTime } from "../lib/time";
 import { SessionBadge } from "./SessionBadge";
 
@@ -39,7 +40,9 @@ export function SessionList({ sessions, runners, activeId, now, onOpen }: Props)
                 }`}
               >
                 <div className="flex items-center justify-between gap-2">
-                  <code className="truncate text-sm text-slate-100">{session.command.join(" ")}</code>
+                  <code className="truncate text-sm text-slate-100" title={sessionTitle(session).command}>
+                    {sessionTitle(session).title}
+                  </code>
                   <SessionBadge session={session} now={now} />
                 </div>
                 <div className="mt-1 flex flex-wrap gap-x-2 text-xs text-slate-400">

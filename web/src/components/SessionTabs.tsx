@@ -1,5 +1,6 @@
 import { activityOf, isLive } from "../lib/activity";
 import type { Session } from "../lib/protocol";
+import { sessionTitle } from "../lib/sessionTitle";
 import { ActivityBadge } from "./ActivityBadge";
 
 interface Props {
@@ -61,32 +62,35 @@ export function SessionTabs({ tabs, activeId, overview, waiting, now, onOverview
         )}
       </button>
       <div role="tablist" aria-label="Open sessions" className="flex min-w-0 flex-1 overflow-x-auto">
-        {tabs.map((tab, index) => (
-          <div
-            key={tab.id}
-            className={`group flex shrink-0 items-center border-r border-slate-800 ${
-              tab.id === active?.id ? "bg-slate-950 text-white" : "text-slate-400 hover:text-slate-200"
-            }`}
-          >
-            <button
-              role="tab"
-              aria-selected={tab.id === active?.id}
-              title={`${tab.command.join(" ")} (Alt+${index + 1})`}
-              onClick={() => onSelect(tab.id)}
-              className="flex max-w-64 items-center gap-2 py-2 pr-1 pl-3 text-sm"
+        {tabs.map((tab, index) => {
+          const { title, command } = sessionTitle(tab);
+          return (
+            <div
+              key={tab.id}
+              className={`group flex shrink-0 items-center border-r border-slate-800 ${
+                tab.id === active?.id ? "bg-slate-950 text-white" : "text-slate-400 hover:text-slate-200"
+              }`}
             >
-              <TabIndicator tab={tab} now={now} />
-              <code className="truncate">{tab.command.join(" ")}</code>
-            </button>
-            <button
-              onClick={() => onClose(tab.id)}
-              aria-label={`Close tab ${tab.command.join(" ")}`}
-              className="px-2 text-slate-500 hover:text-white"
-            >
-              ×
-            </button>
-          </div>
-        ))}
+              <button
+                role="tab"
+                aria-selected={tab.id === active?.id}
+                title={`${command} (Alt+${index + 1})`}
+                onClick={() => onSelect(tab.id)}
+                className="flex max-w-64 items-center gap-2 py-2 pr-1 pl-3 text-sm"
+              >
+                <TabIndicator tab={tab} now={now} />
+                <code className="truncate">{title}</code>
+              </button>
+              <button
+                onClick={() => onClose(tab.id)}
+                aria-label={`Close tab ${title}`}
+                className="px-2 text-slate-500 hover:text-white"
+              >
+                ×
+              </button>
+            </div>
+          );
+        })}
       </div>
       {active && isLive(active) && (
         <>

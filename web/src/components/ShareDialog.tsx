@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { api, ApiError } from "../lib/api";
 import type { CreatedShare, Session } from "../lib/protocol";
+import { sessionTitle } from "../lib/sessionTitle";
 
 const EXPIRIES = [
   { value: "1h", label: "1 hour" },
@@ -79,7 +80,9 @@ export function ShareDialog({ session, onClose, onError }: Props) {
           </button>
         </div>
         <p className="text-sm text-slate-400">
-          Anyone with the link can watch <code className="text-slate-200">{session.command.join(" ")}</code> live until
+          Anyone with the link can watch <code className="text-slate-200" title={sessionTitle(session).command}>
+            {sessionTitle(session).title}
+          </code> live until
           it expires. They cannot type into it, and the link opens nothing else.
         </p>
 

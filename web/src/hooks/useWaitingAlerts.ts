@@ -5,6 +5,7 @@
 import { useEffect, useRef } from "react";
 import { BASE_TITLE, documentTitle, waitingCount, WaitingWatch } from "../lib/activity";
 import type { Runner, Session } from "../lib/protocol";
+import { sessionTitle } from "../lib/sessionTitle";
 
 interface Options {
   notify: boolean;
@@ -36,7 +37,7 @@ export function useWaitingAlerts(sessions: Session[], { notify, runners, frontId
     for (const session of entered) {
       if (looking && session.id === frontId) continue;
       const runner = runners.find((r) => r.id === session.runner_id)?.name ?? "a runner";
-      const notification = new Notification(`Needs input: ${session.command.join(" ")}`, {
+      const notification = new Notification(`Needs input: ${sessionTitle(session).title}`, {
         body: `On ${runner}. Click to open it.`,
         tag: `agentrelay-waiting-${session.id}`,
       });
