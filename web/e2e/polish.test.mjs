@@ -85,3 +85,8 @@ test("the Overview switch is named once", async () => {
   const overview = page.getByRole("button", { name: "Overview", exact: true });
   assert.equal((await overview.textContent()).trim(), "Overview");
 });
+
+test("an online runner says for how long", async () => {
+  await page.getByTestId("runner-list").getByText(/^online for \d+ (s|min)$/).waitFor();
+  assert.equal(await page.getByTestId("runner-list").getByText(/ago$/).count(), 0);
+});

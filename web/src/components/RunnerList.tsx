@@ -1,5 +1,5 @@
 import type { Runner } from "../lib/protocol";
-import { relativeTime } from "../lib/time";
+import { elapsed, relativeTime } from "../lib/time";
 import { StatusBadge } from "./StatusBadge";
 
 export function RunnerList({ runners, now }: { runners: Runner[]; now: number }) {
@@ -28,9 +28,11 @@ export function RunnerList({ runners, now }: { runners: Runner[]; now: number })
               <div className="mt-1 flex flex-wrap items-center gap-1.5 text-xs text-slate-400">
                 <span>{runner.os}</span>
                 <span aria-hidden="true">·</span>
-                <span title={runner.last_seen_at}>
-                  {runner.status === "online" ? "online" : "seen"} {relativeTime(runner.status === "online" ? runner.connected_at : runner.last_seen_at, now)}
-                </span>
+                {runner.status === "online" ? (
+                  <span title={`Connected at ${runner.connected_at}`}>online for {elapsed(runner.connected_at, now)}</span>
+                ) : (
+                  <span title={runner.last_seen_at}>seen {relativeTime(runner.last_seen_at, now)}</span>
+                )}
                 {Object.entries(runner.labels).map(([key, value]) => (
                   <span key={key} className="rounded bg-slate-800 px-1.5 py-0.5 font-mono text-[11px] text-slate-300">
                     {key}={value}
