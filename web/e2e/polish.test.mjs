@@ -90,3 +90,27 @@ test("an online runner says for how long", async () => {
   await page.getByTestId("runner-list").getByText(/^online for \d+ (s|min)$/).waitFor();
   assert.equal(await page.getByTestId("runner-list").getByText(/ago$/).count(), 0);
 });
+
+test("End session asks first while the session runs", async () => {
+  const { json } = await stack.api("POST", "/api/sessions", {
+    runner_id: (await stack.api("GET", "/api/runners")).json[0].id,
+    command: ["sleep", "300"],
+  });
+  await page.getByTestId("session-list").getByRole("button").filter({ hasText: "sleep 300" }).click();
+  await page.locator(`[data-session="${json.id}"] .xterm`).waitFor({ state: "visible" });
+  const status = async () => (await stack.api("GET", `/api/sessions/${json.id}`)).json.status;
+  await waitFor("the session to run", async () => (await status()) === "running");
+
+  await page.getByRole("button", { name: "End session" }).click();
+  const confirm = page.getByRole("group", { name: "End this session?" });
+  await confirm.waitFor();
+  // Not yet, and Cancel keeps it.
+  assert.equal(await status(), "running");
+  await confirm.getByRole("button", { name: "Cancel" }).click();
+  await confirm.waitFor({ state: "detached" });
+  assert.equal(await status(), "running");
+
+  await page.getByRole("button", { name: "End session" }).click();
+  await confirm.getByRole("button", { name: "End it" }).click();
+  await waitFor("the session to end", async () => !["starting", "running"].includes(await status()));
+});

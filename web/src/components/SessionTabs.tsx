@@ -1,3 +1,4 @@
+import { useState } from "react";
 import { activityOf, isLive } from "../lib/activity";
 import type { Session } from "../lib/protocol";
 import { sessionTitle } from "../lib/sessionTitle";
@@ -34,6 +35,8 @@ function TabIndicator({ tab, now }: { tab: Session; now: number }) {
 
 export function SessionTabs({ tabs, activeId, overview, waiting, now, onOverview, onSelect, onClose, onKill, onShare }: Props) {
   const active = overview ? undefined : tabs.find((t) => t.id === activeId);
+  // The session whose End is waiting for a yes; another tab in front forgets it.
+  const [confirming, setConfirming] = useState<string | null>(null);
   return (
     <div className="flex items-stretch border-b border-slate-800 bg-slate-900/60">
       <button
@@ -92,7 +95,36 @@ export function SessionTabs({ tabs, activeId, overview, waiting, now, onOverview
           );
         })}
       </div>
-      {active && isLive(active) && (
+      {active && isLive(active) && confirming === active.id && (
+        <div
+          role="group"
+          aria-label="End this session?"
+          className="flex shrink-0 items-center gap-1 px-2 text-xs"
+          onKeyDown={(event) => {
+            if (event.key === "Escape") setConfirming(null);
+          }}
+        >
+          <span className="text-slate-300">End this session?</span>
+          <button
+            onClick={() => {
+              setConfirming(null);
+              onKill(active.id);
+            }}
+            className="rounded px-2 py-1 font-semibold text-red-300 hover:bg-red-500/15"
+          >
+            End it
+          </button>
+          <button
+            // Focused first: the safe choice is the one a stray Enter picks.
+            autoFocus
+            onClick={() => setConfirming(null)}
+            className="rounded px-2 py-1 text-slate-300 hover:bg-slate-800"
+          >
+            Cancel
+          </button>
+        </div>
+      )}
+      {active && isLive(active) && confirming !== active.id && (
         <>
           <button
             onClick={() => onShare(active.id)}
@@ -102,7 +134,8 @@ export function SessionTabs({ tabs, activeId, overview, waiting, now, onOverview
             Share
           </button>
           <button
-            onClick={() => onKill(active.id)}
+            // A running process is asked about first; one still starting just goes.
+            onClick={() => (active.status === "running" ? setConfirming(active.id) : onKill(active.id))}
             className="shrink-0 px-3 text-xs text-slate-400 hover:text-red-300"
             title="Hang up the session's processes"
           >
