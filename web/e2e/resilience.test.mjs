@@ -40,14 +40,18 @@ async function signedIn(token) {
   return { context, page, messages };
 }
 
+let shells = 0;
+
 /** Starts bash through the API and opens it from the session list. */
 async function openShell(page) {
+  // A tag in the command line tells this shell from earlier tests' in the list.
+  const tag = `E2E_SHELL=${++shells}`;
   const { status, json } = await stack.api("POST", "/api/sessions", {
     runner_id: runnerId,
-    command: ["bash", "--norc", "--noprofile"],
+    command: ["env", tag, "bash", "--norc", "--noprofile"],
   });
   assert.equal(status, 201);
-  await page.getByTestId("session-list").getByRole("button").filter({ hasText: "bash --norc" }).first().click();
+  await page.getByTestId("session-list").getByRole("button").filter({ hasText: tag }).click();
   await page.locator(`[data-session="${json.id}"] .xterm`).waitFor({ state: "visible" });
   await page.locator(`[data-session="${json.id}"] .xterm-helper-textarea`).focus();
   return json.id;
