@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { DEFAULT_LAG_WATER } from "./outputFlow";
 import { FINISHED_TAIL, MAX_INPUT_FRAME, SessionSocket, type ConnectionState, type SessionHandlers, type SocketLike } from "./sessionSocket";
 
 class FakeSocket implements SocketLike {
@@ -254,6 +255,8 @@ describe("SessionSocket", () => {
     h.last().bytes("tail");
     expect(h.socket.offset).toBe(10_000_000 - FINISHED_TAIL + 4);
     expect(h.events).toEqual(["gap 1000-10000000"]);
+    // Redrawing the tail must not itself trip flow control into another resync.
+    expect(FINISHED_TAIL).toBeLessThan(DEFAULT_LAG_WATER);
 
     // A short one is simply replayed.
     const short = harness();

@@ -66,8 +66,11 @@ const POLICY_VIOLATION = 1008;
 const MAX_QUEUED_INPUT = 64 * 1024;
 /** HQ drops a viewer's frame over its --max-frame-size (1 MiB by default): pastes go in pieces. */
 export const MAX_INPUT_FRAME = 64 * 1024;
-/** How much of a finished session's output a resync redraws (HQ replays a finished one whole). */
-export const FINISHED_TAIL = 256 * 1024;
+/**
+ * How much of a finished session's output a resync redraws (HQ replays a finished one whole):
+ * under OutputFlow's lag mark, so redrawing it cannot trip flow control again.
+ */
+export const FINISHED_TAIL = 128 * 1024;
 
 export function defaultBackoff(attempt: number): number {
   const ceiling = Math.min(250 * 2 ** attempt, 5000);
@@ -127,7 +130,7 @@ export class SessionSocket {
 
   /** Sends keystrokes; queued (bounded) while reconnecting. */
   sendInput(data: string | Uint8Array): void {
-    if (this.options.readOnly || this.state === "exited" || this.state === "ended") return;
+    if (this.options.readOnly || this.stopped) return;
     const bytes = typeof data === "string" ? this.encoder.encode(data) : data;
     if (this.socket && this.socket.readyState === OPEN && this.attached) {
       for (let at = 0; at < bytes.length; at += MAX_INPUT_FRAME) {
