@@ -60,6 +60,7 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
         }
         Err(_) => bail!("no hello within {HELLO_TIMEOUT:?}"),
     };
+    let said_hello_at = chrono::Utc::now();
     if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
         let message = format!(
             "runner speaks protocol {} but this HQ accepts {MIN_PROTOCOL_VERSION}–{PROTOCOL_VERSION}; upgrade the runner",
@@ -93,7 +94,7 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
         for session in state.sessions.live_on_runner(id) {
             session.note_runner_away(false);
         }
-        forget_vanished_sessions(state, &hello);
+        forget_vanished_sessions(state, &hello, said_hello_at);
         let result = run(state, &mut socket, id, registration, &principal).await;
         if state.registry.disconnect(id, connection) {
             tracing::info!("runner offline");
@@ -228,11 +229,12 @@ async fn send(socket: &mut WebSocket, message: &HqMessage) -> anyhow::Result<()>
 
 /// Sessions HQ thinks run on this runner but the runner does not announce are gone with an
 /// earlier runner process: they are lost now, not after `--lost-after`. (Announced sessions
-/// resume on their own data connections.)
-fn forget_vanished_sessions(state: &AppState, hello: &Hello) {
+/// resume on their own data connections.) Sessions created after the hello are not in it, but
+/// were sent to this connection: they are left alone.
+fn forget_vanished_sessions(state: &AppState, hello: &Hello, said_hello_at: chrono::DateTime<chrono::Utc>) {
     let announced: std::collections::HashSet<Uuid> = hello.sessions.iter().map(|s| s.id).collect();
     for session in state.sessions.live_on_runner(hello.id) {
-        if !announced.contains(&session.id) {
+        if !announced.contains(&session.id) && session.created_at < said_hello_at {
             tracing::info!(session = %session.id, "session vanished with a previous runner process");
             session.mark_lost("the runner restarted and no longer has this session's process".to_owned());
         }
