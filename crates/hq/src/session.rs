@@ -485,6 +485,14 @@ impl Session {
         }
     }
 
+    /// Waits (at most `limit`) until the log holds the output received so far: a recording asked
+    /// for the moment a session ends must not miss its last lines.
+    pub async fn logged(&self, limit: std::time::Duration) {
+        let end = self.output_end();
+        let mut persisted = self.persisted.subscribe();
+        let _ = tokio::time::timeout(limit, persisted.wait_for(|at| *at >= end)).await;
+    }
+
     /// Continues the stream at `offset` after bytes the runner could no longer hold.
     pub fn skip_output_to(&self, offset: u64) {
         let end = {

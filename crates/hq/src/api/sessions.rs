@@ -429,6 +429,7 @@ pub async fn recording(
     let log = session.log().cloned().ok_or_else(|| {
         AppError::NotFound(format!("session '{id}' has no recording (its output log could not be written)"))
     })?;
+    session.logged(std::time::Duration::from_secs(5)).await;
     let title = session.command.join(" ");
     let timestamp = session.created_at.timestamp();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(16);
