@@ -553,8 +553,10 @@ impl Viewer {
                 Frame::Output(bytes) => self.output.extend_from_slice(&bytes),
                 Frame::Control(frame) => self.controls.push(frame),
                 Frame::Closed => bail!(
-                    "closed before {needle:?} appeared; got {:?}",
-                    String::from_utf8_lossy(&self.output)
+                    "closed (code {:?}) before {needle:?} appeared; got {:?} and {:?}",
+                    self.close_code,
+                    String::from_utf8_lossy(&self.output),
+                    self.controls
                 ),
             }
         }
@@ -568,7 +570,13 @@ impl Viewer {
                 Frame::Output(bytes) => self.output.extend_from_slice(&bytes),
                 Frame::Control(ServerFrame::Exit(exit)) => return Ok(exit),
                 Frame::Control(frame) => self.controls.push(frame),
-                Frame::Closed => bail!("closed without an exit frame"),
+                Frame::Closed => {
+                    bail!(
+                        "closed (code {:?}) without an exit frame, after {:?}",
+                        self.close_code,
+                        self.controls
+                    )
+                }
             }
         }
     }

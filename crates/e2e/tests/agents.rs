@@ -43,8 +43,12 @@ async fn send_input(hq: &HqClient, id: Uuid, body: Value) -> reqwest::Response {
 
 async fn screen_text(hq: &HqClient, id: Uuid) -> String {
     let response = hq.request(Method::GET, &format!("/api/sessions/{id}/screen")).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.unwrap()
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    if status != StatusCode::OK {
+        panic!("{status} {text}: {:?}", hq.session(id).await);
+    }
+    text
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,7 +297,10 @@ async fn a_share_watches_one_session_read_only_and_nothing_else() {
         match owner.next_any().await.unwrap() {
             Some(agentrelay_e2e::Frame::Output(bytes)) => owner.output.extend_from_slice(&bytes),
             Some(agentrelay_e2e::Frame::Control(frame)) => owner.controls.push(frame),
-            Some(agentrelay_e2e::Frame::Closed) => panic!("closed before the guest showed up"),
+            Some(agentrelay_e2e::Frame::Closed) => panic!(
+                "closed before the guest showed up: {:?} {:?} {:?}",
+                owner.close_code, owner.controls, owner.presence
+            ),
             None => {}
         }
     }
