@@ -146,4 +146,11 @@ async fn dashboard_pages_carry_security_headers_and_api_misses_stay_json() {
     let miss = hq.http.get(hq.url("/api/nothing-here")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(miss.status(), StatusCode::NOT_FOUND);
     assert_eq!(miss.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    let wrong = hq.request(Method::PUT, "/api/sessions").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allowed = wrong.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+    let body = wrong.json::<Value>().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("PUT"), "{body}");
+    assert!(allowed.is_some_and(|a| a.contains("GET") && a.contains("POST")), "the Allow header stays");
 }

@@ -25,6 +25,9 @@ pub enum AppError {
     /// 404: an unknown session, runner or route.
     #[error("{0}")]
     NotFound(String),
+    /// 405: the route exists, but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: the runner is not connected.
     #[error("{0}")]
     RunnerOffline(String),
@@ -60,6 +63,7 @@ impl AppError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::RunnerOffline(_) => (StatusCode::CONFLICT, "runner_offline"),
             Self::NoMatchingRunner(_) => (StatusCode::CONFLICT, "no_matching_runner"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

@@ -19,6 +19,11 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::{dashboard, events, runner_data, runner_socket, viewer_socket};
 
+/// A known path with the wrong method: the same JSON error shape as every other failure.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
+    AppError::MethodNotAllowed(format!("{} does not take {method}", uri.path()))
+}
+
 /// Every route HQ serves.
 pub fn router(state: AppState) -> Router {
     let admin = Router::new()
@@ -54,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(user)
         .merge(viewer)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(dashboard::serve)
         .layer(middleware::from_fn(crate::metrics::track_latency))
         .layer(DefaultBodyLimit::max(state.config.max_body_size))
