@@ -169,7 +169,7 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
           <input
             value={cwd}
             onChange={(e) => setCwd(e.target.value)}
-            placeholder="~ on the runner"
+            placeholder="the runner's working directory"
             spellCheck={false}
             className={`${input} font-mono`}
           />
