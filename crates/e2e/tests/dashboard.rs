@@ -83,6 +83,16 @@ async fn login_cookie_opens_rest_and_websockets_and_logout_closes_them() {
     assert!(out.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
     let after = hq.http.get(hq.url("/api/runners")).header(COOKIE, &cookie).send().await.unwrap();
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    // Signing out also closes what the cookie had open.
+    loop {
+        match viewer.next_frame().await.unwrap() {
+            Frame::Closed => break,
+            _ => continue,
+        }
+    }
+    assert_eq!(viewer.close_code, Some(1008));
+    // The admin token itself is untouched.
+    assert_eq!(hq.get_json("/api/runners").await.as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -42,7 +42,8 @@ pub struct Logins {
 
 impl Logins {
     /// Creates a sign-in: the cookie value for it, and the record to save.
-    fn create(&self, principal: Principal, admin_token: Option<&str>) -> (String, LoginRecord) {
+    fn create(&self, mut principal: Principal, admin_token: Option<&str>) -> (String, LoginRecord) {
+        principal.revoked = principal.revoked.child_token();
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let value: String = secret.iter().map(|b| format!("{b:02x}")).collect();
@@ -76,7 +77,7 @@ impl Logins {
                     name: token.info.name,
                     scope: token.info.scope,
                     token_id: Some(id),
-                    revoked: token.revoked,
+                    revoked: token.revoked.child_token(),
                     address: None,
                     session: token.info.session_id,
                 }),
@@ -99,9 +100,12 @@ impl Logins {
             .map(|(p, _)| p.clone())
     }
 
+    /// Ends a sign-in, and with it every connection opened with its cookie.
     fn remove(&self, value: &str) -> [u8; 32] {
         let hash = digest(value);
-        self.lock().remove(&hash);
+        if let Some((principal, _)) = self.lock().remove(&hash) {
+            principal.revoked.cancel();
+        }
         hash
     }
 
@@ -217,7 +221,8 @@ pub struct Principal {
     pub scope: Scope,
     /// The managed token used, if any (`None` for the static `--admin-token`/`--runner-token`).
     pub token_id: Option<uuid::Uuid>,
-    /// Cancelled when that token is revoked: every connection it opened watches this.
+    /// Cancelled when that token is revoked, or at sign-out for a dashboard sign-in: every
+    /// connection it opened watches this.
     pub revoked: CancellationToken,
     /// Where the request came from (see [`ClientIp`]).
     pub address: Option<IpAddr>,

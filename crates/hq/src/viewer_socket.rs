@@ -124,7 +124,7 @@ async fn serve(
     let close = tokio::select! {
         ended = reading => return ended,
         ended = writing => return ended,
-        _ = principal.revoked.cancelled() => CloseFrame { code: 1008, reason: "token revoked".into() },
+        _ = principal.revoked.cancelled() => CloseFrame { code: 1008, reason: "token revoked or signed out".into() },
         _ = state.shutdown.cancelled() => CloseFrame { code: 1001, reason: "HQ is shutting down".into() },
     };
     let _ = tx.send(Message::Close(Some(close))).await;
