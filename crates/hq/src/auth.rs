@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use agentrelay_protocol::requests::Login;
 use agentrelay_protocol::{ErrorResponse, LoginAnswer, Scope};
 use axum::Json;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::JsonObject;
 use crate::audit;
-use crate::client_ip::{ClientIp, client_ip};
+use crate::client_ip::ClientIp;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::LoginRecord;
@@ -73,14 +73,7 @@ impl Logins {
         let mut map = self.lock();
         for login in saved {
             let principal = match (login.token_id, login.static_hash, admin_token) {
-                (Some(id), _, _) => token_by_id(id).map(|token| Principal {
-                    name: token.info.name,
-                    scope: token.info.scope,
-                    token_id: Some(id),
-                    revoked: token.revoked.child_token(),
-                    address: None,
-                    session: token.info.session_id,
-                }),
+                (Some(id), _, _) => token_by_id(id).map(|token| token_principal(token, None)),
                 (None, Some(saved), Some(admin)) if bool::from(saved.ct_eq(&digest(admin))) => {
                     Some(static_principal("admin", Scope::Admin, None))
                 }
@@ -246,15 +239,19 @@ pub fn authenticate(state: &AppState, secret: &str, address: Option<IpAddr>) -> 
     if state.runner_token.as_deref().is_some_and(|runner| token_matches(secret, runner)) {
         return Some(fixed("runner-enrollment", Scope::Runner));
     }
-    let token = state.tokens.authenticate(secret)?;
-    Some(Principal {
+    state.tokens.authenticate(secret).map(|token| token_principal(token, address))
+}
+
+/// The caller of a managed token.
+fn token_principal(token: crate::tokens::Authenticated, address: Option<IpAddr>) -> Principal {
+    Principal {
         name: token.info.name,
         scope: token.info.scope,
         token_id: Some(token.info.id),
         revoked: token.revoked,
         address,
         session: token.info.session_id,
-    })
+    }
 }
 
 /// The caller of a static token (`--admin-token`, `--runner-token`).
@@ -279,11 +276,6 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// Compares two secrets in time independent of where they differ.
 pub fn token_matches(given: &str, expected: &str) -> bool {
     given.as_bytes().ct_eq(expected.as_bytes()).into()
-}
-
-fn client_address(state: &AppState, request: &Request) -> Option<IpAddr> {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
-    Some(client_ip(peer, request.headers(), &state.config.trusted_proxy))
 }
 
 /// Middleware for runners and sessions: user or admin scope.
@@ -322,7 +314,7 @@ async fn authorize(
     next: Next,
     scopes: &[Scope],
 ) -> Result<Response, AppError> {
-    let address = client_address(state, &request);
+    let ClientIp(address) = ClientIp::of(request.extensions(), request.headers(), state);
     let headers = request.headers();
     let principal = if let Some(given) = bearer_token(headers) {
         authenticate(state, given, address)

@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap};
 use ipnet::IpNet;
 
 use crate::state::AppState;
@@ -25,8 +25,16 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        Ok(Self(peer.map(|peer| client_ip(peer, &parts.headers, &state.config.trusted_proxy))))
+        Ok(Self::of(&parts.extensions, &parts.headers, state))
+    }
+}
+
+impl ClientIp {
+    /// The client of a request with these extensions and headers (for middleware, which holds
+    /// the whole request rather than its parts).
+    pub fn of(extensions: &Extensions, headers: &HeaderMap, state: &AppState) -> Self {
+        let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        Self(peer.map(|peer| client_ip(peer, headers, &state.config.trusted_proxy)))
     }
 }
 

@@ -28,6 +28,12 @@ pub mod tokens;
 pub mod viewer_socket;
 pub mod webhook;
 
+/// Locks a mutex of plain data. A poisoned lock means a panic mid-update; the data itself is
+/// still usable, and HQ must not fall over because one task did.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 use std::net::SocketAddr;
 
 use agentrelay_protocol::Scope;

@@ -10,12 +10,14 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
 use bytes::Bytes;
 use uuid::Uuid;
+
+use crate::lock;
 
 /// The on-disk output of one session.
 pub struct OutputLog {
@@ -104,16 +106,16 @@ impl OutputLog {
         let files = self.files()?;
         (&files.out).write_all(data).with_context(|| format!("writing {}", self.out_path.display()))?;
         let end = self.len.fetch_add(data.len() as u64, Ordering::AcqRel) + data.len() as u64;
-        self.timing_line(&format!("o {end} {}\n", self.elapsed_ms()))
+        self.timing_line(&files, &format!("o {end} {}\n", self.elapsed_ms()))
     }
 
     /// Records a resize for the recording. Blocking, but tiny.
     pub fn note_resize(&self, rows: u16, cols: u16) -> anyhow::Result<()> {
-        self.timing_line(&format!("r {rows} {cols} {}\n", self.elapsed_ms()))
+        let files = self.files()?;
+        self.timing_line(&files, &format!("r {rows} {cols} {}\n", self.elapsed_ms()))
     }
 
-    fn timing_line(&self, line: &str) -> anyhow::Result<()> {
-        let files = self.files()?;
+    fn timing_line(&self, files: &Files, line: &str) -> anyhow::Result<()> {
         let mut timing = lock(&files.timing);
         timing.write_all(line.as_bytes()).with_context(|| format!("writing {}", self.timing_path.display()))
     }
@@ -172,11 +174,6 @@ impl OutputLog {
     pub fn paths(&self) -> (&Path, &Path) {
         (&self.out_path, &self.timing_path)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock held a file handle or nothing; either is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -91,10 +91,7 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
             hello.name.clone(),
             Some(hello.id.to_string()),
         );
-        for session in state.sessions.live_on_runner(id) {
-            session.note_runner_away(false);
-        }
-        forget_vanished_sessions(state, &hello, said_hello_at);
+        take_back_sessions(state, &hello, said_hello_at);
         let result = run(state, &mut socket, id, registration, &principal).await;
         if state.registry.disconnect(id, connection) {
             tracing::info!("runner offline");
@@ -227,13 +224,14 @@ async fn send(socket: &mut WebSocket, message: &HqMessage) -> anyhow::Result<()>
     socket.send(Message::Text(text.into())).await.context("sending to runner")
 }
 
-/// Sessions HQ thinks run on this runner but the runner does not announce are gone with an
-/// earlier runner process: they are lost now, not after `--lost-after`. (Announced sessions
-/// resume on their own data connections.) Sessions created after the hello are not in it, but
-/// were sent to this connection: they are left alone.
-fn forget_vanished_sessions(state: &AppState, hello: &Hello, said_hello_at: chrono::DateTime<chrono::Utc>) {
+/// The runner is back for its live sessions. Those it does not announce are gone with an earlier
+/// runner process: they are lost now, not after `--lost-after`. (Announced sessions resume on
+/// their own data connections.) Sessions created after the hello are not in it, but were sent to
+/// this connection: they are left alone.
+fn take_back_sessions(state: &AppState, hello: &Hello, said_hello_at: chrono::DateTime<chrono::Utc>) {
     let announced: std::collections::HashSet<Uuid> = hello.sessions.iter().map(|s| s.id).collect();
     for session in state.sessions.live_on_runner(hello.id) {
+        session.note_runner_away(false);
         if !announced.contains(&session.id) && session.created_at < said_hello_at {
             tracing::info!(session = %session.id, "session vanished with a previous runner process");
             session.mark_lost("the runner restarted and no longer has this session's process".to_owned());

@@ -2,7 +2,7 @@
 //! ordered channel of input, resizes and kills bound for its runner.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use agentrelay_protocol::{
     Activity, ActivitySource, ActivityState, ExitStatus, Session as SessionView, SessionStatus, TermSize,
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::events::{Event, EventBus};
+use crate::lock;
 use crate::output_log::OutputLog;
 use crate::terminal_model::TerminalModel;
 
@@ -708,11 +709,6 @@ impl Sessions {
     pub fn live_on_runner(&self, runner_id: Uuid) -> Vec<Arc<Session>> {
         self.list().into_iter().filter(|s| s.runner_id == runner_id && !s.status().is_final()).collect()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock means a panic mid-update of plain data; the data itself is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
