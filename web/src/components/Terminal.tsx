@@ -10,7 +10,7 @@ import { WebglAddon } from "@xterm/addon-webgl";
 import { signedOut } from "../lib/api";
 import { OutputFlow } from "../lib/outputFlow";
 import { SessionSocket, type ConnectionState } from "../lib/sessionSocket";
-import { describeExit, type ActivityState, type ExitStatus, type Viewer } from "../lib/protocol";
+import { describeExit, endsSession, type ActivityState, type ExitStatus, type Viewer } from "../lib/protocol";
 import { groupViewers, viewerLabel } from "../lib/presence";
 import { registerTerminal } from "../lib/testHooks";
 import { ActivityBadge } from "./ActivityBadge";
@@ -126,7 +126,7 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
         },
         onGap: (from, to) => term.write(`\r\n\x1b[33m[${to - from} bytes of output are no longer available]\x1b[0m\r\n`),
         onError: (code, message) => {
-          if (code === "session_lost" || code === "session_failed") setEnded(message);
+          if (endsSession(code)) setEnded(message);
           else onErrorRef.current(message);
         },
         onActivity: setActivity,

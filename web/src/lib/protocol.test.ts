@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { describeExit, parseServerFrame, resizeFrame } from "./protocol";
+import { describeExit, endsSession, FrameErrorCode, isFrameErrorCode, parseServerFrame, resizeFrame } from "./protocol";
 
 // The same fixtures crates/protocol round-trips in Rust.
 const fixture = (name: string): unknown[] =>
@@ -12,6 +12,29 @@ describe("protocol", () => {
     for (const value of fixture("server-frames.json")) {
       expect(parseServerFrame(JSON.stringify(value))).toEqual(value);
     }
+  });
+
+  // crates/protocol's own test puts every FrameErrorCode variant in this fixture, so a code added
+  // on the Rust side fails here until FrameErrorCode has it too.
+  it("knows every error code the Rust side sends", () => {
+    const codes = fixture("server-frames.json")
+      .map((value) => parseServerFrame(JSON.stringify(value)))
+      .flatMap((frame) => (frame?.type === "error" ? [frame.payload.code] : []));
+    expect(codes).not.toEqual([]);
+    for (const code of codes) expect(isFrameErrorCode(code), `${code} is not a FrameErrorCode`).toBe(true);
+    expect(Object.isFrozen(FrameErrorCode)).toBe(true);
+    expect(isFrameErrorCode("from_the_future")).toBe(false);
+    expect(isFrameErrorCode("toString")).toBe(false);
+  });
+
+  it("ends the session on session_lost and session_failed only", () => {
+    const ending = Object.values(FrameErrorCode).filter(endsSession);
+    expect(ending).toEqual([FrameErrorCode.SessionLost, FrameErrorCode.SessionFailed]);
+  });
+
+  it("keeps an error code from a newer HQ, so its message is still shown", () => {
+    const frame = parseServerFrame('{"type":"error","payload":{"code":"from_the_future","message":"m"}}');
+    expect(frame).toEqual({ type: "error", payload: { code: "from_the_future", message: "m" } });
   });
 
   it("writes resize frames exactly as the Rust side reads them", () => {
@@ -35,6 +58,8 @@ describe("protocol", () => {
       '{"type":"activity","payload":{"activity":"idle","since":"2026-11-24T02:00:00Z","source":"guess"}}',
       '{"type":"presence","payload":{}}',
       '{"type":"presence","payload":{"viewers":[{"name":"a"}]}}',
+      '{"type":"error","payload":{"code":1,"message":"m"}}',
+      '{"type":"error","payload":{"code":"bad_frame"}}',
     ]) {
       expect(parseServerFrame(text)).toBeNull();
     }

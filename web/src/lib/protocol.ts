@@ -79,12 +79,58 @@ export interface ActivityState {
   source: ActivitySource;
 }
 
+/**
+ * Why HQ sent an `error` frame: crates/protocol's `FrameErrorCode`, by its snake_case wire names
+ * (`FrameErrorCode.SessionLost` is `"session_lost"`). Compare codes with these, never with strings.
+ */
+export const FrameErrorCode = Object.freeze({
+  /** A control frame HQ could not read (recoverable). */
+  BadFrame: "bad_frame",
+  /** Too many control frames; this one was dropped (recoverable). */
+  RateLimited: "rate_limited",
+  /** A read-only viewer sent input or a resize; it was dropped (recoverable). */
+  ReadOnly: "read_only",
+  /** HQ stopped writing the session's output log; the live stream goes on (recoverable). */
+  LogStopped: "log_stopped",
+  /** The session's runner is disconnected; keystrokes wait for it (recoverable). */
+  RunnerOffline: "runner_offline",
+  /** The session was lost with its runner; the socket closes. */
+  SessionLost: "session_lost",
+  /** The session failed to start; the socket closes. */
+  SessionFailed: "session_failed",
+} as const);
+/** `"bad_frame" | "rate_limited" | "read_only" | "log_stopped" | "runner_offline" | "session_lost" | "session_failed"`. */
+export type FrameErrorCode = (typeof FrameErrorCode)[keyof typeof FrameErrorCode];
+
+const FRAME_ERROR_CODES: ReadonlySet<unknown> = new Set(Object.values(FrameErrorCode));
+
+/** Whether `value` is a code this dashboard knows. */
+export function isFrameErrorCode(value: unknown): value is FrameErrorCode {
+  return FRAME_ERROR_CODES.has(value);
+}
+
+/** Whether the session is over: no `exit` frame will come, and HQ closes the socket. */
+export function endsSession(code: FrameErrorCode): boolean {
+  return code === FrameErrorCode.SessionLost || code === FrameErrorCode.SessionFailed;
+}
+
+/** Payload of an `error` frame. */
+export interface FrameError {
+  /**
+   * A newer HQ may send a code this build lacks (a tab left open across an upgrade): it is kept,
+   * matches none of the constants, and is treated like any recoverable error (its message shown).
+   */
+  code: FrameErrorCode;
+  /** A sentence for people. */
+  message: string;
+}
+
 /** Control frames HQ sends to a viewer. */
 export type ServerFrame =
   | { type: "attached"; payload: Attached }
   | { type: "gap"; payload: { from: number; to: number } }
   | { type: "exit"; payload: ExitStatus }
-  | { type: "error"; payload: { code: string; message: string } }
+  | { type: "error"; payload: FrameError }
   | { type: "activity"; payload: ActivityState }
   | { type: "presence"; payload: { viewers: Viewer[] } };
 
@@ -137,7 +183,7 @@ const SERVER_TYPES: Record<ServerFrame["type"], Check> = {
   attached: () => true,
   gap: () => true,
   exit: () => true,
-  error: () => true,
+  error: (p) => typeof p.code === "string" && typeof p.message === "string",
   activity: (p) => ACTIVITIES.has(p.activity) && SOURCES.has(p.source) && typeof p.since === "string",
   presence: (p) => Array.isArray(p.viewers) && p.viewers.every(isViewer),
 };

@@ -2,7 +2,16 @@
 // network blip, and keep input and resizes in order; keep the latest activity and presence HQ
 // reported. Knows nothing about React or xterm.js.
 
-import { parseServerFrame, resizeFrame, type ActivityState, type Attached, type ExitStatus, type Viewer } from "./protocol";
+import {
+  endsSession,
+  parseServerFrame,
+  resizeFrame,
+  type ActivityState,
+  type Attached,
+  type ExitStatus,
+  type FrameErrorCode,
+  type Viewer,
+} from "./protocol";
 
 /**
  * `catching-up`: dropped on purpose (output came faster than it could be drawn), see `suspend`.
@@ -18,7 +27,7 @@ export interface SessionHandlers {
   /** Bytes [from, to) could not be delivered. */
   onGap(from: number, to: number): void;
   /** A problem worth showing: a bad frame, a lost session. */
-  onError(code: string, message: string): void;
+  onError(code: FrameErrorCode, message: string): void;
   /** What the session is doing; after each attach and on every change. */
   onActivity?(activity: ActivityState): void;
   /** Who is attached (this viewer included); after each attach and on every change. */
@@ -245,7 +254,7 @@ export class SessionSocket {
           this.handlers.onExit(frame.payload);
           break;
         case "error":
-          if (frame.payload.code === "session_lost" || frame.payload.code === "session_failed") {
+          if (endsSession(frame.payload.code)) {
             this.stopped = true;
             this.setState("ended");
           }
