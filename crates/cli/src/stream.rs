@@ -293,9 +293,7 @@ impl Link {
                                 let _ = self.events.send(Event::Exit(status)).await;
                                 return End::Done;
                             }
-                            Ok(ServerFrame::Error(error))
-                                if matches!(error.code.as_str(), "session_lost" | "session_failed") =>
-                            {
+                            Ok(ServerFrame::Error(error)) if error.code.ends_session() => {
                                 let _ = self.events.send(Event::Ended(error.message)).await;
                                 return End::Done;
                             }

@@ -6,7 +6,7 @@ use agentrelay_e2e::{
     ADMIN_TOKEN, HqClient, TestHq, TestRunner, Viewer, WebhookReceiver, binary, eventually,
 };
 use agentrelay_hq::HqConfig;
-use agentrelay_protocol::viewer::ServerFrame;
+use agentrelay_protocol::viewer::{FrameErrorCode, ServerFrame};
 use agentrelay_protocol::{Activity, ActivitySource, Session, SessionStatus};
 use clap::Parser;
 use reqwest::{Method, StatusCode};
@@ -306,7 +306,7 @@ async fn a_share_watches_one_session_read_only_and_nothing_else() {
     }
     guest.type_text("guest-typed\r").await;
     match guest.next_control().await.unwrap() {
-        ServerFrame::Error(error) => assert_eq!(error.code, "read_only"),
+        ServerFrame::Error(error) => assert_eq!(error.code, FrameErrorCode::ReadOnly),
         other => panic!("expected read_only, got {other:?}"),
     }
     owner.type_text("owner-typed\r").await;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use agentrelay_e2e::*;
-use agentrelay_protocol::viewer::ServerFrame;
+use agentrelay_protocol::viewer::{FrameErrorCode, ServerFrame};
 use agentrelay_protocol::{RunnerStatus, SessionStatus};
 use uuid::Uuid;
 
@@ -335,9 +335,9 @@ async fn a_restarted_runner_comes_back_with_its_id_and_its_dead_sessions_are_los
     loop {
         match viewer.next_control().await.unwrap() {
             // Said while the first runner process was gone.
-            ServerFrame::Error(error) if error.code == "runner_offline" => continue,
+            ServerFrame::Error(error) if error.code == FrameErrorCode::RunnerOffline => continue,
             ServerFrame::Error(error) => {
-                assert_eq!(error.code, "session_lost");
+                assert_eq!(error.code, FrameErrorCode::SessionLost);
                 break;
             }
             other => panic!("expected session_lost, got {other:?}"),
@@ -389,7 +389,7 @@ async fn a_full_disk_stops_the_log_with_an_error_event_but_never_the_live_stream
         })
         .collect();
     assert_eq!(stopped.len(), 1, "one error frame: {:?}", viewer.controls);
-    assert_eq!(stopped[0].code, "log_stopped");
+    assert_eq!(stopped[0].code, FrameErrorCode::LogStopped);
     assert!(stopped[0].message.contains("File too large"), "{}", stopped[0].message);
 
     // Dashboards hear of it as a change to the session.

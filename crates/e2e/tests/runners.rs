@@ -3,7 +3,7 @@
 use std::process::Stdio;
 
 use agentrelay_e2e::*;
-use agentrelay_protocol::runner::{Hello, HqMessage, RunnerMessage};
+use agentrelay_protocol::runner::{Hello, HqMessage, RefusalCode, RunnerMessage};
 use agentrelay_protocol::{PROTOCOL_VERSION, RunnerStatus, SessionStatus};
 use agentrelay_runner::RunnerError;
 use futures_util::{SinkExt, StreamExt};
@@ -154,7 +154,7 @@ async fn hq_refuses_a_duplicate_name_and_an_unknown_protocol_version() {
     let (_socket, reply) = raw_runner(&hq, hello("unique")).await;
     match reply {
         HqMessage::Refused(refused) => {
-            assert_eq!(refused.code, "name_taken");
+            assert_eq!(refused.code, RefusalCode::NameTaken);
             assert!(refused.message.contains("unique"), "{}", refused.message);
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -163,7 +163,10 @@ async fn hq_refuses_a_duplicate_name_and_an_unknown_protocol_version() {
     let mut future = hello("from-the-future");
     future.protocol_version = PROTOCOL_VERSION + 5;
     let (_socket, reply) = raw_runner(&hq, future).await;
-    assert!(matches!(reply, HqMessage::Refused(ref r) if r.code == "protocol_version"), "{reply:?}");
+    assert!(
+        matches!(reply, HqMessage::Refused(ref r) if r.code == RefusalCode::ProtocolVersion),
+        "{reply:?}"
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use agentrelay_e2e::*;
-use agentrelay_protocol::viewer::ServerFrame;
+use agentrelay_protocol::viewer::{FrameErrorCode, ServerFrame};
 use agentrelay_protocol::{CreatedToken, RunnerStatus};
 use agentrelay_runner::RunnerError;
 use futures_util::SinkExt;
@@ -305,7 +305,7 @@ async fn sessions_per_runner_viewers_per_session_and_control_rate_are_limited() 
         first.resize(30, 90).await;
     }
     match first.next_control().await.unwrap() {
-        ServerFrame::Error(error) => assert_eq!(error.code, "rate_limited"),
+        ServerFrame::Error(error) => assert_eq!(error.code, FrameErrorCode::RateLimited),
         other => panic!("expected rate_limited, got {other:?}"),
     }
     first.type_text("keys-still-work\r").await;

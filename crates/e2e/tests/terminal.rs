@@ -2,7 +2,7 @@
 
 use agentrelay_e2e::*;
 use agentrelay_protocol::SessionStatus;
-use agentrelay_protocol::viewer::ServerFrame;
+use agentrelay_protocol::viewer::{FrameErrorCode, ServerFrame};
 use serde_json::json;
 use std::time::Duration;
 
@@ -113,7 +113,7 @@ async fn bad_control_frames_get_an_error_frame_and_the_connection_keeps_working(
         viewer.send_text(bad).await;
         match viewer.next_control().await.unwrap() {
             ServerFrame::Error(error) => {
-                assert_eq!(error.code, "bad_frame", "{bad}");
+                assert_eq!(error.code, FrameErrorCode::BadFrame, "{bad}");
                 assert!(!error.message.is_empty());
             }
             other => panic!("expected an error frame for {bad}, got {other:?}"),
@@ -258,10 +258,10 @@ async fn vanished_runner_loses_its_sessions_and_viewers_are_told() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     // First told the runner is away (the session may still come back), then that it is lost.
-    for expected in ["runner_offline", "session_lost"] {
+    for expected in [FrameErrorCode::RunnerOffline, FrameErrorCode::SessionLost] {
         match viewer.next_control().await.unwrap() {
             ServerFrame::Error(error) => assert_eq!(error.code, expected, "{}", error.message),
-            other => panic!("expected {expected}, got {other:?}"),
+            other => panic!("expected {expected:?}, got {other:?}"),
         }
     }
     let lost = hq.wait_for_session(session.id, SessionStatus::Lost).await;

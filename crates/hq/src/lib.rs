@@ -1,10 +1,10 @@
-//! AgentRelay HQ: the control plane. Runners dial in (`runner_socket`, `runner_data`), the REST
-//! API starts and lists sessions (`api`), and viewers attach to live terminals (`viewer_socket`).
+//! AgentRelay HQ: the control plane. Runners dial in (`ws::runner_control`, `ws::runner_data`),
+//! the REST API starts and lists sessions (`api`), viewers attach to live terminals
+//! (`ws::viewer`), and each session (`session`) joins a viewer's keystrokes to its runner.
 //!
 //! `main.rs` only parses flags and waits for a signal; everything here is testable through
 //! [`Hq::bind`] and [`Hq::serve`].
 
-pub mod activity;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -14,19 +14,14 @@ pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod metrics;
-pub mod output_log;
-pub mod recording;
 pub mod registry;
 pub mod retention;
-pub mod runner_data;
-pub mod runner_socket;
 pub mod session;
 pub mod state;
 pub mod store;
-pub mod terminal_model;
 pub mod tokens;
-pub mod viewer_socket;
 pub mod webhook;
+pub mod ws;
 
 /// Locks a mutex of plain data. A poisoned lock means a panic mid-update; the data itself is
 /// still usable, and HQ must not fall over because one task did.
@@ -73,32 +68,11 @@ impl Hq {
             None => None,
         };
         metrics::install();
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                // rustls leaves the choice of crypto provider to the program; ours is ring.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                let loaded = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot load the TLS certificate {} and key {}",
-                            cert.display(),
-                            key.display()
-                        )
-                    })?;
-                Some(loaded)
-            }
-            _ => None,
-        };
+        let tls = load_tls(&config).await?;
         let store = store::start_writer(Box::new(store))?;
         let tokens = tokens::Tokens::load(store.clone()).await.context("cannot read tokens")?;
-        if admin_token.is_none() && !tokens.has_admin() {
-            let created = tokens.create(BOOTSTRAP_ADMIN.to_owned(), Scope::Admin, None, None).await?;
-            // The one time a secret is printed: there is no other way to get the first one.
-            eprintln!(
-                "agentrelay-hq: created the first admin token (shown once; keep it safe):\n  {}",
-                created.token
-            );
+        if admin_token.is_none() {
+            create_bootstrap_admin(&tokens).await?;
         }
         if runner_token.is_none() {
             tracing::info!("no --runner-token: runners need a runner token made with POST /api/tokens");
@@ -119,7 +93,7 @@ impl Hq {
             tasks: TaskTracker::new(),
             counters: Default::default(),
         });
-        restore(&state, snapshot);
+        session::start::restore(&state, snapshot);
         let saved = state.store.call(|store| store.logins()).await.context("cannot read sign-ins")?;
         state.logins.restore(saved, state.admin_token.as_deref(), |id| state.tokens.by_id(id));
         Ok(Self { listener, metrics_listener, tls, state })
@@ -198,6 +172,33 @@ impl Hq {
     }
 }
 
+/// The certificate and key of `--tls-cert`/`--tls-key`, when both are given.
+async fn load_tls(config: &HqConfig) -> anyhow::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else { return Ok(None) };
+    // rustls leaves the choice of crypto provider to the program; ours is ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let loaded =
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
+            format!("cannot load the TLS certificate {} and key {}", cert.display(), key.display())
+        })?;
+    Ok(Some(loaded))
+}
+
+/// Without `--admin-token`, an HQ with no admin token makes one and prints it: there is no other
+/// way to get the first one.
+async fn create_bootstrap_admin(tokens: &tokens::Tokens) -> anyhow::Result<()> {
+    if tokens.has_admin() {
+        return Ok(());
+    }
+    let created = tokens.create(BOOTSTRAP_ADMIN.to_owned(), Scope::Admin, None, None).await?;
+    // The one time a secret is printed.
+    eprintln!(
+        "agentrelay-hq: created the first admin token (shown once; keep it safe):\n  {}",
+        created.token
+    );
+    Ok(())
+}
+
 /// Rereads tokens now and then, so a token reset on the HQ host takes effect in a live HQ.
 async fn refresh_tokens(state: AppState) {
     // Loading just read them: the first reread is one period away.
@@ -245,53 +246,4 @@ pub fn reset_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
         detail: None,
     }])?;
     Ok(secret)
-}
-
-/// Brings back what the store knew: every runner (offline until it dials in) and every session,
-/// whose output continues after what its log holds. Live sessions whose runner does not return
-/// within `--lost-after` become `lost`.
-fn restore(state: &AppState, snapshot: store::Snapshot) {
-    for runner in snapshot.runners {
-        state.registry.restore(runner);
-    }
-    let mut waiting_runners = std::collections::HashSet::new();
-    for view in snapshot.sessions {
-        let live = !view.status.is_final();
-        let log = open_log(state, view.id, view.created_at);
-        let presets = state.registry.get(view.runner_id).map(|r| r.presets).unwrap_or_default();
-        let patterns = activity::prompt_patterns(&presets, view.preset.as_deref(), &view.command);
-        let preset = view.preset.clone();
-        let session = session::Session::restore(view, state.config.ring_size, state.events.clone(), log);
-        let session = std::sync::Arc::new(session.with_prompts(preset, patterns));
-        state.sessions.insert(session.clone());
-        if live {
-            waiting_runners.insert(session.runner_id);
-            start_session_tasks(state, &session);
-        }
-    }
-    for runner_id in waiting_runners {
-        runner_socket::watch_for_lost_sessions(state, runner_id);
-    }
-}
-
-/// The tasks every live session has: its log writer and its activity tracker.
-pub(crate) fn start_session_tasks(state: &AppState, session: &std::sync::Arc<session::Session>) {
-    state.tasks.spawn(session.clone().persist(state.shutdown.clone()));
-    state.tasks.spawn(activity::track(state.clone(), session.clone()));
-}
-
-/// Opens a session's output log; without one the session still works, from memory only.
-pub(crate) fn open_log(
-    state: &AppState,
-    id: uuid::Uuid,
-    created_at: chrono::DateTime<chrono::Utc>,
-) -> Option<std::sync::Arc<output_log::OutputLog>> {
-    let elapsed = (chrono::Utc::now() - created_at).num_milliseconds().max(0) as u64;
-    match output_log::OutputLog::open(&state.config.data_dir.join("sessions"), id, elapsed) {
-        Ok(log) => Some(std::sync::Arc::new(log)),
-        Err(error) => {
-            tracing::error!(session = %id, error = format!("{error:#}"), "no output log; keeping output in memory only");
-            None
-        }
-    }
 }

@@ -81,10 +81,37 @@ pub struct Welcome {
 /// Payload of [`HqMessage::Refused`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refused {
-    /// Stable code: `protocol_version`, `name_taken`, `bad_hello`.
-    pub code: String,
+    /// Why, for programs to match on.
+    pub code: RefusalCode,
     /// A sentence the runner prints before exiting.
     pub message: String,
+}
+
+/// The stable codes of [`Refused`]; on the wire as snake_case strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// The runner speaks a protocol version HQ does not accept.
+    ProtocolVersion,
+    /// Another online runner has this name.
+    NameTaken,
+    /// The first frame was not a valid hello.
+    BadHello,
+    /// A code this build does not know (from a newer HQ).
+    #[serde(other)]
+    Unknown,
+}
+
+impl RefusalCode {
+    /// The code as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ProtocolVersion => "protocol_version",
+            Self::NameTaken => "name_taken",
+            Self::BadHello => "bad_hello",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 /// Payload of [`HqMessage::Start`].
@@ -184,6 +211,19 @@ mod tests {
         let text = serde_json::to_string(&resume).expect("serializable");
         assert_eq!(text, r#"{"type":"resume","payload":{"from":42}}"#);
         assert_eq!(serde_json::from_str::<DataDown>(&text).expect("round trip"), resume);
+    }
+
+    #[test]
+    fn refusal_codes_read_as_on_the_wire() {
+        for code in [RefusalCode::ProtocolVersion, RefusalCode::NameTaken, RefusalCode::BadHello] {
+            let json = serde_json::to_string(&code).expect("serializable");
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+        let refused: Refused =
+            serde_json::from_str(r#"{"code":"name_taken","message":"m"}"#).expect("refusal parses");
+        assert_eq!(refused.code, RefusalCode::NameTaken);
+        let newer: Refused = serde_json::from_str(r#"{"code":"later","message":"m"}"#).expect("parses");
+        assert_eq!(newer.code, RefusalCode::Unknown);
     }
 }
 

@@ -63,10 +63,58 @@ pub struct Gap {
 /// Payload of [`ServerFrame::Error`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameError {
-    /// Stable code, e.g. `bad_frame`.
-    pub code: String,
+    /// What went wrong, for programs to match on.
+    pub code: FrameErrorCode,
     /// A sentence for people.
     pub message: String,
+}
+
+impl FrameError {
+    /// An error frame with `code` and `message`.
+    pub fn new(code: FrameErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// The stable codes of [`FrameError`]; on the wire as snake_case strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameErrorCode {
+    /// A control frame HQ could not read (recoverable).
+    BadFrame,
+    /// Too many control frames; this one was dropped (recoverable).
+    RateLimited,
+    /// A read-only viewer sent input or a resize; it was dropped (recoverable).
+    ReadOnly,
+    /// HQ stopped writing the session's output log; the live stream goes on (recoverable).
+    LogStopped,
+    /// The session's runner is disconnected; keystrokes wait for it (recoverable).
+    RunnerOffline,
+    /// The session was lost with its runner; the socket closes.
+    SessionLost,
+    /// The session failed to start; the socket closes.
+    SessionFailed,
+    /// A code this build does not know (from a newer HQ).
+    #[serde(other)]
+    Unknown,
+}
+
+impl FrameErrorCode {
+    /// Every code HQ sends.
+    pub const KNOWN: [Self; 7] = [
+        Self::BadFrame,
+        Self::RateLimited,
+        Self::ReadOnly,
+        Self::LogStopped,
+        Self::RunnerOffline,
+        Self::SessionLost,
+        Self::SessionFailed,
+    ];
+
+    /// Whether the session is over: no `exit` frame will come, and the socket closes.
+    pub fn ends_session(self) -> bool {
+        matches!(self, Self::SessionLost | Self::SessionFailed)
+    }
 }
 
 #[cfg(test)]
@@ -88,6 +136,42 @@ mod tests {
             let frame: ClientFrame = serde_json::from_value(value.clone()).expect("known client frame");
             assert_eq!(serde_json::to_value(&frame).expect("serializable"), value);
         }
+    }
+
+    /// Every code is in the shared fixtures (so the dashboard's test knows them all), under
+    /// its snake_case name, and an unknown one still parses.
+    #[test]
+    fn every_error_code_is_in_the_fixtures() {
+        let server: Vec<ServerFrame> =
+            serde_json::from_str(include_str!("../fixtures/server-frames.json")).expect("valid fixture");
+        let codes: Vec<FrameErrorCode> = server
+            .iter()
+            .filter_map(|frame| match frame {
+                ServerFrame::Error(error) => Some(error.code),
+                _ => None,
+            })
+            .collect();
+        for code in FrameErrorCode::KNOWN {
+            // A new variant must be added to KNOWN (and the fixtures): this match says so.
+            match code {
+                FrameErrorCode::BadFrame
+                | FrameErrorCode::RateLimited
+                | FrameErrorCode::ReadOnly
+                | FrameErrorCode::LogStopped
+                | FrameErrorCode::RunnerOffline
+                | FrameErrorCode::SessionLost
+                | FrameErrorCode::SessionFailed
+                | FrameErrorCode::Unknown => {}
+            }
+            assert!(codes.contains(&code), "{code:?} is missing from fixtures/server-frames.json");
+        }
+        assert_eq!(
+            serde_json::to_string(&FrameErrorCode::RunnerOffline).expect("json"),
+            r#""runner_offline""#
+        );
+        let newer: FrameError =
+            serde_json::from_str(r#"{"code":"from_the_future","message":"m"}"#).expect("unknown code parses");
+        assert_eq!(newer.code, FrameErrorCode::Unknown);
     }
 
     #[test]

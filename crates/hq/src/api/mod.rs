@@ -17,7 +17,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::auth::{login, logout, require_admin, require_user, require_viewer};
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::{dashboard, events, runner_data, runner_socket, viewer_socket};
+use crate::ws::{runner_control, runner_data, viewer};
+use crate::{dashboard, events};
 
 /// A known path with the wrong method: the same JSON error shape as every other failure.
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
@@ -45,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_user));
     // A share token opens this route only, and only for its own session (checked inside).
     let viewer = Router::new()
-        .route("/api/v1/ws/session/{id}", get(viewer_socket::upgrade))
+        .route("/api/v1/ws/session/{id}", get(viewer::upgrade))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_viewer));
     Router::new()
         .route("/healthz", get(health))
@@ -54,7 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
-        .route("/api/v1/ws/register", get(runner_socket::upgrade))
+        .route("/api/v1/ws/register", get(runner_control::upgrade))
         .route("/api/v1/ws/runner/session/{id}", get(runner_data::upgrade))
         .merge(admin)
         .merge(user)

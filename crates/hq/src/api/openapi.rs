@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
         super::sessions::create, super::sessions::list, super::sessions::get, super::sessions::delete,
         super::sessions::recording, super::sessions::screen, super::sessions::input,
         super::sessions::share, super::sessions::unshare,
-        crate::events::stream_events, crate::viewer_socket::upgrade,
+        crate::events::stream_events, crate::ws::viewer::upgrade,
         super::tokens::create, super::tokens::list, super::tokens::revoke,
         crate::audit::list, crate::metrics::serve, openapi_json,
     ),

@@ -18,14 +18,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::JsonObject;
+use crate::audit;
 use crate::auth::Principal;
 use crate::error::AppError;
-use crate::events::Event;
-use crate::recording;
-use crate::session::{Session, ToRunner};
+use crate::session::start::{self, Origin};
+use crate::session::{Session, SessionSpec, ToRunner, recording, terminal_model};
 use crate::state::AppState;
-use crate::terminal_model;
-use crate::{activity, audit};
 
 /// A validated `POST /api/sessions` body.
 struct CreateRequest {
@@ -133,39 +131,16 @@ pub async fn create(
         .registry
         .sender(runner.id)
         .ok_or_else(|| AppError::RunnerOffline(format!("runner '{}' is offline", runner.name)))?;
-    let (command, preset) = match request.program {
-        Program::Command(command) => (command, None),
-        Program::Preset(name) => match runner.presets.iter().find(|p| p.name == name) {
-            Some(preset) => (preset.command.clone(), Some(name)),
-            None => {
-                let offered: Vec<&str> = runner.presets.iter().map(|p| p.name.as_str()).collect();
-                return Err(AppError::bad_field(
-                    "preset",
-                    format!(
-                        "runner '{}' has no preset '{name}' (it offers: {})",
-                        runner.name,
-                        offered.join(", ")
-                    ),
-                ));
-            }
-        },
+    let (command, preset) = resolve_program(&runner, request.program)?;
+    let spec = SessionSpec {
+        id: Uuid::now_v7(),
+        runner_id: runner.id,
+        command: command.clone(),
+        preset: preset.clone(),
+        created_by: principal.name.clone(),
+        created_at: chrono::Utc::now(),
     };
-    let patterns = activity::prompt_patterns(&runner.presets, preset.as_deref(), &command);
-    let id = Uuid::now_v7();
-    let session = Session::new(
-        id,
-        runner.id,
-        command.clone(),
-        request.size,
-        principal.name.clone(),
-        state.config.ring_size,
-        state.events.clone(),
-        crate::open_log(&state, id, chrono::Utc::now()),
-    );
-    let session = Arc::new(session.with_prompts(preset.clone(), patterns));
-    state.sessions.insert(session.clone());
-    crate::start_session_tasks(&state, &session);
-    state.events.publish(Event::Session(session.view()));
+    let session = start::open(&state, spec, Origin::New(request.size));
     let start = StartSession {
         session_id: session.id,
         command,
@@ -184,6 +159,27 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(session.view())))
 }
 
+/// The argv to run and the preset it comes from, if any.
+fn resolve_program(runner: &Runner, program: Program) -> Result<(Vec<String>, Option<String>), AppError> {
+    let name = match program {
+        Program::Command(command) => return Ok((command, None)),
+        Program::Preset(name) => name,
+    };
+    match runner.presets.iter().find(|p| p.name == name) {
+        Some(preset) => Ok((preset.command.clone(), Some(name))),
+        None => {
+            let offered: Vec<&str> = runner.presets.iter().map(|p| p.name.as_str()).collect();
+            let message = format!(
+                "runner '{}' has no preset '{name}' (it offers: {})",
+                runner.name,
+                offered.join(", ")
+            );
+            Err(AppError::bad_field("preset", message))
+        }
+    }
+}
+
+/// The online runner the request names.
 fn pick_runner(state: &AppState, target: &Target) -> Result<Runner, AppError> {
     let runner = match target {
         Target::Id(id) => {

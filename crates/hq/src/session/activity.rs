@@ -1,18 +1,21 @@
 //! Live activity per session: `working` while output flows; when it has been quiet for
 //! `--idle-after`, the screen (from the terminal model) decides between `waiting_for_input` (a
 //! prompt pattern matches one of its last lines) and `idle`. A report from the process itself
-//! (`agentrelay-runner report`, see `runner_data`) wins over both until someone types.
+//! (`agentrelay-runner report`, see `ws::runner_data`) wins over both until someone types.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use agentrelay_protocol::Preset;
+use agentrelay_protocol::{Activity, ActivitySource, ActivityState, Preset};
+use chrono::Utc;
 use regex::{Regex, RegexBuilder};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::session::Session;
+use super::{Session, terminal_model};
+use crate::lock;
 use crate::state::AppState;
-use crate::terminal_model;
 
 /// Prompts any program may show, besides its preset's own.
 const GENERIC_PROMPTS: &[&str] = &[
@@ -96,6 +99,82 @@ pub fn shows_prompt(screen: &str, prompts: &Prompts) -> bool {
     let own = recent.iter().any(|line| prompts.own.iter().any(|p| p.is_match(line)));
     let generic = lines.last().is_some_and(|line| GENERIC.iter().any(|p| p.is_match(line)));
     own || generic
+}
+
+/// A session's activity and what may change it.
+#[derive(Debug, Default)]
+pub(super) struct Tracked {
+    pub(super) current: Option<ActivityState>,
+    /// A report from the process wins over guesses until someone types into the session.
+    held: bool,
+}
+
+impl Session {
+    /// A receiver of activity changes.
+    pub fn subscribe_activity(&self) -> watch::Receiver<Option<ActivityState>> {
+        self.activity_watch.subscribe()
+    }
+
+    /// The prompt patterns of this session.
+    pub fn prompts(&self) -> &Prompts {
+        &self.prompts
+    }
+
+    /// New output: `working`, unless a report from the process holds the activity.
+    pub fn note_output_activity(&self) {
+        let held = lock(&self.activity).held;
+        if !held {
+            self.set_activity(Activity::Working, ActivitySource::Output, false);
+        }
+    }
+
+    /// The output has been quiet: `waiting_for_input` if the screen shows a prompt, else `idle`;
+    /// unless a report holds the activity.
+    pub fn note_quiet(&self, prompt_on_screen: bool) {
+        if lock(&self.activity).held {
+            return;
+        }
+        if prompt_on_screen {
+            self.set_activity(Activity::WaitingForInput, ActivitySource::Screen, false);
+        } else {
+            self.set_activity(Activity::Idle, ActivitySource::Output, false);
+        }
+    }
+
+    /// The process reported its activity; it holds until someone types.
+    pub fn report_activity(&self, activity: Activity) {
+        self.set_activity(activity, ActivitySource::Hook, true);
+    }
+
+    /// Someone typed: guesses from output and screen apply again.
+    pub fn note_input(&self) {
+        lock(&self.activity).held = false;
+    }
+
+    fn set_activity(&self, activity: Activity, source: ActivitySource, hold: bool) {
+        let changed = {
+            let mut tracked = lock(&self.activity);
+            tracked.held = hold;
+            if self.status().is_final() || tracked.current.is_some_and(|c| c.activity == activity) {
+                None
+            } else {
+                let state = ActivityState { activity, since: Utc::now(), source };
+                tracked.current = Some(state);
+                self.working.store(activity == Activity::Working, Ordering::Relaxed);
+                Some(state)
+            }
+        };
+        if let Some(state) = changed {
+            self.activity_watch.send_replace(Some(state));
+            self.publish();
+        }
+    }
+
+    /// The session ended: no activity any more.
+    pub(super) fn clear_activity(&self) {
+        lock(&self.activity).current = None;
+        self.activity_watch.send_replace(None);
+    }
 }
 
 /// Watches one live session for quiet output until it ends. `working` is set on the data path

@@ -1,17 +1,20 @@
 //! A viewer's session WebSocket (`/api/v1/ws/session/{id}`): `attached`, then output from the
-//! viewer's own offset, keystrokes and resizes back, `exit` after the last byte.
+//! viewer's own offset, keystrokes and resizes back, `exit` after the last byte. Keystrokes go
+//! to the session's runner-bound queue ([`Session::to_runner`]), which `ws::runner_data` drains.
 //!
 //! Each viewer reads the session's ring at its own pace, so a slow one never holds up the runner
 //! or the other viewers; one that falls behind the ring is told of the gap and goes on.
 
 use std::sync::Arc;
 
-use agentrelay_protocol::viewer::{Attached, ClientFrame, FrameError, Gap, Presence, ServerFrame};
+use agentrelay_protocol::viewer::{
+    Attached, ClientFrame, FrameError, FrameErrorCode, Gap, Presence, ServerFrame,
+};
 use agentrelay_protocol::{ActivityState, ErrorResponse, SessionStatus, ViewerInfo};
 use agentrelay_ring::Read;
 use anyhow::Context;
 use axum::Extension;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -21,14 +24,14 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+use super::{Close, SESSION_READ_BUFFER, close, send_json};
 use crate::api::sessions::find;
 use crate::audit;
 use crate::auth::{Principal, check_origin};
 use crate::error::AppError;
 use crate::metrics::Counters;
-use crate::session::{Session, ToRunner};
+use crate::session::{Session, ToRunner, terminal_model};
 use crate::state::AppState;
-use crate::terminal_model;
 
 /// How long a viewer waits for a fresh terminal model to catch up before taking its snapshot.
 const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -70,7 +73,7 @@ pub async fn upgrade(
     audit::by_principal(&state, &principal, "session.attached", session.id.to_string(), None);
     let span = tracing::info_span!("viewer", session = %session.id);
     let limit = state.config.max_frame_size;
-    let ws = ws.read_buffer_size(crate::runner_data::SOCKET_BUFFER).write_buffer_size(0);
+    let ws = ws.read_buffer_size(SESSION_READ_BUFFER).write_buffer_size(0);
     Ok(ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
         async move {
             let _seat = seat;
@@ -112,7 +115,7 @@ async fn serve(
     };
     let attached =
         Attached { session_id: session.id, offset, snapshot: snapshot.is_some(), status: session.status() };
-    send(&mut tx, &ServerFrame::Attached(attached)).await?;
+    send_json(&mut tx, &ServerFrame::Attached(attached)).await?;
     if let Some((_, screen)) = snapshot {
         tx.send(Message::Binary(screen.into())).await.context("sending the snapshot")?;
     }
@@ -121,13 +124,13 @@ async fn serve(
     let (replies, replies_rx) = mpsc::channel(REPLIES);
     let reading = read_input(state, &session, rx, principal.is_read_only(), replies);
     let writing = write_output(state, &session, &mut tx, offset, replies_rx);
-    let close = tokio::select! {
+    let (code, reason) = tokio::select! {
         ended = reading => return ended,
         ended = writing => return ended,
-        _ = principal.revoked.cancelled() => CloseFrame { code: 1008, reason: "token revoked or signed out".into() },
-        _ = state.shutdown.cancelled() => CloseFrame { code: 1001, reason: "HQ is shutting down".into() },
+        _ = principal.revoked.cancelled() => (Close::Policy, "token revoked or signed out"),
+        _ = state.shutdown.cancelled() => (Close::ShuttingDown, "HQ is shutting down"),
     };
-    let _ = tx.send(Message::Close(Some(close))).await;
+    close(&mut tx, code, reason).await;
     Ok(())
 }
 
@@ -147,11 +150,8 @@ async fn read_input(
     while let Some(frame) = rx.next().await {
         let answered = match frame.context("viewer socket")? {
             Message::Binary(_) | Message::Text(_) if read_only => {
-                reply(FrameError {
-                    code: "read_only".to_owned(),
-                    message: "this share is read-only: input and resizes are not sent".to_owned(),
-                })
-                .await
+                let message = "this share is read-only: input and resizes are not sent";
+                reply(FrameError::new(FrameErrorCode::ReadOnly, message)).await
             }
             Message::Binary(keys) => {
                 session.note_input();
@@ -162,10 +162,8 @@ async fn read_input(
                 let parsed = if control_rate.allow() {
                     parse_control(text.as_str())
                 } else {
-                    Err(FrameError {
-                        code: "rate_limited".to_owned(),
-                        message: "too many control frames; this one was dropped".to_owned(),
-                    })
+                    let message = "too many control frames; this one was dropped";
+                    Err(FrameError::new(FrameErrorCode::RateLimited, message))
                 };
                 match parsed {
                     Ok(order) => {
@@ -215,7 +213,7 @@ async fn write_output(
                     tx.send(Message::Binary(bytes)).await.context("sending output")?;
                 }
                 Read::Gap { from, to } => {
-                    send(tx, &ServerFrame::Gap(Gap { from, to })).await?;
+                    send_json(tx, &ServerFrame::Gap(Gap { from, to })).await?;
                     offset = to;
                 }
                 Read::CaughtUp => break,
@@ -226,7 +224,7 @@ async fn write_output(
             // Recoverable: the stream goes on, but what follows will not be in the log.
             told_log_stopped = true;
             let message = session.log_error().unwrap_or_else(|| "output log stopped".to_owned());
-            send(tx, &ServerFrame::Error(FrameError { code: "log_stopped".to_owned(), message })).await?;
+            send_json(tx, &ServerFrame::Error(FrameError::new(FrameErrorCode::LogStopped, message))).await?;
         }
         if now.runner_away && !told_runner_away && !now.status.is_final() {
             // Recoverable: keystrokes wait for the runner, and output resumes when it is back.
@@ -234,7 +232,8 @@ async fn write_output(
                 "the session's runner is offline; keystrokes wait for it, and the session is lost if it is not back within {}",
                 humantime::format_duration(state.config.lost_after)
             );
-            send(tx, &ServerFrame::Error(FrameError { code: "runner_offline".to_owned(), message })).await?;
+            send_json(tx, &ServerFrame::Error(FrameError::new(FrameErrorCode::RunnerOffline, message)))
+                .await?;
         }
         told_runner_away = now.runner_away;
         if now.status.is_final() && offset >= now.end {
@@ -255,7 +254,7 @@ async fn write_output(
                 changed.context("session dropped")?;
                 activity.mark_changed();
             }
-            Some(reply) = replies.recv() => send(tx, &reply).await?,
+            Some(reply) = replies.recv() => send_json(tx, &reply).await?,
         }
     }
 }
@@ -269,16 +268,16 @@ async fn send_notices(
 ) -> anyhow::Result<()> {
     if presence.has_changed().context("session dropped")? {
         let viewers = presence.borrow_and_update().clone();
-        send(tx, &ServerFrame::Presence(Presence { viewers })).await?;
+        send_json(tx, &ServerFrame::Presence(Presence { viewers })).await?;
     }
     if activity.has_changed().context("session dropped")? {
         let now = *activity.borrow_and_update();
         if let Some(now) = now {
-            send(tx, &ServerFrame::Activity(now)).await?;
+            send_json(tx, &ServerFrame::Activity(now)).await?;
         }
     }
     while let Ok(reply) = replies.try_recv() {
-        send(tx, &reply).await?;
+        send_json(tx, &reply).await?;
     }
     Ok(())
 }
@@ -309,17 +308,13 @@ impl RateWindow {
 fn parse_control(text: &str) -> Result<ToRunner, FrameError> {
     match serde_json::from_str::<ClientFrame>(text) {
         Ok(ClientFrame::Resize(size)) if size.is_valid() => Ok(ToRunner::Resize(size)),
-        Ok(ClientFrame::Resize(size)) => Err(FrameError {
-            code: "bad_frame".to_owned(),
-            message: format!(
-                "resize to {}x{} is out of range: rows and cols must be 1–1000",
-                size.rows, size.cols
-            ),
-        }),
-        Err(e) => Err(FrameError {
-            code: "bad_frame".to_owned(),
-            message: format!("unknown or malformed control frame: {e}"),
-        }),
+        Ok(ClientFrame::Resize(size)) => Err(FrameError::new(
+            FrameErrorCode::BadFrame,
+            format!("resize to {}x{} is out of range: rows and cols must be 1–1000", size.rows, size.cols),
+        )),
+        Err(e) => {
+            Err(FrameError::new(FrameErrorCode::BadFrame, format!("unknown or malformed control frame: {e}")))
+        }
     }
 }
 
@@ -343,17 +338,16 @@ async fn finish(
     let frame = match (status, session.exit_status()) {
         (SessionStatus::Exited, Some(exit)) => ServerFrame::Exit(exit),
         (status, _) => {
-            let code = if status == SessionStatus::Lost { "session_lost" } else { "session_failed" };
+            let code = if status == SessionStatus::Lost {
+                FrameErrorCode::SessionLost
+            } else {
+                FrameErrorCode::SessionFailed
+            };
             let message = session.error().unwrap_or_else(|| format!("session is {status:?}"));
-            ServerFrame::Error(FrameError { code: code.to_owned(), message })
+            ServerFrame::Error(FrameError::new(code, message))
         }
     };
-    send(tx, &frame).await?;
-    let _ = tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: "session ended".into() }))).await;
+    send_json(tx, &frame).await?;
+    close(tx, Close::Done, "session ended").await;
     Ok(())
-}
-
-async fn send(tx: &mut SplitSink<WebSocket, Message>, frame: &ServerFrame) -> anyhow::Result<()> {
-    let text = serde_json::to_string(frame).context("encoding frame")?;
-    tx.send(Message::Text(text.into())).await.context("sending frame")
 }

@@ -1,12 +1,16 @@
-//! A session's data connection from its runner (`/api/v1/ws/runner/session/{id}`): output in,
-//! input/resize/kill out, exit last. One task per connection; output is pushed into the session's
-//! ring and never waits for a viewer.
+//! A session's data connection from its runner (`/api/v1/ws/runner/session/{id}`, the runner's
+//! `data.rs`): output in, input/resize/kill out, exit last. One task per connection; output is
+//! pushed into the session's ring and never waits for a viewer.
+//!
+//! While no data connection is open, the session keeps the receiving end of its runner-bound
+//! channel parked, so keystrokes typed meanwhile wait in order; the next connection takes it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentrelay_protocol::runner::{DataDown, DataUp, OpenData, Resume};
 use anyhow::{Context, bail};
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -14,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::Instrument;
 
+use super::{Close, SESSION_READ_BUFFER, close, json_message, read_first, send_json};
 use crate::api::sessions::find;
 use crate::auth::{Principal, runner_principal};
 use crate::client_ip::ClientIp;
@@ -21,9 +26,6 @@ use crate::error::AppError;
 use crate::metrics::Counters;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
-
-/// Read buffer per data connection.
-pub(crate) const SOCKET_BUFFER: usize = 8 * 1024;
 
 /// How long a runner may take to send `open`.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,9 +41,8 @@ pub async fn upgrade(
     let principal = runner_principal(&state, &headers, address)?;
     let session = find(&state, &id)?;
     let span = tracing::info_span!("session", id = %session.id);
-    // tungstenite's default 128 KiB read and write buffers per socket would dominate a session's
-    // memory; frames are written (and flushed) one at a time anyway.
-    let ws = ws.read_buffer_size(SOCKET_BUFFER).write_buffer_size(0);
+    // Frames are written (and flushed) one at a time: no write buffer.
+    let ws = ws.read_buffer_size(SESSION_READ_BUFFER).write_buffer_size(0);
     Ok(ws.max_message_size(state.config.max_frame_size).on_upgrade(move |socket| {
         async move {
             if let Err(error) = serve(&state, session, socket, principal).await {
@@ -55,36 +56,40 @@ pub async fn upgrade(
 
 async fn serve(
     state: &AppState,
-    session: std::sync::Arc<Session>,
+    session: Arc<Session>,
     mut socket: WebSocket,
     principal: Principal,
 ) -> anyhow::Result<()> {
-    let open = timeout(OPEN_TIMEOUT, read_open(&mut socket)).await.context("no open frame in time")??;
+    let open: OpenData = match timeout(OPEN_TIMEOUT, read_first(&mut socket, "open frame")).await {
+        Ok(Ok(DataUp::Open(open))) => open,
+        Ok(Ok(other)) => bail!("expected open, got {other:?}"),
+        Ok(Err(error)) => return Err(error),
+        Err(_) => bail!("no open frame in time"),
+    };
     if open.session_id != session.id || open.runner_id != session.runner_id {
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame { code: 1008, reason: "wrong session".into() })))
-            .await;
+        close(&mut socket, Close::Policy, "wrong session").await;
         bail!("runner {} opened session {} that is not its own", open.runner_id, open.session_id);
     }
     let Some(mut rx) = session.take_runner_rx().await else {
         bail!("another data connection still holds the session");
     };
-    let result = pump(state, &session, &mut socket, &mut rx, &principal).await;
+    let result = async {
+        resume(&session, &mut socket).await?;
+        pump(state, &session, &mut socket, &mut rx, &principal).await
+    }
+    .await;
+    // Whatever happened, the next data connection finds the queue, and what waits in it.
     session.park_runner_rx(rx);
     result
 }
 
-async fn read_open(socket: &mut WebSocket) -> anyhow::Result<OpenData> {
-    loop {
-        match socket.recv().await.context("closed before open")?.context("reading open")? {
-            Message::Text(text) => match serde_json::from_str(text.as_str()).context("bad open frame")? {
-                DataUp::Open(open) => return Ok(open),
-                other => bail!("expected open, got {other:?}"),
-            },
-            Message::Ping(_) | Message::Pong(_) => continue,
-            _ => bail!("expected an open frame"),
-        }
-    }
+/// Tells the runner where HQ's copy of the output ends, so it sends exactly what follows.
+async fn resume(session: &Session, socket: &mut WebSocket) -> anyhow::Result<()> {
+    let from = session.output_end();
+    send_json(socket, &DataDown::Resume(Resume { from })).await?;
+    session.mark_running();
+    tracing::debug!(from, "data connection open");
+    Ok(())
 }
 
 /// Output from the runner into the ring; viewers' input, resizes and kills to the runner.
@@ -95,10 +100,6 @@ async fn pump(
     rx: &mut mpsc::Receiver<ToRunner>,
     principal: &Principal,
 ) -> anyhow::Result<()> {
-    let from = session.output_end();
-    send(socket, &DataDown::Resume(Resume { from })).await?;
-    session.mark_running();
-    tracing::debug!(from, "data connection open");
     loop {
         tokio::select! {
             frame = socket.recv() => match frame {
@@ -116,7 +117,7 @@ async fn pump(
                         tracing::info!(code = ?exit.code, signal = ?exit.signal, "session exited");
                         session.mark_exited(exit);
                         // Tells the runner the exit is recorded, so it can forget the session.
-                        let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "exit recorded".into() }))).await;
+                        close(socket, Close::Done, "exit recorded").await;
                         return Ok(());
                     }
                     Ok(DataUp::Activity(report)) => session.report_activity(report.activity),
@@ -132,27 +133,19 @@ async fn pump(
                 let Some(order) = order else { return Ok(()) };
                 let message = match order {
                     ToRunner::Input(bytes) => Message::Binary(bytes),
-                    ToRunner::Resize(size) => text(&DataDown::Resize(size))?,
-                    ToRunner::Kill => text(&DataDown::Kill)?,
+                    ToRunner::Resize(size) => json_message(&DataDown::Resize(size))?,
+                    ToRunner::Kill => json_message(&DataDown::Kill)?,
                 };
                 socket.send(message).await.context("sending to runner")?;
             }
             _ = principal.revoked.cancelled() => {
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1008, reason: "token revoked".into() }))).await;
+                close(socket, Close::Policy, "token revoked").await;
                 return Ok(());
             }
             _ = state.shutdown.cancelled() => {
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "HQ is shutting down".into() }))).await;
+                close(socket, Close::ShuttingDown, "HQ is shutting down").await;
                 return Ok(());
             }
         }
     }
-}
-
-fn text(frame: &DataDown) -> anyhow::Result<Message> {
-    Ok(Message::Text(serde_json::to_string(frame).context("encoding data frame")?.into()))
-}
-
-async fn send(socket: &mut WebSocket, frame: &DataDown) -> anyhow::Result<()> {
-    socket.send(text(frame)?).await.context("sending to runner")
 }

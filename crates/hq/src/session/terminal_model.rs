@@ -15,7 +15,8 @@ use agentrelay_protocol::TermSize;
 use agentrelay_ring::Read;
 use tokio_util::sync::CancellationToken;
 
-use crate::session::Session;
+use super::Session;
+use crate::lock;
 
 /// Scrollback lines the model keeps (and a snapshot replays); bounds its memory per session.
 const SCROLLBACK: usize = 500;
@@ -169,6 +170,42 @@ impl TerminalModel {
     }
 }
 
+impl Session {
+    /// The terminal model of a live session, created on first use (the first viewer that needs
+    /// a snapshot): `true` when it is new and needs a [`follow`] task to feed it. A session no
+    /// viewer attaches to late never pays for one.
+    fn start_model(&self) -> Option<(Arc<TerminalModel>, bool)> {
+        if self.status().is_final() {
+            return None;
+        }
+        let mut model = lock(&self.model);
+        if let Some(existing) = model.as_ref() {
+            return Some((existing.clone(), false));
+        }
+        let created = Arc::new(TerminalModel::new(*lock(&self.size)));
+        *model = Some(created.clone());
+        Some((created, true))
+    }
+
+    /// Lets the terminal model go unless a person used it within `window` (it is made again from
+    /// the log when next needed).
+    pub fn retire_model_unless_watched(&self, window: std::time::Duration) {
+        let mut model = lock(&self.model);
+        if model.as_ref().is_some_and(|m| !m.watched_within(window))
+            && let Some(retired) = model.take()
+        {
+            retired.retire();
+        }
+    }
+
+    /// The session ended: its model stops.
+    pub(super) fn retire_model(&self) {
+        if let Some(model) = lock(&self.model).take() {
+            model.retire();
+        }
+    }
+}
+
 /// The live session's terminal model, caught up to `offset` (or as far as it got within `wait`):
 /// created on first use, with its feeding task owned by HQ's task tracker. `None` once the
 /// session has ended.
@@ -218,7 +255,7 @@ fn push_scrollback(screen: &vt100::Screen, out: &mut String) {
 }
 
 /// Feeds the model from the session's output until the session ends or HQ shuts down.
-pub async fn follow(session: Arc<Session>, model: Arc<TerminalModel>, shutdown: CancellationToken) {
+async fn follow(session: Arc<Session>, model: Arc<TerminalModel>, shutdown: CancellationToken) {
     let mut progress = session.subscribe();
     loop {
         loop {

@@ -1,9 +1,8 @@
 //! A session's output on disk: the source of truth for offsets once bytes leave the in-memory ring.
 //!
 //! `sessions/<id>.out` holds the raw bytes (file position = stream offset); `sessions/<id>.timing`
-//! is a small text index, one line per event: `o <end offset> <ms since start>` after output,
-//! `r <rows> <cols> <ms>` for a resize. `/recording` renders asciicast v2 from the two
-//! (asciicast holds UTF-8 text, so it cannot be the byte-exact store itself).
+//! is a small text index, one [`TimingLine`] per output write and per resize. `/recording` renders
+//! asciicast v2 from the two (asciicast holds UTF-8 text, so it cannot be the byte-exact store).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -13,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use agentrelay_protocol::TermSize;
 use anyhow::Context;
 use bytes::Bytes;
 use uuid::Uuid;
 
+use super::timing::TimingLine;
 use crate::lock;
 
 /// The on-disk output of one session.
@@ -106,18 +107,19 @@ impl OutputLog {
         let files = self.files()?;
         (&files.out).write_all(data).with_context(|| format!("writing {}", self.out_path.display()))?;
         let end = self.len.fetch_add(data.len() as u64, Ordering::AcqRel) + data.len() as u64;
-        self.timing_line(&files, &format!("o {end} {}\n", self.elapsed_ms()))
+        self.timing_line(&files, TimingLine::Output { end, ms: self.elapsed_ms() })
     }
 
     /// Records a resize for the recording. Blocking, but tiny.
-    pub fn note_resize(&self, rows: u16, cols: u16) -> anyhow::Result<()> {
+    pub fn note_resize(&self, size: TermSize) -> anyhow::Result<()> {
         let files = self.files()?;
-        self.timing_line(&files, &format!("r {rows} {cols} {}\n", self.elapsed_ms()))
+        let TermSize { rows, cols } = size;
+        self.timing_line(&files, TimingLine::Resize { rows, cols, ms: self.elapsed_ms() })
     }
 
-    fn timing_line(&self, files: &Files, line: &str) -> anyhow::Result<()> {
+    fn timing_line(&self, files: &Files, line: TimingLine) -> anyhow::Result<()> {
         let mut timing = lock(&files.timing);
-        timing.write_all(line.as_bytes()).with_context(|| format!("writing {}", self.timing_path.display()))
+        write!(timing, "{line}").with_context(|| format!("writing {}", self.timing_path.display()))
     }
 
     /// Up to `max` bytes from `offset`, if the log holds any there. Blocking: call off the runtime.
@@ -146,12 +148,11 @@ impl OutputLog {
     }
 
     /// The last size recorded in the timing index (the PTY's current size).
-    pub fn last_size(&self) -> Option<(u16, u16)> {
+    pub fn last_size(&self) -> Option<TermSize> {
         let timing = std::fs::read_to_string(&self.timing_path).ok()?;
-        timing.lines().rev().find_map(|line| {
-            let mut parts = line.split_ascii_whitespace();
-            (parts.next()? == "r").then_some(())?;
-            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        timing.lines().rev().find_map(|line| match TimingLine::parse(line)? {
+            TimingLine::Resize { rows, cols, .. } => Some(TermSize { rows, cols }),
+            TimingLine::Output { .. } => None,
         })
     }
 
@@ -186,7 +187,7 @@ mod tests {
         let id = Uuid::now_v7();
         let log = OutputLog::open(dir.path(), id, 0).expect("open");
         log.append(b"hello ").expect("append");
-        log.note_resize(40, 120).expect("resize");
+        log.note_resize(TermSize { rows: 40, cols: 120 }).expect("resize");
         log.append(b"world").expect("append");
         assert_eq!(log.read(3, 100).expect("read").as_deref(), Some(&b"lo world"[..]));
         assert_eq!(log.read(0, 4).expect("read").as_deref(), Some(&b"hell"[..]));

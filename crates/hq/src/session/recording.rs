@@ -7,8 +7,11 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use agentrelay_protocol::TermSize;
 use anyhow::Context;
 use serde_json::json;
+
+use super::timing::TimingLine;
 
 /// What the header says about the session.
 pub struct Header<'a> {
@@ -27,13 +30,18 @@ pub fn render(
 ) -> anyhow::Result<()> {
     let timing = BufReader::new(File::open(timing_path).context("opening the timing index")?);
     let mut out = File::open(out_path).context("opening the output log")?;
-    let lines: Vec<String> = timing.lines().collect::<Result<_, _>>().context("reading the timing index")?;
+    let mut lines = Vec::new();
+    for line in timing.lines() {
+        // A malformed line (cut short by a crash) is skipped, as it always was.
+        lines.extend(TimingLine::parse(&line.context("reading the timing index")?));
+    }
 
     // The first resize line is the starting size.
-    let (mut rows, mut cols) = (24u16, 80u16);
-    if let Some(first) = lines.iter().find_map(|l| parse_resize(l)) {
-        (rows, cols) = (first.0, first.1);
-    }
+    let first = lines.iter().find_map(|line| match line {
+        TimingLine::Resize { rows, cols, .. } => Some(TermSize { rows: *rows, cols: *cols }),
+        TimingLine::Output { .. } => None,
+    });
+    let TermSize { mut rows, mut cols } = first.unwrap_or(TermSize::DEFAULT);
     let head = json!({
         "version": 2,
         "width": cols,
@@ -47,11 +55,9 @@ pub fn render(
     let mut written = 0u64;
     let mut carry: Vec<u8> = Vec::new();
     let mut first_resize = true;
-    for line in &lines {
-        let mut parts = line.split_ascii_whitespace();
-        match parts.next() {
-            Some("o") => {
-                let (Some(end), Some(ms)) = (parse(parts.next()), parse(parts.next())) else { continue };
+    for line in lines {
+        match line {
+            TimingLine::Output { end, ms } => {
                 if end <= written {
                     continue;
                 }
@@ -66,12 +72,7 @@ pub fn render(
                     emit(format!("{}\n", json!([seconds(ms), "o", text])))?;
                 }
             }
-            Some("r") => {
-                let (Some((r, c)), Some(ms)) =
-                    (parse_resize(line), parse(line.split_ascii_whitespace().nth(3)))
-                else {
-                    continue;
-                };
+            TimingLine::Resize { rows: r, cols: c, ms } => {
                 if first_resize && (r, c) == (rows, cols) {
                     first_resize = false;
                     continue;
@@ -80,22 +81,9 @@ pub fn render(
                 (rows, cols) = (r, c);
                 emit(format!("{}\n", json!([seconds(ms), "r", format!("{cols}x{rows}")])))?;
             }
-            _ => {}
         }
     }
     Ok(())
-}
-
-fn parse(part: Option<&str>) -> Option<u64> {
-    part?.parse().ok()
-}
-
-fn parse_resize(line: &str) -> Option<(u16, u16)> {
-    let mut parts = line.split_ascii_whitespace();
-    if parts.next()? != "r" {
-        return None;
-    }
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 fn seconds(ms: u64) -> f64 {
@@ -136,17 +124,17 @@ fn decode(bytes: &mut Vec<u8>, carry: &mut Vec<u8>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output_log::OutputLog;
+    use crate::session::output_log::OutputLog;
 
     #[test]
     fn renders_output_and_resizes_with_split_characters_joined() {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = OutputLog::open(dir.path(), uuid::Uuid::now_v7(), 0).expect("open");
-        log.note_resize(30, 100).expect("resize");
+        log.note_resize(TermSize { rows: 30, cols: 100 }).expect("resize");
         let euro = "€".as_bytes(); // three bytes, split across two writes
         log.append(&[b"price: ".as_slice(), &euro[..1]].concat()).expect("append");
         log.append(&[&euro[1..], b"5\r\n\xff".as_slice()].concat()).expect("append");
-        log.note_resize(40, 120).expect("resize");
+        log.note_resize(TermSize { rows: 40, cols: 120 }).expect("resize");
         let (out, timing) = log.paths();
         let mut lines = Vec::new();
         render(out, timing, &Header { timestamp: 1, title: "t" }, |l| {

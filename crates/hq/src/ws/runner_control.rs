@@ -1,20 +1,22 @@
-//! A runner's control connection (`/api/v1/ws/register`): hello, heartbeats both ways, start
-//! orders, and marking the runner offline (and later its sessions lost) when it goes away.
+//! A runner's control connection (`/api/v1/ws/register`, the runner's `control.rs`): hello,
+//! heartbeats both ways, start orders, and marking the runner offline (and later its sessions
+//! lost) when it goes away.
 
 use std::time::Duration;
 
-use agentrelay_protocol::runner::{Hello, HqMessage, Refused, RunnerMessage, Welcome};
+use agentrelay_protocol::runner::{Hello, HqMessage, RefusalCode, Refused, RunnerMessage, Welcome};
 use agentrelay_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use anyhow::{Context, bail};
 
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use tokio::time::{Instant, interval_at, timeout};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::{Close, close, read_first, send_json};
 use crate::audit;
 use crate::auth::{Principal, runner_principal};
 use crate::client_ip::ClientIp;
@@ -55,7 +57,7 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
     let hello = match timeout(HELLO_TIMEOUT, read_hello(&mut socket)).await {
         Ok(Ok(hello)) => hello,
         Ok(Err(error)) => {
-            refuse(&mut socket, "bad_hello", &format!("{error:#}")).await;
+            refuse(&mut socket, RefusalCode::BadHello, &format!("{error:#}")).await;
             return Err(error);
         }
         Err(_) => bail!("no hello within {HELLO_TIMEOUT:?}"),
@@ -66,7 +68,7 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
             "runner speaks protocol {} but this HQ accepts {MIN_PROTOCOL_VERSION}–{PROTOCOL_VERSION}; upgrade the runner",
             hello.protocol_version
         );
-        refuse_runner(state, &mut socket, &hello, &principal, "protocol_version", &message).await;
+        refuse_runner(state, &mut socket, &hello, &principal, RefusalCode::ProtocolVersion, &message).await;
         bail!(message);
     }
     if state.registry.get(hello.id).is_some() {
@@ -75,7 +77,8 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
     let registration = match state.registry.connect(&hello) {
         Ok(registration) => registration,
         Err(refusal) => {
-            refuse_runner(state, &mut socket, &hello, &principal, "name_taken", &refusal.to_string()).await;
+            let message = refusal.to_string();
+            refuse_runner(state, &mut socket, &hello, &principal, RefusalCode::NameTaken, &message).await;
             bail!(refusal);
         }
     };
@@ -107,18 +110,9 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
 }
 
 async fn read_hello(socket: &mut WebSocket) -> anyhow::Result<Hello> {
-    loop {
-        match socket.recv().await {
-            Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str()) {
-                Ok(RunnerMessage::Hello(hello)) => return Ok(hello),
-                Ok(other) => bail!("expected a hello first, got {other:?}"),
-                Err(e) => bail!("hello is not valid: {e}"),
-            },
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(_)) => bail!("expected a JSON hello"),
-            Some(Err(e)) => return Err(e).context("reading hello"),
-            None => bail!("closed before hello"),
-        }
+    match read_first(socket, "hello").await? {
+        RunnerMessage::Hello(hello) => Ok(hello),
+        other => bail!("expected a hello first, got {other:?}"),
     }
 }
 
@@ -128,7 +122,7 @@ async fn refuse_runner(
     socket: &mut WebSocket,
     hello: &Hello,
     principal: &Principal,
-    code: &str,
+    code: RefusalCode,
     message: &str,
 ) {
     refuse(socket, code, message).await;
@@ -143,13 +137,10 @@ async fn refuse_runner(
     );
 }
 
-async fn refuse(socket: &mut WebSocket, code: &str, message: &str) {
-    let frame = HqMessage::Refused(Refused { code: code.to_owned(), message: message.to_owned() });
-    if let Ok(text) = serde_json::to_string(&frame) {
-        let _ = socket.send(Message::Text(text.into())).await;
-    }
-    let close = CloseFrame { code: 1008, reason: code.to_owned().into() };
-    let _ = socket.send(Message::Close(Some(close))).await;
+async fn refuse(socket: &mut WebSocket, code: RefusalCode, message: &str) {
+    let frame = HqMessage::Refused(Refused { code, message: message.to_owned() });
+    let _ = send_json(socket, &frame).await;
+    close(socket, Close::Policy, code.as_str()).await;
 }
 
 /// The connection's one loop: frames from the runner, orders for it, heartbeats, shutdown.
@@ -162,7 +153,7 @@ async fn run(
 ) -> anyhow::Result<()> {
     let Registration { mut rx, replaced, .. } = registration;
     let every = state.config.heartbeat_interval;
-    send(
+    send_json(
         socket,
         &HqMessage::Welcome(Welcome {
             protocol_version: PROTOCOL_VERSION,
@@ -196,7 +187,7 @@ async fn run(
                 }
             }
             order = rx.recv() => match order {
-                Some(order) => send(socket, &order).await?,
+                Some(order) => send_json(socket, &order).await?,
                 None => return Ok(()),
             },
             _ = beat.tick() => {
@@ -204,24 +195,19 @@ async fn run(
                     let _ = socket.send(Message::Close(None)).await;
                     bail!("no heartbeat for {:?}", state.config.heartbeat_timeout);
                 }
-                send(socket, &HqMessage::Heartbeat).await?;
+                send_json(socket, &HqMessage::Heartbeat).await?;
             }
             _ = replaced.cancelled() => bail!("replaced by a newer connection of the same runner"),
             _ = principal.revoked.cancelled() => {
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1008, reason: "token revoked".into() }))).await;
+                close(socket, Close::Policy, "token revoked").await;
                 bail!("its token was revoked");
             }
             _ = state.shutdown.cancelled() => {
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "HQ is shutting down".into() }))).await;
+                close(socket, Close::ShuttingDown, "HQ is shutting down").await;
                 return Ok(());
             }
         }
     }
-}
-
-async fn send(socket: &mut WebSocket, message: &HqMessage) -> anyhow::Result<()> {
-    let text = serde_json::to_string(message).context("encoding control frame")?;
-    socket.send(Message::Text(text.into())).await.context("sending to runner")
 }
 
 /// The runner is back for its live sessions. Those it does not announce are gone with an earlier
