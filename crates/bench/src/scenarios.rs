@@ -275,6 +275,7 @@ async fn simulated_runner(addr: String, index: usize) -> anyhow::Result<stack::S
         protocol_version: PROTOCOL_VERSION,
         presets: vec![],
         sessions: vec![],
+        policy: Default::default(),
     };
     socket.send(Message::text(serde_json::to_string(&RunnerMessage::Hello(hello))?)).await?;
     match socket.next().await {

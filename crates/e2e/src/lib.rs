@@ -319,6 +319,14 @@ impl HqClient {
         })
     }
 
+    /// Waits until the session has ended, however it ended.
+    pub async fn wait_for_end(&self, id: Uuid) -> Session {
+        eventually(&format!("session {id} to end"), || async {
+            Some(self.session(id).await).filter(|s| s.status.is_final())
+        })
+        .await
+    }
+
     /// `POST /api/sessions` with a body; returns status and JSON.
     pub async fn post_session(&self, body: Value) -> (reqwest::StatusCode, Value) {
         let response = self.request(reqwest::Method::POST, "/api/sessions").json(&body).send().await.unwrap();
@@ -765,5 +773,137 @@ impl WebhookReceiver {
 impl Drop for WebhookReceiver {
     fn drop(&mut self) {
         self.server.abort();
+    }
+}
+
+/// A stand-in for a stolen HQ: it speaks the runner protocol itself, so a test can send a runner
+/// any start order, past every check the real HQ makes. What a runner refuses here, it refuses
+/// whoever holds HQ.
+pub struct RogueHq {
+    listener: tokio::net::TcpListener,
+}
+
+/// A connection a runner dialed to a [`RogueHq`].
+pub type RogueSocket = WebSocketStream<TcpStream>;
+
+/// How a start order sent by a [`RogueHq`] ended.
+#[derive(Debug)]
+pub enum RogueOutcome {
+    /// The runner refused or could not start it.
+    Failed(agentrelay_protocol::runner::SessionFailed),
+    /// It ran: its whole output and its exit.
+    Ran { output: String, exit: ExitStatus },
+}
+
+impl RogueHq {
+    pub async fn start() -> Self {
+        Self { listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() }
+    }
+
+    /// Its address (`HqClient::new(rogue.addr())` points a harness runner at it).
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap()
+    }
+
+    /// The URL to give a runner as `--hq`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.listener.local_addr().unwrap())
+    }
+
+    /// Accepts the next connection and its path.
+    async fn accept(&self) -> (String, RogueSocket) {
+        let (stream, _) = tokio::time::timeout(TIMEOUT, self.listener.accept()).await.unwrap().unwrap();
+        let path = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let seen = path.clone();
+        let callback = move |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                             response| {
+            *seen.lock().unwrap() = request.uri().path().to_owned();
+            Ok(response)
+        };
+        let socket = tokio_tungstenite::accept_hdr_async(stream, callback).await.unwrap();
+        let path = path.lock().unwrap().clone();
+        (path, socket)
+    }
+
+    /// Takes a runner's control connection: reads its hello and welcomes it.
+    pub async fn accept_runner(&self) -> (RogueSocket, agentrelay_protocol::runner::Hello) {
+        use agentrelay_protocol::runner::{HqMessage, RunnerMessage, Welcome};
+        let (path, mut socket) = self.accept().await;
+        assert_eq!(path, "/api/v1/ws/register");
+        let hello = match rogue_read(&mut socket).await {
+            RunnerMessage::Hello(hello) => hello,
+            other => panic!("expected a hello, got {other:?}"),
+        };
+        let welcome = HqMessage::Welcome(Welcome {
+            protocol_version: agentrelay_protocol::PROTOCOL_VERSION,
+            heartbeat_interval_ms: 60_000,
+        });
+        socket.send(Message::text(serde_json::to_string(&welcome).unwrap())).await.unwrap();
+        (socket, hello)
+    }
+
+    /// Orders the runner on `control` to start `start`, and follows it to its end: the runner's
+    /// refusal, or the output and exit it streams on the data connection it dials back.
+    pub async fn run(
+        &self,
+        control: &mut RogueSocket,
+        start: agentrelay_protocol::runner::StartSession,
+    ) -> RogueOutcome {
+        use agentrelay_protocol::runner::{DataDown, DataUp, HqMessage, Resume, RunnerMessage};
+        let id = start.session_id;
+        control.send(Message::text(serde_json::to_string(&HqMessage::Start(start)).unwrap())).await.unwrap();
+        let failure = async {
+            loop {
+                match rogue_read::<RunnerMessage>(control).await {
+                    RunnerMessage::SessionFailed(failed) if failed.session_id == id => return failed,
+                    RunnerMessage::Heartbeat => continue,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        };
+        let data = tokio::select! {
+            failed = failure => return RogueOutcome::Failed(failed),
+            accepted = self.accept() => accepted,
+        };
+        let (path, mut socket) = data;
+        assert_eq!(path, format!("/api/v1/ws/runner/session/{id}"));
+        match rogue_read(&mut socket).await {
+            DataUp::Open(open) => assert_eq!(open.session_id, id),
+            other => panic!("expected open, got {other:?}"),
+        }
+        let resume = DataDown::Resume(Resume { from: 0 });
+        socket.send(Message::text(serde_json::to_string(&resume).unwrap())).await.unwrap();
+        let mut output = Vec::new();
+        loop {
+            let frame = tokio::time::timeout(TIMEOUT, socket.next())
+                .await
+                .expect("runner went quiet")
+                .unwrap()
+                .unwrap();
+            match frame {
+                Message::Binary(bytes) => output.extend_from_slice(&bytes),
+                Message::Text(text) => {
+                    if let DataUp::Exit(exit) = serde_json::from_str(text.as_str()).unwrap() {
+                        let _ = socket.close(None).await;
+                        return RogueOutcome::Ran {
+                            output: String::from_utf8_lossy(&output).into_owned(),
+                            exit,
+                        };
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The next JSON text frame on a runner's connection to a [`RogueHq`].
+async fn rogue_read<T: serde::de::DeserializeOwned>(socket: &mut RogueSocket) -> T {
+    loop {
+        let frame =
+            tokio::time::timeout(TIMEOUT, socket.next()).await.expect("runner went quiet").unwrap().unwrap();
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).unwrap();
+        }
     }
 }

@@ -125,6 +125,7 @@ fn hello(name: &str) -> Hello {
         protocol_version: PROTOCOL_VERSION,
         presets: vec![],
         sessions: vec![],
+        policy: Default::default(),
     }
 }
 

@@ -188,7 +188,8 @@ async fn child_gets_term_and_session_id_but_not_the_runner_token() {
     let hq = TestHq::start().await;
     let state = tempfile::tempdir().unwrap();
     let _runner = runner_command(&hq, "envy", state.path())
-        .args(["--allow", "env", "--allow-env", "LD_LIBRARY_PATH"])
+        // No --allow: any variable may be asked for, but loader hijacks only when named.
+        .args(["--allow-env", "LD_LIBRARY_PATH"])
         .env("AGENTRELAY_SECRET_THING", "hush")
         .spawn()
         .unwrap();

@@ -80,6 +80,7 @@ impl Registry {
             os: hello.os.clone(),
             version: hello.version.clone(),
             presets: hello.presets.clone(),
+            policy: hello.policy.clone(),
             connected_at: now,
             last_seen_at: now,
         };

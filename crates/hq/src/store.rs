@@ -224,6 +224,8 @@ impl Store for SqliteStore {
                 os: row.get(4)?,
                 version: row.get(5)?,
                 presets: parse_presets(&row.get::<_, String>(6)?),
+                // Its next hello says what it allows; until then it is offline anyway.
+                policy: Default::default(),
                 connected_at: parse_time(&row.get::<_, String>(7)?)?,
                 last_seen_at: parse_time(&row.get::<_, String>(8)?)?,
             })
@@ -574,6 +576,7 @@ mod tests {
                 command: vec!["claude".into()],
                 prompt_patterns: vec!["Do you want to".into()],
             }],
+            policy: Default::default(),
             connected_at: Utc::now(),
             last_seen_at: Utc::now(),
         }

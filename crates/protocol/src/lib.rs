@@ -83,6 +83,10 @@ pub struct Runner {
     pub version: String,
     /// What the runner offers to start by name.
     pub presets: Vec<Preset>,
+    /// What the runner lets HQ start (`--allow`, `--allow-env`, `--presets-only`); known while
+    /// it is connected, the open policy for a runner HQ remembers from before a restart.
+    #[serde(default)]
+    pub policy: runner::RunnerPolicy,
     /// When the current (or last) connection was made.
     pub connected_at: DateTime<Utc>,
     /// When HQ last heard from the runner.

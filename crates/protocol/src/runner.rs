@@ -58,6 +58,55 @@ pub struct Hello {
     /// Sessions still alive on the runner (after an HQ outage), to be resumed.
     #[serde(default)]
     pub sessions: Vec<LiveSession>,
+    /// What the runner lets HQ start (a runner before this field allowed everything it says
+    /// in its own flags; HQ then checks nothing ahead and hears the runner's refusals).
+    #[serde(default)]
+    pub policy: RunnerPolicy,
+}
+
+/// What a runner lets HQ start, from its flags. The runner enforces it whatever HQ asks; HQ reads
+/// it to answer a request it would refuse with a clear error before the runner sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunnerPolicy {
+    /// `--presets-only`: HQ may start the runner's presets and nothing else; their argv,
+    /// working directory and environment are fixed on the runner.
+    #[serde(default)]
+    pub locked: bool,
+    /// `--allow`: the argv prefixes a command line must start with; empty when any may run.
+    #[serde(default)]
+    pub allow: Vec<Vec<String>>,
+    /// The environment variables a request may set: names, or `PREFIX_*` patterns. `null` when
+    /// any may (the runner still drops known interpreter and loader hijacks).
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+}
+
+impl RunnerPolicy {
+    /// Whether a request may set the environment variable `name`.
+    pub fn allows_env(&self, name: &str) -> bool {
+        self.env.as_ref().is_none_or(|patterns| patterns.iter().any(|p| env_pattern_matches(p, name)))
+    }
+
+    /// Whether `command` starts with one of the allowed argv prefixes (or any command may run).
+    pub fn allows_command(&self, command: &[String]) -> bool {
+        command_allowed(&self.allow, command)
+    }
+}
+
+/// Whether `command` starts with one of the argv prefixes in `allow`; an empty list allows all.
+/// A prefix matches whole words: `["npm", "test"]` allows `npm test --watch`, not `npm install`.
+pub fn command_allowed(allow: &[Vec<String>], command: &[String]) -> bool {
+    allow.is_empty() || allow.iter().any(|prefix| command.starts_with(prefix))
+}
+
+/// Whether the variable `name` matches `pattern`: the same name, or `PREFIX_*` for any name that
+/// starts with `PREFIX_`.
+pub fn env_pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
 }
 
 /// A session the runner still holds, with the output offsets its ring covers.
@@ -141,6 +190,9 @@ pub struct SessionFailed {
     pub session_id: Uuid,
     /// Why, for people.
     pub error: String,
+    /// The runner's policy refused it (rather than the program failing to start): HQ audits it.
+    #[serde(default)]
+    pub refused: bool,
 }
 
 /// Text frame from runner to HQ on a session's data connection. Binary frames carry output.
@@ -211,6 +263,33 @@ mod tests {
         let text = serde_json::to_string(&resume).expect("serializable");
         assert_eq!(text, r#"{"type":"resume","payload":{"from":42}}"#);
         assert_eq!(serde_json::from_str::<DataDown>(&text).expect("round trip"), resume);
+    }
+
+    #[test]
+    fn policy_matches_argv_prefixes_and_env_patterns() {
+        let argv = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+        let open = RunnerPolicy::default();
+        assert!(open.allows_command(&argv(&["anything"])) && open.allows_env("BASH_ENV"));
+        let policy = RunnerPolicy {
+            locked: false,
+            allow: vec![argv(&["bash"]), argv(&["npm", "test"])],
+            env: Some(vec!["TERM".into(), "LC_*".into()]),
+        };
+        assert!(policy.allows_command(&argv(&["bash", "-c", "true"])));
+        assert!(policy.allows_command(&argv(&["npm", "test"])));
+        assert!(policy.allows_command(&argv(&["npm", "test", "--", "--grep", "x"])));
+        assert!(!policy.allows_command(&argv(&["npm", "install"])));
+        assert!(!policy.allows_command(&argv(&["npm"])), "a prefix is not shortened");
+        assert!(!policy.allows_command(&argv(&["/bin/bash"])), "program names match exactly");
+        assert!(policy.allows_env("TERM") && policy.allows_env("LC_ALL"));
+        assert!(!policy.allows_env("TERMINFO") && !policy.allows_env("LANG") && !policy.allows_env("LC"));
+        // A hello from a runner before policies parses as the open policy.
+        let hello: Hello = serde_json::from_str(
+            r#"{"id":"01a20ab4-30e7-741c-b522-a3f85b1a350a","name":"n","labels":{},"hostname":"h",
+                "os":"linux","version":"0","protocol_version":2}"#,
+        )
+        .expect("an older hello parses");
+        assert_eq!(hello.policy, RunnerPolicy::default());
     }
 
     #[test]

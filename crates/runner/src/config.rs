@@ -44,14 +44,29 @@ pub struct RunnerConfig {
     #[arg(long, env = "AGENTRELAY_BUFFER_SIZE", default_value = "8MiB", value_parser = parse_size)]
     pub buffer_size: usize,
 
-    /// Only run these programs, matched on the command's first word (repeatable).
+    /// Only run command lines that start with this one, word for word (repeatable): `bash`
+    /// allows any bash command line, `'npm test'` only npm test and what follows it. With any
+    /// --allow, requested environments and working directories are limited too.
     #[arg(long = "allow", env = "AGENTRELAY_ALLOW", value_delimiter = ',')]
     pub allow: Vec<String>,
 
-    /// A loader variable (LD_PRELOAD, LD_LIBRARY_PATH, …) that sessions may set (repeatable);
-    /// others are dropped from requested environments.
+    /// An environment variable sessions may ask for (repeatable; `PREFIX_*` for a family). With
+    /// --allow, requested variables must be named here, by a preset, or be TERM, COLORTERM,
+    /// LANG, LC_* or TZ; without it, any may, but interpreter and loader hijacks (BASH_ENV,
+    /// NODE_OPTIONS, LD_PRELOAD, …) are dropped unless named here.
     #[arg(long = "allow-env", env = "AGENTRELAY_ALLOW_ENV", value_delimiter = ',')]
     pub allow_env: Vec<String>,
+
+    /// A directory sessions may start in, or below (repeatable; symlinks and `..` resolved).
+    /// With --allow and no --allow-dir: only the runner's own working directory and the
+    /// presets' directories.
+    #[arg(long = "allow-dir", env = "AGENTRELAY_ALLOW_DIR", value_delimiter = ',')]
+    pub allow_dir: Vec<PathBuf>,
+
+    /// Start nothing but this runner's presets, with their own command line, directory and
+    /// environment: HQ may choose a preset and the terminal size, nothing else.
+    #[arg(long, env = "AGENTRELAY_PRESETS_ONLY")]
+    pub presets_only: bool,
 
     /// Time between the hang-up and the kill when a session is ended.
     #[arg(long, env = "AGENTRELAY_KILL_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]

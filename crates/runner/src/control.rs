@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::dial::{DialError, HqSocket};
+use crate::policy::NotStarted;
 use crate::session::Session;
 use crate::{Runner, RunnerError, data, pty};
 
@@ -68,6 +69,7 @@ impl Runner {
             protocol_version: PROTOCOL_VERSION,
             presets: self.presets.advertised(),
             sessions: self.sessions.live(),
+            policy: self.policy.advertised(),
         };
         if let Err(e) = send(&mut socket, &RunnerMessage::Hello(hello)).await {
             return Ok(Ended::Dropped(e));
@@ -131,37 +133,27 @@ impl Runner {
     }
 
     /// Starts a session's process and its data connection; returns why it could not.
-    fn start_session(&self, mut start: StartSession) -> Option<SessionFailed> {
-        let failed = |error: String| {
-            tracing::warn!(session = %start.session_id, %error, "refusing to start session");
-            Some(SessionFailed { session_id: start.session_id, error })
-        };
+    fn start_session(&self, start: StartSession) -> Option<SessionFailed> {
         if self.sessions.contains(start.session_id) {
             return None;
         }
-        if let Some(name) = &start.preset {
-            let Some(def) = self.presets.get(name) else {
-                return failed(format!("runner '{}' has no preset '{name}'", self.name));
-            };
-            // The preset's directory and environment, unless the request gives its own.
-            start.cwd = start.cwd.take().or_else(|| def.cwd.clone());
-            let mut env = def.env.clone();
-            env.append(&mut start.env);
-            start.env = env;
-        }
-        let program = start.command.first().cloned().unwrap_or_default();
-        if !self.config.allow.is_empty() && !self.config.allow.contains(&program) {
-            return failed(format!(
-                "runner '{}' does not allow '{program}' (allowed: {})",
-                self.name,
-                self.config.allow.join(", ")
-            ));
-        }
-        let process = match pty::spawn(&start, &self.config.allow_env, &self.report_socket) {
-            Ok(process) => process,
-            Err(e) => return failed(format!("{e:#}")),
+        let launched = match self.policy.admit(&start, &self.presets) {
+            Ok(launch) => pty::spawn(&start, &launch, &self.report_socket)
+                .map(|process| (process, launch))
+                .map_err(|e| NotStarted::Invalid(format!("{e:#}"))),
+            Err(not_started) => Err(not_started),
         };
-        tracing::info!(session = %start.session_id, command = ?start.command, "session started");
+        let (process, launch) = match launched {
+            Ok(launched) => launched,
+            Err(not_started) => {
+                let refused = matches!(not_started, NotStarted::Refused(_));
+                let error = not_started.to_string();
+                // One line per refusal: what was refused and the flag that would allow it.
+                tracing::warn!(session = %start.session_id, refused, %error, "refusing to start session");
+                return Some(SessionFailed { session_id: start.session_id, error, refused });
+            }
+        };
+        tracing::info!(session = %start.session_id, command = ?launch.command, "session started");
         let (session, orders) = Session::new(start.session_id, self.config.buffer_size);
         self.sessions.insert(session.clone());
         // Every log line of a session's tasks carries its id.

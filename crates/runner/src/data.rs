@@ -64,15 +64,21 @@ pub async fn stream(
     table.remove(session.id);
 }
 
-async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyhow::Result<Ended> {
+/// Says which session this connection carries and what output the ring holds; HQ answers with
+/// the offset it wants output from (`ws::runner_data::resume` on HQ's side).
+async fn open(socket: &mut HqSocket, runner_id: Uuid, session: &Session) -> anyhow::Result<u64> {
     let (start, end) = session.output_range();
     socket
         .send(data_frame(&DataUp::Open(OpenData { runner_id, session_id: session.id, start, end })))
         .await?;
-    let from = tokio::time::timeout(RESUME_TIMEOUT, read_resume(&mut socket))
-        .await
-        .context("no resume in time")??;
-    let mut offset = from.min(end);
+    let from =
+        tokio::time::timeout(RESUME_TIMEOUT, read_resume(socket)).await.context("no resume in time")??;
+    Ok(from.min(end))
+}
+
+/// Output from HQ's offset on, orders from HQ to the PTY, the exit once the output is all sent.
+async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyhow::Result<Ended> {
+    let mut offset = open(&mut socket, runner_id, session).await?;
     session.mark_sent(Some(offset));
     let mut progress = session.subscribe();
     let mut reports = session.subscribe_activity();

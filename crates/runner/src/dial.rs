@@ -29,6 +29,33 @@ pub enum DialError {
     Unreachable(String),
 }
 
+/// Why `--hq` or `--ca-cert` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// `--hq` is not a URL HQ can be dialed at.
+    #[error("--hq '{0}' must start with http://, https://, ws:// or wss://")]
+    BadUrl(String),
+    /// `--ca-cert` cannot be read.
+    #[error("cannot read --ca-cert {path}: {error}")]
+    UnreadableCa {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        error: rustls::pki_types::pem::Error,
+    },
+    /// `--ca-cert` holds no certificate.
+    #[error("--ca-cert {0} holds no PEM certificate")]
+    EmptyCa(std::path::PathBuf),
+    /// A certificate in `--ca-cert` is not usable as a root.
+    #[error("--ca-cert {path}: {error}")]
+    BadCa {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What rustls said.
+        error: rustls::Error,
+    },
+}
+
 /// Where HQ is, and the token to show it.
 #[derive(Clone)]
 pub struct HqEndpoint {
@@ -39,7 +66,7 @@ pub struct HqEndpoint {
 }
 
 /// The system's root certificates plus those in `ca_cert`, for wss:// connections.
-pub fn tls_config(ca_cert: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn tls_config(ca_cert: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, EndpointError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -51,12 +78,12 @@ pub fn tls_config(ca_cert: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, S
     if let Some(path) = ca_cert {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .and_then(|iter| iter.collect())
-            .map_err(|e| format!("cannot read --ca-cert {}: {e}", path.display()))?;
+            .map_err(|error| EndpointError::UnreadableCa { path: path.to_owned(), error })?;
         if certs.is_empty() {
-            return Err(format!("--ca-cert {} holds no PEM certificate", path.display()));
+            return Err(EndpointError::EmptyCa(path.to_owned()));
         }
         for cert in certs {
-            roots.add(cert).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+            roots.add(cert).map_err(|error| EndpointError::BadCa { path: path.to_owned(), error })?;
         }
     }
     let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
@@ -65,7 +92,7 @@ pub fn tls_config(ca_cert: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, S
 
 impl HqEndpoint {
     /// Accepts `ws(s)://` or `http(s)://` base URLs; `ca_cert` adds a private CA for wss://.
-    pub fn new(url: &str, token: String, ca_cert: Option<&Path>) -> Result<Self, String> {
+    pub fn new(url: &str, token: String, ca_cert: Option<&Path>) -> Result<Self, EndpointError> {
         let url = url.trim().trim_end_matches('/');
         let base = if let Some(rest) = url.strip_prefix("http://") {
             format!("ws://{rest}")
@@ -74,7 +101,7 @@ impl HqEndpoint {
         } else if url.starts_with("ws://") || url.starts_with("wss://") {
             url.to_owned()
         } else {
-            return Err(format!("--hq '{url}' must start with http://, https://, ws:// or wss://"));
+            return Err(EndpointError::BadUrl(url.to_owned()));
         };
         let tls = if base.starts_with("wss://") { Some(tls_config(ca_cert)?) } else { None };
         Ok(Self { base, token, tls })
@@ -132,6 +159,6 @@ mod tests {
         assert_eq!(HqEndpoint::new("wss://h", token.clone(), None).expect("ok").base(), "wss://h");
         assert!(HqEndpoint::new("h:8080", token.clone(), None).is_err());
         let missing = HqEndpoint::new("wss://h", token, Some(Path::new("/nonexistent.pem")));
-        assert!(missing.err().expect("refused").contains("cannot read --ca-cert"));
+        assert!(missing.err().expect("refused").to_string().contains("cannot read --ca-cert"));
     }
 }

@@ -10,6 +10,7 @@ pub mod control;
 pub mod data;
 pub mod dial;
 pub mod identity;
+pub mod policy;
 pub mod presets;
 pub mod pty;
 pub mod report;
@@ -32,6 +33,9 @@ pub enum RunnerError {
     /// A flag or the state dir is unusable.
     #[error("{0}")]
     Config(String),
+    /// `--hq` or `--ca-cert` is unusable.
+    #[error(transparent)]
+    Endpoint(#[from] dial::EndpointError),
     /// HQ rejected the token; redialing would not help.
     #[error("HQ refused the runner token ({0}); check --token / RUNNER_TOKEN")]
     TokenRefused(String),
@@ -49,6 +53,8 @@ pub struct Runner {
     sessions: Arc<SessionTable>,
     /// What this runner offers to start by name.
     presets: presets::Presets,
+    /// What it lets HQ start.
+    policy: policy::Policy,
     /// Where sessions report their activity (`agentrelay-runner report`).
     report_socket: std::path::PathBuf,
     /// Cancelled to stop the runner; sessions are hung up.
@@ -66,8 +72,7 @@ impl Runner {
         let token = config.resolved_token().ok_or_else(|| {
             RunnerError::Config("no runner token: pass --token or set RUNNER_TOKEN".to_owned())
         })?;
-        let hq =
-            HqEndpoint::new(&config.hq, token, config.ca_cert.as_deref()).map_err(RunnerError::Config)?;
+        let hq = HqEndpoint::new(&config.hq, token, config.ca_cert.as_deref())?;
         let state_dir = config.resolved_state_dir().ok_or_else(|| {
             RunnerError::Config("no state dir: pass --state-dir (HOME is not set)".to_owned())
         })?;
@@ -77,10 +82,20 @@ impl Runner {
             .clone()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+        let allow = policy::parse_allow(&config.allow).map_err(RunnerError::Config)?;
         let presets =
-            presets::Presets::load(config.presets.as_deref(), &config.allow).map_err(RunnerError::Config)?;
+            presets::Presets::load(config.presets.as_deref(), &allow).map_err(RunnerError::Config)?;
+        let policy = policy::Policy::new(
+            &name,
+            allow,
+            &config.allow_env,
+            &config.allow_dir,
+            config.presets_only,
+            &presets,
+        )
+        .map_err(RunnerError::Config)?;
         let report_socket = report::socket_path(&state_dir);
-        if config.allow.is_empty() {
+        if config.allow.is_empty() && !config.presets_only {
             tracing::warn!("no --allow list: HQ may start any program on this machine");
         }
         Ok(Self {
@@ -90,6 +105,7 @@ impl Runner {
             hq,
             sessions: Arc::default(),
             presets,
+            policy,
             report_socket,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

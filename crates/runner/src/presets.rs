@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use agentrelay_protocol::Preset;
+use agentrelay_protocol::runner::command_allowed;
 use serde::Deserialize;
 
 /// A preset as the runner holds it.
@@ -65,9 +66,9 @@ pub struct Presets {
 }
 
 impl Presets {
-    /// Built-ins found on `PATH`, a shell, then the entries of `file`; with an `--allow` list,
-    /// only presets whose program it allows.
-    pub fn load(file: Option<&Path>, allow: &[String]) -> Result<Self, String> {
+    /// Built-ins found on `PATH`, a shell, then the entries of `file`; with `--allow` prefixes,
+    /// only presets whose command line they allow.
+    pub fn load(file: Option<&Path>, allow: &[Vec<String>]) -> Result<Self, String> {
         let mut defs = Vec::new();
         for (name, command, description, patterns) in BUILT_IN {
             if find_program(command[0]).is_some() {
@@ -85,10 +86,13 @@ impl Presets {
                 defs.push(def);
             }
         }
-        if !allow.is_empty() {
-            defs.retain(|d| d.preset.command.first().is_some_and(|program| allow.contains(program)));
-        }
+        defs.retain(|d| command_allowed(allow, &d.preset.command));
         Ok(Self { defs })
+    }
+
+    /// Every preset, with what stays on the runner.
+    pub fn defs(&self) -> &[PresetDef] {
+        &self.defs
     }
 
     /// What HQ is told.
@@ -207,7 +211,7 @@ prompt_patterns = ["Approve\\?"]
         assert_eq!(agent.env.get("MODEL").map(String::as_str), Some("big"));
         assert_eq!(agent.preset.prompt_patterns, [r"Approve\?"]);
 
-        let allowed = Presets::load(Some(&path), &["python3".to_owned()]).expect("loads");
+        let allowed = Presets::load(Some(&path), &[vec!["python3".to_owned()]]).expect("loads");
         let names: Vec<String> = allowed.advertised().into_iter().map(|p| p.name).collect();
         assert_eq!(names, ["fake-agent"]);
     }

@@ -6,7 +6,6 @@
 //! the master returns EIO (Linux's EOF) once every process holding the pts is gone; reads go on
 //! after the child exits until then, so short-lived processes lose no tail.
 
-use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::policy::Launch;
 use crate::session::{PtyOrder, Session};
 
 /// Read size per PTY read; a read returns what is there, up to this.
@@ -30,17 +30,6 @@ const READ_CHUNK: usize = 64 * 1024;
 /// After the child exits, stop waiting for EOF once the PTY has been quiet this long (a
 /// background process may keep the terminal open forever).
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
-
-/// Environment variables that let a requested env hijack the dynamic loader.
-const LOADER_VARIABLES: &[&str] = &[
-    "LD_PRELOAD",
-    "LD_LIBRARY_PATH",
-    "LD_AUDIT",
-    "LD_DEBUG_OUTPUT",
-    "LD_PROFILE",
-    "DYLD_INSERT_LIBRARIES",
-    "DYLD_LIBRARY_PATH",
-];
 
 /// A process running in a PTY.
 pub struct Process {
@@ -50,32 +39,22 @@ pub struct Process {
     group: Pid,
 }
 
-/// Spawns `start.command` in a new PTY of the requested size; `allowed_env` lists loader
-/// variables the operator lets through.
-pub fn spawn(start: &StartSession, allowed_env: &[String], report_socket: &Path) -> anyhow::Result<Process> {
+/// Spawns what the policy admitted (`launch`) in a new PTY of the requested size.
+pub fn spawn(start: &StartSession, launch: &Launch, report_socket: &Path) -> anyhow::Result<Process> {
     use anyhow::Context;
     let (pty, pts) = pty_process::open().context("cannot open a PTY")?;
     pty.resize(Size::new(start.size.rows, start.size.cols)).context("cannot size the PTY")?;
-    let program = start.command.first().context("empty command")?;
-    let mut command = pty_process::Command::new(program).args(&start.command[1..]);
+    let program = launch.command.first().context("empty command")?;
+    let mut command = pty_process::Command::new(program).args(&launch.command[1..]);
     for key in secret_variables() {
         command = command.env_remove(key);
     }
-    for (key, value) in requested_env(&start.env, allowed_env) {
-        command = command.env(key, value);
-    }
     command = command
+        .envs(&launch.env)
         .env("TERM", "xterm-256color")
         .env("AGENTRELAY_SESSION_ID", start.session_id.to_string())
         .env(crate::report::SOCKET_VARIABLE, report_socket);
-    if let Some(cwd) = &start.cwd {
-        let cwd = crate::presets::expand_home(cwd);
-        // The spawn's own error would blame the program ("No such file or directory").
-        match std::fs::metadata(&cwd) {
-            Ok(metadata) if metadata.is_dir() => {}
-            Ok(_) => anyhow::bail!("working directory '{cwd}' is not a directory"),
-            Err(e) => anyhow::bail!("working directory '{cwd}': {e}"),
-        }
+    if let Some(cwd) = &launch.cwd {
         command = command.current_dir(cwd);
     }
     let child = command.spawn(pts).map_err(|e| anyhow::anyhow!("cannot start '{program}': {e}"))?;
@@ -90,24 +69,6 @@ fn secret_variables() -> Vec<String> {
         .filter_map(|(key, _)| key.into_string().ok())
         .filter(|key| key == "RUNNER_TOKEN" || key.starts_with("AGENTRELAY_"))
         .collect()
-}
-
-/// The requested env minus our own names and loader-hijacking variables (unless `--allow-env`
-/// names them).
-fn requested_env<'a>(
-    env: &'a BTreeMap<String, String>,
-    allowed: &'a [String],
-) -> impl Iterator<Item = (&'a String, &'a String)> {
-    env.iter().filter(move |(key, _)| {
-        let loader =
-            LOADER_VARIABLES.contains(&key.as_str()) || key.starts_with("LD_") || key.starts_with("DYLD_");
-        let refused =
-            (loader && !allowed.contains(key)) || key.starts_with("AGENTRELAY_") || *key == "RUNNER_TOKEN";
-        if refused {
-            tracing::warn!(variable = %key, "dropping a requested environment variable");
-        }
-        !refused
-    })
 }
 
 /// Drives a spawned process to its end: output into the session, orders to the PTY, hang-up

@@ -140,6 +140,10 @@ fn flags(config: &RunnerConfig, account: Option<&str>) -> Vec<String> {
     for variable in &config.allow_env {
         push("--allow-env", variable.clone());
     }
+    for dir in &config.allow_dir {
+        let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        push("--allow-dir", absolute.to_string_lossy().into_owned());
+    }
     push("--kill-grace", humantime::format_duration(config.kill_grace).to_string());
     for (flag, path) in
         [("--ca-cert", &config.ca_cert), ("--presets", &config.presets), ("--config", &config.config)]
@@ -150,6 +154,9 @@ fn flags(config: &RunnerConfig, account: Option<&str>) -> Vec<String> {
         }
     }
     push("--log-format", config.log_format.clone());
+    if config.presets_only {
+        out.push("--presets-only".to_owned());
+    }
     out
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, the JSON body reader, and the small handlers (health, runners).
 
 pub mod openapi;
+pub mod runner_policy;
 pub mod sessions;
 pub(crate) mod tokens;
 

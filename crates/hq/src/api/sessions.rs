@@ -17,7 +17,7 @@ use axum::{Extension, Json};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
-use super::JsonObject;
+use super::{JsonObject, runner_policy};
 use crate::audit;
 use crate::auth::Principal;
 use crate::error::AppError;
@@ -131,6 +131,15 @@ pub async fn create(
         .registry
         .sender(runner.id)
         .ok_or_else(|| AppError::RunnerOffline(format!("runner '{}' is offline", runner.name)))?;
+    let asked = runner_policy::Asked {
+        command: matches!(request.program, Program::Command(_)),
+        cwd: request.cwd.is_some(),
+        env: &request.env,
+    };
+    runner_policy::check(&runner, &asked).inspect_err(|refusal| {
+        let detail = format!("runner {}: {refusal}", runner.name);
+        audit::by_principal(&state, &principal, "session.refused", runner.id.to_string(), Some(detail));
+    })?;
     let (command, preset) = resolve_program(&runner, request.program)?;
     let spec = SessionSpec {
         id: Uuid::now_v7(),

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use agentrelay_protocol::runner::{Hello, HqMessage, RefusalCode, Refused, RunnerMessage, Welcome};
+use agentrelay_protocol::runner::{
+    Hello, HqMessage, RefusalCode, Refused, RunnerMessage, SessionFailed, Welcome,
+};
 use agentrelay_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use anyhow::{Context, bail};
 
@@ -176,12 +178,7 @@ async fn run(
                 state.registry.touch(id);
                 match serde_json::from_str::<RunnerMessage>(text.as_str()) {
                     Ok(RunnerMessage::Heartbeat) => {}
-                    Ok(RunnerMessage::SessionFailed(failed)) => {
-                        if let Some(session) = state.sessions.get(failed.session_id) {
-                            tracing::info!(session = %failed.session_id, error = %failed.error, "session failed to start");
-                            session.mark_failed(failed.error);
-                        }
-                    }
+                    Ok(RunnerMessage::SessionFailed(failed)) => session_failed(state, id, failed),
                     Ok(RunnerMessage::Hello(_)) => tracing::warn!("ignoring a second hello"),
                     Err(e) => tracing::warn!(error = %e, "ignoring a bad control frame"),
                 }
@@ -208,6 +205,23 @@ async fn run(
             }
         }
     }
+}
+
+/// The runner could not start a session, or its policy refused to: the session fails with the
+/// runner's reason, and a refusal is audited (it may be a stolen HQ, or a teammate, probing).
+fn session_failed(state: &AppState, runner_id: Uuid, failed: SessionFailed) {
+    let Some(session) = state.sessions.get(failed.session_id) else { return };
+    if session.runner_id != runner_id {
+        tracing::warn!(session = %failed.session_id, "ignoring a failure report for another runner's session");
+        return;
+    }
+    tracing::info!(session = %failed.session_id, error = %failed.error, refused = failed.refused, "session failed to start");
+    if failed.refused {
+        let runner = state.registry.get(runner_id).map(|r| r.name);
+        let target = Some(session.id.to_string());
+        audit::record(state, runner.as_deref(), "session.refused", target, None, Some(failed.error.clone()));
+    }
+    session.mark_failed(failed.error);
 }
 
 /// The runner is back for its live sessions. Those it does not announce are gone with an earlier
