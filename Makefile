@@ -22,10 +22,11 @@ build: web
 web: web-deps
 	cd web && $(NPM) run build
 
-# npm ci refuses optional packages of other platforms here; install keeps the lock file as is.
+# With a lock file, npm ci installs exactly what it says and never rewrites it. The lock must list
+# every platform's optional packages (as npm install writes it), else npm ci refuses it as out of sync.
 web-deps: web/node_modules/.installed
-web/node_modules/.installed: web/package.json web/package-lock.json
-	cd web && $(NPM) install --no-audit --no-fund
+web/node_modules/.installed: web/package.json $(wildcard web/package-lock.json)
+	cd web && $(NPM) $(if $(wildcard web/package-lock.json),ci,install) --no-audit --no-fund
 	@touch $@
 
 ## test: install what the tests need, then run every test
