@@ -19,7 +19,12 @@ run: build
 build: web
 	$(CARGO) build --release --bins
 
-web: web-deps
+# The dashboard is rebuilt only when one of its inputs changed: vite rewrites web/dist, and HQ's
+# build.rs recompiles HQ (minutes in release) whenever web/dist changes. Unit tests are not bundled.
+WEB_INPUTS := $(shell find web/src web/public -type f ! -name '*.test.ts' ! -name '*.test.tsx') \
+  web/index.html web/vite.config.ts web/tsconfig.json web/package.json $(wildcard web/package-lock.json)
+web: web/dist/index.html
+web/dist/index.html: web/node_modules/.installed $(WEB_INPUTS)
 	cd web && $(NPM) run build
 
 # With a lock file, npm ci installs exactly what it says and never rewrites it. The lock must list
