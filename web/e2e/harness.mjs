@@ -93,12 +93,24 @@ export async function startStack() {
     }
     return { status: response.status, json, text };
   }
+  /** Starts one more runner named `name` with extra flags, and waits until HQ lists it online. */
+  async function startRunner(name, args = []) {
+    start("agentrelay-runner", ["--hq", url, "--name", name, "--state-dir", join(dir, `runner-${name}`), ...args], {
+      RUNNER_TOKEN: runnerToken,
+    });
+    return waitFor(`runner ${name} online`, async () => {
+      const runners = (await api("GET", "/api/runners")).json ?? [];
+      return runners.find((r) => r.name === name && r.status === "online");
+    });
+  }
   return {
     url,
     adminToken,
     api,
     browser,
     logs,
+    dir,
+    startRunner,
     async stop() {
       await browser.close().catch(() => {});
       for (const child of children) child.kill("SIGTERM");

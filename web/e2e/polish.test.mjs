@@ -3,6 +3,8 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { startStack, waitFor } from "./harness.mjs";
 
 let stack;
@@ -49,7 +51,9 @@ test("New session focuses its first field, not the close button", async () => {
     dialog.getByLabel("Runner").evaluate((field) => document.activeElement === field),
   );
   await page.keyboard.press("Escape");
-  await page.locator("dialog[open]").waitFor({ state: "detached" });
+  // Gone from the page, not only closed: the dialog's close event has reached the app, so the
+  // next Alt+N opens a new one (waiting for `dialog[open]` raced that event).
+  await page.locator("dialog").waitFor({ state: "detached" });
 });
 
 test("Alt+N opens no second dialog over an open one", async () => {
@@ -114,3 +118,32 @@ test("End session asks first while the session runs", async () => {
   await confirm.getByRole("button", { name: "End it" }).click();
   await waitFor("the session to end", async () => !["starting", "running"].includes(await status()));
 });
+
+test("New session on a --presets-only runner offers its presets and no command or directory", async () => {
+  const presets = join(stack.dir, "kiosk-presets.toml");
+  writeFileSync(presets, '[[preset]]\nname = "greet"\ndescription = "Greeter"\ncommand = ["sh", "-c", "echo kiosk-greeted; sleep 600"]\n');
+  await stack.startRunner("kiosk", ["--presets-only", "--presets", presets]);
+  await page.getByRole("button", { name: "New session" }).first().click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByLabel("Runner").selectOption({ label: await kioskOption(dialog) });
+  await dialog.getByTestId("presets-only").waitFor();
+  assert.equal(await dialog.getByLabel(/^Command/).count(), 0, "no command field");
+  assert.equal(await dialog.getByLabel(/^Working directory/).count(), 0, "no directory field");
+  await dialog.getByRole("button", { name: /Greeter/ }).click();
+  await dialog.getByRole("button", { name: "Start" }).click();
+  await page.locator("dialog[open]").waitFor({ state: "detached" });
+  await waitFor("the preset's output", async () => {
+    const sessions = (await stack.api("GET", "/api/sessions")).json ?? [];
+    const started = sessions.find((s) => s.preset === "greet");
+    if (!started) return false;
+    return (await stack.api("GET", `/api/sessions/${started.id}/screen`)).text.includes("kiosk-greeted");
+  });
+});
+
+/** The label of the kiosk runner's option in the Runner select. */
+async function kioskOption(dialog) {
+  const labels = await dialog.getByLabel("Runner").locator("option").allInnerTexts();
+  const label = labels.find((l) => l.startsWith("kiosk "));
+  assert.ok(label, `no kiosk runner among ${labels}`);
+  return label;
+}

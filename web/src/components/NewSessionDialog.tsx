@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { api, ApiError } from "../lib/api";
-import { splitCommand } from "../lib/argv";
+import { joinCommand, splitCommand } from "../lib/argv";
 import { defaultPreset, launchFields, presetInUse, presetLine } from "../lib/launch";
 import type { Preset, Runner, Session } from "../lib/protocol";
 
@@ -24,8 +24,13 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
   const [fieldError, setFieldError] = useState<{ field: string; message: string } | null>(null);
   const dialog = useRef<HTMLDialogElement>(null);
   const split = useMemo(() => splitCommand(command), [command]);
-  const preset = presetInUse(presets, presetName, split);
-  const launch = launchFields(preset, split);
+  // A --presets-only runner takes a preset's name and nothing else: no command, no directory.
+  const locked = chosen?.policy?.locked ?? false;
+  const preset = locked
+    ? (presets.find((p) => p.name === presetName) ?? null)
+    : presetInUse(presets, presetName, split);
+  const launch = locked ? (preset ? { preset: preset.name } : null) : launchFields(preset, split);
+  const allowed = (chosen?.policy?.allow ?? []).map((prefix) => joinCommand(prefix));
 
   useEffect(() => {
     const element = dialog.current;
@@ -42,9 +47,15 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
 
   function pickRunner(id: string) {
     setRunnerId(id);
+    const runner = online.find((r) => r.id === id);
     // A preset of the same name on the new runner may run something else: show its argv.
-    const next = online.find((r) => r.id === id)?.presets.find((p) => p.name === preset?.name);
-    if (next) setCommand(presetLine(next));
+    const next =
+      runner?.presets.find((p) => p.name === preset?.name) ??
+      (runner?.policy?.locked ? defaultPreset(runner.presets) : null);
+    if (next) {
+      setPresetName(next.name);
+      setCommand(presetLine(next));
+    }
   }
 
   async function submit(event: FormEvent) {
@@ -56,7 +67,7 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
       const session = await api.createSession({
         runner_id: chosen.id,
         ...launch,
-        ...(cwd.trim() ? { cwd: cwd.trim() } : {}),
+        ...(cwd.trim() && !locked ? { cwd: cwd.trim() } : {}),
       });
       onStarted(session);
     } catch (e) {
@@ -132,48 +143,62 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
           </fieldset>
         )}
 
-        <label className="block space-y-1.5">
-          <span className="text-sm font-medium text-slate-300">
-            Command{" "}
-            <span className="font-normal text-slate-500">{preset ? `preset ${preset.name}` : "custom"}</span>
-          </span>
-          <input
-            value={command}
-            onChange={(e) => setCommand(e.target.value)}
-            placeholder="any program on the runner, e.g. bash -l"
-            spellCheck={false}
-            className={`${input} font-mono`}
-            aria-invalid={!split.ok || fieldError?.field === "command"}
-          />
-          <div className="min-h-5 text-xs" data-testid="argv-preview">
-            {split.ok ? (
-              <span className="flex flex-wrap gap-1 text-slate-400">
-                argv:
-                {split.argv.map((arg, i) => (
-                  <code key={i} className="rounded bg-slate-800 px-1.5 text-slate-200">
-                    {arg === "" ? "''" : arg}
-                  </code>
-                ))}
-              </span>
-            ) : (
-              <span className="text-amber-300">{split.error}</span>
-            )}
-          </div>
-          {fieldError?.field === "command" && <p className="text-xs text-red-400">{fieldError.message}</p>}
-        </label>
+        {locked && (
+          <p
+            className="rounded-lg border border-slate-700 bg-slate-950 px-3 py-2 text-sm text-slate-300"
+            data-testid="presets-only"
+          >
+            {chosen?.name} starts only its presets (<code>--presets-only</code>): their command, directory and
+            environment are set on the runner.
+          </p>
+        )}
 
-        <label className="block space-y-1.5">
-          <span className="text-sm font-medium text-slate-300">
-            Working directory <span className="font-normal text-slate-500">(optional)</span>
-          </span>
-          <input
-            value={cwd}
-            onChange={(e) => setCwd(e.target.value)}
-            placeholder="the runner's working directory"
-            spellCheck={false}
-            className={`${input} font-mono`}
-          />
-        </label>
+        {!locked && (
+          <>
+            <label className="block space-y-1.5">
+              <span className="text-sm font-medium text-slate-300">
+                Command{" "}
+                <span className="font-normal text-slate-500">{preset ? `preset ${preset.name}` : "custom"}</span>
+              </span>
+              <input
+                value={command}
+                onChange={(e) => setCommand(e.target.value)}
+                placeholder={allowed.length > 0 ? `allowed: ${allowed.join(", ")}` : "any program on the runner, e.g. bash -l"}
+                spellCheck={false}
+                className={`${input} font-mono`}
+                aria-invalid={!split.ok || fieldError?.field === "command"}
+              />
+              <div className="min-h-5 text-xs" data-testid="argv-preview">
+                {split.ok ? (
+                  <span className="flex flex-wrap gap-1 text-slate-400">
+                    argv:
+                    {split.argv.map((arg, i) => (
+                      <code key={i} className="rounded bg-slate-800 px-1.5 text-slate-200">
+                        {arg === "" ? "''" : arg}
+                      </code>
+                    ))}
+                  </span>
+                ) : (
+                  <span className="text-amber-300">{split.error}</span>
+                )}
+              </div>
+              {fieldError?.field === "command" && <p className="text-xs text-red-400">{fieldError.message}</p>}
+            </label>
+
+            <label className="block space-y-1.5">
+              <span className="text-sm font-medium text-slate-300">
+                Working directory <span className="font-normal text-slate-500">(optional)</span>
+              </span>
+              <input
+                value={cwd}
+                onChange={(e) => setCwd(e.target.value)}
+                placeholder="the runner's working directory"
+                spellCheck={false}
+                className={`${input} font-mono`}
+              />
+            </label>
+          </>
+        )}
 
         <div className="flex justify-end gap-2 pt-2">
           <button type="button" onClick={onClose} className="rounded-lg px-4 py-2 text-sm text-slate-300 hover:bg-slate-800">

@@ -23,8 +23,20 @@ export interface Runner {
   os: string;
   version: string;
   presets: Preset[];
+  /** What the runner lets HQ start; absent from an HQ older than runner policies. */
+  policy?: RunnerPolicy;
   connected_at: string;
   last_seen_at: string;
+}
+
+/** What a runner lets HQ start (its --allow, --allow-env and --presets-only). */
+export interface RunnerPolicy {
+  /** --presets-only: nothing but its presets, with no command, directory or environment. */
+  locked: boolean;
+  /** Argv prefixes a command line must start with; empty when any may run. */
+  allow: string[][];
+  /** Variables a request may set (names, PREFIX_*); null when any may. */
+  env: string[] | null;
 }
 
 /** What a running session is doing. */
