@@ -9,11 +9,16 @@ ifdef CI
 export CARGO_INCREMENTAL := 0
 endif
 
+# Where cargo puts the binaries: CARGO_TARGET_DIR, else .cargo/config's build.target-dir, else
+# target/. Asked once; the scripts get $(TARGET_DIR)/<profile> as AGENTRELAY_BIN_DIR.
+TARGET_DIR := $(or $(shell $(CARGO) metadata --no-deps --format-version 1 2>/dev/null \
+  | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),$(CARGO_TARGET_DIR),target)
+
 .PHONY: run build web web-deps test test-deps test-rust test-web test-bench test-deploy bench lint fmt clean
 
 ## run: build everything and start HQ with a local runner (prints the URL and how to log in)
 run: build
-	@scripts/run-dev.sh
+	@AGENTRELAY_BIN_DIR='$(TARGET_DIR)/release' scripts/run-dev.sh
 
 ## build: the dashboard, then release binaries embedding it
 build: web
@@ -53,20 +58,20 @@ test-rust:
 # The browser tests run the debug binaries built above, which read web/dist from disk.
 test-web: web-deps
 	cd web && $(NPM) test
-	cd web && CHROMIUM_PATH=$(CHROMIUM) $(NPM) run e2e
+	cd web && CHROMIUM_PATH=$(CHROMIUM) AGENTRELAY_BIN_DIR='$(TARGET_DIR)/debug' $(NPM) run e2e
 
 # No container engine runs here: parse and cross-check Dockerfile, compose file and systemd unit.
 test-deploy:
-	python3 scripts/check-deploy.py
+	AGENTRELAY_BIN_DIR='$(TARGET_DIR)/debug' python3 scripts/check-deploy.py
 
 # The benchmark in quick mode, only to prove it still runs (debug build, no thresholds).
 test-bench:
-	BENCH_QUICK=1 target/debug/agentrelay-bench --out target/bench-quick.json
+	BENCH_QUICK=1 '$(TARGET_DIR)/debug/agentrelay-bench' --out '$(TARGET_DIR)/bench-quick.json'
 
-## bench: release build, then the full benchmark (prints a table, writes target/bench.json)
+## bench: release build, then the full benchmark (prints a table, writes bench.json in the target dir)
 bench: build
 	$(CARGO) build --release -p agentrelay-bench
-	target/release/agentrelay-bench --out target/bench.json
+	'$(TARGET_DIR)/release/agentrelay-bench' --out '$(TARGET_DIR)/bench.json'
 
 ## lint: formatting, clippy and the web linters, as before each commit
 lint: web-deps

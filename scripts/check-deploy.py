@@ -4,6 +4,7 @@ parses and points at files that exist, the Dockerfile is multi-stage with a non-
 health check on /healthz, and the systemd unit `install-service` writes passes systemd-analyze
 (when systemd-analyze is installed). Exits non-zero with one line per problem."""
 
+import json
 import os
 import re
 import shlex
@@ -81,8 +82,22 @@ check(any(i.upper().startswith("HEALTHCHECK") and "/healthz" in i for i in instr
       "Dockerfile: no HEALTHCHECK on /healthz")
 check(exists(".dockerignore"), ".dockerignore is missing")
 
+
+def bin_dir():
+    """The debug binaries: AGENTRELAY_BIN_DIR (set by make), else where cargo puts them."""
+    if os.environ.get("AGENTRELAY_BIN_DIR"):
+        return os.environ["AGENTRELAY_BIN_DIR"]
+    try:
+        metadata = subprocess.run(["cargo", "metadata", "--no-deps", "--format-version", "1"], cwd=ROOT,
+                                  check=True, capture_output=True, text=True).stdout
+        target = json.loads(metadata)["target_directory"]
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError):
+        target = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR", "target"))
+    return os.path.join(target, "debug")
+
+
 # The systemd unit, as install-service writes it.
-runner = os.path.join(ROOT, "target", "debug", "agentrelay-runner")
+runner = os.path.join(bin_dir(), "agentrelay-runner")
 if os.path.exists(runner):
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([runner, "--hq", "https://hq.example.com", "--token", "arl_run_deploycheck", "--state-dir",
@@ -96,7 +111,7 @@ if os.path.exists(runner):
         if analyze is not None:
             check(analyze.returncode == 0, f"systemd-analyze verify: {analyze.stderr.strip()}")
 else:
-    problems.append("target/debug/agentrelay-runner is missing: run `cargo build --bins` first")
+    problems.append(f"{runner} is missing: run `cargo build --bins` first")
 
 for problem in problems:
     print(f"check-deploy: {problem}", file=sys.stderr)

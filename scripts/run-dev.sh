@@ -4,7 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=target/release
+# The release binaries: where `make run` says (it asks cargo), else where cargo puts them, which
+# honours CARGO_TARGET_DIR and .cargo/config's build.target-dir.
+target_dir() {
+  local dir
+  dir=$(${CARGO:-cargo} metadata --no-deps --format-version 1 2>/dev/null \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p') || true
+  echo "${dir:-${CARGO_TARGET_DIR:-target}}"
+}
+bin=${AGENTRELAY_BIN_DIR:-$(target_dir)/release}
+for name in agentrelay-hq agentrelay-runner; do
+  [[ -x $bin/$name ]] || { echo "$bin/$name is missing: run make build" >&2; exit 1; }
+done
 dev=.dev
 listen=${AGENTRELAY_LISTEN:-127.0.0.1:8080}
 url="http://$listen"

@@ -1,7 +1,7 @@
-// Starts the real agentrelay-hq and agentrelay-runner binaries (target/debug, serving web/dist) on
+// Starts the real agentrelay-hq and agentrelay-runner binaries (debug builds, serving web/dist) on
 // a free loopback port, and Debian's Chromium through playwright-core. Everything stops in `stop`.
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { createServer } from "node:net";
@@ -10,8 +10,22 @@ import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const BIN = process.env.AGENTRELAY_BIN_DIR ?? join(ROOT, "target/debug");
+const BIN = process.env.AGENTRELAY_BIN_DIR ?? join(targetDir(), "debug");
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+/** Where cargo puts its output (honours CARGO_TARGET_DIR and .cargo/config's build.target-dir). */
+function targetDir() {
+  try {
+    const metadata = execFileSync("cargo", ["metadata", "--no-deps", "--format-version", "1"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    return JSON.parse(metadata).target_directory;
+  } catch {
+    return resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target");
+  }
+}
 
 function freePort() {
   return new Promise((done, fail) => {
