@@ -148,7 +148,7 @@ impl JsonObject {
     pub fn take<T: DeserializeOwned>(&mut self, field: &str, expected: &str) -> Result<Option<T>, AppError> {
         match self.0.remove(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => serde_json::from_value(value)
+            Some(value) => serde_json::from_value(whole_number(value))
                 .map(Some)
                 .map_err(|_| AppError::bad_field(field, format!("'{field}' must be {expected}"))),
         }
@@ -160,5 +160,34 @@ impl JsonObject {
             Some(field) => Err(AppError::bad_field(field, format!("unknown field '{field}'"))),
             None => Ok(()),
         }
+    }
+}
+
+/// JSON has one kind of number: `24.0` is `24` (and JSON Schema's `integer` says so), but serde
+/// reads a number written with a fraction only as a float. A whole one is made an integer here.
+fn whole_number(value: Value) -> Value {
+    const U64_END: f64 = 18_446_744_073_709_551_616.0; // 2^64
+    const I64_MIN: f64 = -9_223_372_036_854_775_808.0; // -2^63
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && (0.0..U64_END).contains(&f) => Value::from(f as u64),
+            Some(f) if f.fract() == 0.0 && (I64_MIN..0.0).contains(&f) => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_number_written_with_a_fraction_is_an_integer() {
+        let body = serde_json::json!({"rows": 24.0, "cols": 80.5, "from": -3.0});
+        let mut body = JsonObject(body.as_object().cloned().unwrap());
+        assert_eq!(body.take::<u16>("rows", "a number").ok().flatten(), Some(24));
+        assert_eq!(body.take::<i64>("from", "a number").ok().flatten(), Some(-3));
+        assert!(body.take::<u16>("cols", "a number").is_err());
     }
 }

@@ -260,8 +260,10 @@ pub struct ScreenQuery {
 pub async fn screen(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<ScreenQuery>,
+    query: Result<Query<ScreenQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
+    // A query axum cannot read (`format` twice, bad percent-encoding) is a JSON 400 like any other.
+    let Query(query) = query.map_err(|_| AppError::bad_field("format", "'format' must be text or json"))?;
     let session = find(&state, &id)?;
     let model = terminal_model::current(&state, &session, session.output_end(), SCREEN_WAIT, true).await;
     let model = model.ok_or_else(|| {

@@ -30,7 +30,7 @@ pub async fn create(
     let name = name
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| AppError::bad_field("name", "'name' is required"))?;
-    if name.len() > 100 {
+    if name.chars().count() > 100 {
         return Err(AppError::bad_field("name", "'name' is at most 100 characters"));
     }
     let scope =
@@ -43,7 +43,7 @@ pub async fn create(
         Some(value) => Some(parse_expiry(&value).ok_or_else(|| {
             AppError::bad_field(
                 "expires_in",
-                "'expires_in' must be positive seconds or a duration like \"30d\"",
+                "'expires_in' must be positive seconds or a duration like \"30d\", at most 100y",
             )
         })?),
     };
@@ -53,12 +53,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// The longest a token may live: 100 years (`"100y"`). Longer ones overflowed the expiry date
+/// (a panic, or, past what `chrono` takes, a token that never expired).
+pub(crate) const MAX_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(100 * 31_557_600);
+
+/// An `expires_in`: positive seconds, or a positive duration like `"30d"`, up to 100 years.
 pub(super) fn parse_expiry(value: &serde_json::Value) -> Option<std::time::Duration> {
-    match value {
-        serde_json::Value::Number(n) => n.as_u64().filter(|s| *s > 0).map(std::time::Duration::from_secs),
-        serde_json::Value::String(text) => humantime::parse_duration(text).ok().filter(|d| !d.is_zero()),
+    let duration = match value {
+        serde_json::Value::Number(n) => n.as_u64().map(std::time::Duration::from_secs),
+        serde_json::Value::String(text) => humantime::parse_duration(text).ok(),
         _ => None,
-    }
+    };
+    duration.filter(|d| !d.is_zero() && *d <= MAX_TOKEN_LIFETIME)
 }
 
 /// `GET /api/tokens`: active tokens, without secrets.
@@ -81,4 +87,25 @@ pub async fn revoke(
     }
     audit::by_principal(&state, &principal, "token.revoked", token_id.to_string(), None);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_expiry_is_positive_and_at_most_100_years() {
+        assert_eq!(parse_expiry(&json!(3600)), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_expiry(&json!("1h 30m")), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_expiry(&json!("100y")), Some(MAX_TOKEN_LIFETIME));
+        for refused in
+            [json!(0), json!("0s"), json!(-5), json!("101y"), json!(10_000_000_000_000_u64), json!(u64::MAX)]
+        {
+            assert_eq!(parse_expiry(&refused), None, "{refused}");
+        }
+    }
 }
