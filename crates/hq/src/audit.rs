@@ -44,14 +44,28 @@ pub fn by_principal(
 }
 
 /// Query of `GET /api/audit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// How many entries, newest first (default 100, at most 1000).
+    /// How many entries, newest first: 100 unless given; 0 counts as 1, and more than 1000 as 1000.
+    #[param(minimum = 0, maximum = 18446744073709551615_u64)]
     limit: Option<usize>,
 }
 
 /// `GET /api/audit`: the newest entries first (admin only).
-#[utoipa::path(get, path = "/api/audit", tag = "tokens", responses((status = 200, description = "Audit entries, newest first", body = [AuditEntry]), (status = 401, description = "No valid token", body = ErrorResponse), (status = 403, description = "Not an admin", body = ErrorResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/audit",
+    tag = "tokens",
+    operation_id = "list_audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Audit entries, newest first", body = [AuditEntry]),
+        (status = 400, description = "`limit` is not a whole number", body = ErrorResponse),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,

@@ -160,7 +160,26 @@ fn set_cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue
 /// `POST /api/login` `{"token": "…"}`: sets the sign-in cookie and says who signed in. Accepts
 /// admin, user and share tokens (a share's cookie opens one session, read-only); attempts per
 /// client address are limited (429 past `--login-attempts` a minute).
-#[utoipa::path(post, path = "/api/login", tag = "auth", security(()), request_body = Login, responses((status = 200, description = "Signed in; sets the HttpOnly SameSite=Strict cookie", body = LoginAnswer), (status = 401, description = "Not an admin, user or share token", body = ErrorResponse), (status = 429, description = "Too many attempts from this address", body = ErrorResponse)))]
+#[utoipa::path(
+    post,
+    path = "/api/login",
+    tag = "auth",
+    operation_id = "login",
+    security(()),
+    request_body = Login,
+    responses(
+        (status = 200, description = "Signed in", body = LoginAnswer, headers(
+            ("Set-Cookie" = String, description = "The HttpOnly, SameSite=Strict sign-in cookie"),
+        )),
+        (status = 400, description = "No `token`, an unknown field, or not a JSON object",
+            body = ErrorResponse),
+        (status = 401, description = "Not an admin, user or share token", body = ErrorResponse),
+        (status = 403, description = "An `Origin` other than HQ's own", body = ErrorResponse),
+        (status = 413, description = "The body is larger than `--max-body-size`", body = ErrorResponse),
+        (status = 429, description = "More than `--login-attempts` a minute from this address",
+            body = ErrorResponse),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(address): ClientIp,
@@ -194,7 +213,19 @@ pub async fn login(
 }
 
 /// `POST /api/logout`: forgets the sign-in and clears the cookie.
-#[utoipa::path(post, path = "/api/logout", tag = "auth", security(()), responses((status = 204, description = "Signed out; the cookie is cleared")))]
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    tag = "auth",
+    operation_id = "logout",
+    security(()),
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared", headers(
+            ("Set-Cookie" = String, description = "The sign-in cookie, expired"),
+        )),
+        (status = 403, description = "An `Origin` other than HQ's own", body = ErrorResponse),
+    )
+)]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     check_origin(&headers, state.config.public_url.as_deref())?;
     if let Some(value) = cookie_value(&headers) {

@@ -11,6 +11,12 @@ use futures_util::{Stream, StreamExt, stream};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use utoipa::PartialSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::schema::{
+    AdditionalProperties, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
 
 use crate::auth::Principal;
 use crate::state::AppState;
@@ -68,15 +74,74 @@ impl EventBus {
     }
 }
 
+/// The event names of the stream, each with the component schema of its data.
+const RUNNER: &str = "runner";
+const SESSION: &str = "session";
+const SESSION_REMOVED: &str = "session_removed";
+
 fn to_sse(event: &Event) -> SseEvent {
     let (name, data) = match event {
-        Event::Runner(runner) => ("runner", serde_json::to_string(runner)),
-        Event::Session(session) => ("session", serde_json::to_string(session)),
+        Event::Runner(runner) => (RUNNER, serde_json::to_string(runner)),
+        Event::Session(session) => (SESSION, serde_json::to_string(session)),
         Event::SessionRemoved(id) => {
-            ("session_removed", serde_json::to_string(&serde_json::json!({ "id": id })))
+            (SESSION_REMOVED, serde_json::to_string(&serde_json::json!({ "id": id })))
         }
     };
     SseEvent::default().event(name).data(data.unwrap_or_default())
+}
+
+/// One event of `GET /api/events`, as the OpenAPI document describes it: before OpenAPI 3.2's
+/// `itemSchema`, the `schema` of a `text/event-stream` response is that of each event, an object
+/// of the event's fields. Its `data` is JSON text, described by `contentMediaType` and
+/// `contentSchema` (which utoipa has no attribute for, hence this schema written out).
+pub struct StreamEvent;
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> RefOr<Schema> {
+        let removed = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .required("id")
+            .property("id", ObjectBuilder::new().schema_type(Type::String).format(Some(uuid_format())))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let event = |name: &str, data: serde_json::Value, description: &str| {
+            let data = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .extensions(Some(Extensions::from_iter([("contentSchema", data)])));
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(description))
+                .required("event")
+                .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name])))
+                .required("data")
+                .property("data", data)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let schema_ref = |name: &str| serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
+        OneOfBuilder::new()
+            .item(event(RUNNER, schema_ref("Runner"), "A runner connected, disconnected or changed"))
+            .item(event(SESSION, schema_ref("Session"), "A session was created or changed"))
+            .item(event(
+                SESSION_REMOVED,
+                serde_json::to_value(removed.build()).unwrap_or_default(),
+                "Retention deleted a finished session",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StreamEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        // The data's schemas, so the `contentSchema` references resolve.
+        schemas.push(("Runner".to_owned(), Runner::schema()));
+        schemas.push(("Session".to_owned(), Session::schema()));
+        <Runner as utoipa::ToSchema>::schemas(schemas);
+        <Session as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
+fn uuid_format() -> SchemaFormat {
+    SchemaFormat::KnownFormat(KnownFormat::Uuid)
 }
 
 /// Every runner and session as events: the start of each subscription, and the resync after lag.
@@ -87,7 +152,20 @@ fn snapshot(state: &AppState) -> Vec<SseEvent> {
 }
 
 /// `GET /api/events`: Server-Sent Events, starting with the current state.
-#[utoipa::path(get, path = "/api/events", tag = "sessions", responses((status = 200, description = "Server-Sent Events: `runner` and `session` events whose data is the whole object, sent on every change, after a snapshot", content_type = "text/event-stream", body = String), (status = 401, description = "No valid token", body = ErrorResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "sessions",
+    operation_id = "stream_events",
+    responses(
+        (status = 200, description = "Server-Sent Events: first every runner and session as it is, then \
+            each change as it happens, the whole object each time (after a lag, everything again); `:` \
+            comments keep the stream alive every 15 s",
+            content_type = "text/event-stream", body = StreamEvent),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token", body = ErrorResponse),
+    )
+)]
 pub async fn stream_events(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

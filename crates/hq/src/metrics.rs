@@ -78,7 +78,17 @@ pub async fn track_latency(request: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = 401, description = "No valid token", body = ErrorResponse), (status = 403, description = "Not an admin", body = ErrorResponse)))]
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+    )
+)]
 pub async fn serve(State(state): State<AppState>) -> impl IntoResponse {
     refresh(&state);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle().render())

@@ -14,20 +14,26 @@ pub struct CreateSession {
     /// The runner, by id.
     pub runner_id: Option<Uuid>,
     /// The runner, by name.
+    #[cfg_attr(feature = "openapi", schema(examples("laptop")))]
     pub runner: Option<String>,
-    /// Any online runner with these labels (the one with the fewest live sessions).
+    /// Any online runner with these labels (the one with the fewest live sessions); `{}` is any
+    /// online runner.
     pub labels: Option<BTreeMap<String, String>>,
-    /// argv, e.g. `["bash", "-l"]`.
+    /// argv, e.g. `["bash", "-l"]`: a program, then its arguments.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub command: Option<Vec<String>>,
-    /// A preset the runner offers, e.g. `claude`.
+    /// A preset the runner offers, e.g. `claude` (an unknown one is a 400 naming `preset`).
+    #[cfg_attr(feature = "openapi", schema(examples("claude")))]
     pub preset: Option<String>,
     /// Working directory on the runner.
     pub cwd: Option<String>,
     /// Extra environment (loader variables are dropped unless the runner allows them).
     pub env: Option<BTreeMap<String, String>>,
     /// Initial rows, 1–1000 (default 24).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub rows: Option<u16>,
     /// Initial columns, 1–1000 (default 80).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub cols: Option<u16>,
 }
 
@@ -35,7 +41,8 @@ pub struct CreateSession {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateToken {
-    /// A name for people (at most 100 characters).
+    /// A name for people: 1 to 100 characters, not all white space.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100, examples("ci")))]
     pub name: String,
     /// `admin`, `user` or `runner` (shares are made per session).
     pub scope: crate::Scope,

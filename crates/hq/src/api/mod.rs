@@ -82,14 +82,33 @@ fn header_layer(name: header::HeaderName, value: &'static str) -> SetResponseHea
     SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, description = "HQ serves", body = Health)))]
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "health",
+    security(()),
+    responses(
+        (status = 200, description = "HQ serves", body = Health),
+    )
+)]
 async fn health() -> Json<Health> {
     Json(Health { status: "ok".to_owned(), reason: None })
 }
 
 /// `GET /readyz`: 200 while HQ serves and its database answers; 503 otherwise (shutting down,
 /// database stuck), so a load balancer stops sending traffic.
-#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses((status = 200, description = "Ready", body = Health), (status = 503, description = "Shutting down, or the database does not answer", body = Health)))]
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "ready",
+    security(()),
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Shutting down, or the database does not answer", body = Health),
+    )
+)]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let unavailable = |reason: String| {
         (
@@ -109,7 +128,16 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
 }
 
 /// `GET /api/version`: HQ's version and the runner protocol versions it accepts.
-#[utoipa::path(get, path = "/api/version", tag = "health", security(()), responses((status = 200, description = "Versions", body = Version)))]
+#[utoipa::path(
+    get,
+    path = "/api/version",
+    tag = "health",
+    operation_id = "version",
+    security(()),
+    responses(
+        (status = 200, description = "Versions", body = Version),
+    )
+)]
 async fn version() -> Json<Version> {
     Json(Version {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -118,7 +146,17 @@ async fn version() -> Json<Version> {
     })
 }
 
-#[utoipa::path(get, path = "/api/runners", tag = "runners", responses((status = 200, description = "Every runner HQ knows", body = [Runner]), (status = 401, description = "No valid token", body = ErrorResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/runners",
+    tag = "runners",
+    operation_id = "list_runners",
+    responses(
+        (status = 200, description = "Every runner HQ knows", body = [Runner]),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token", body = ErrorResponse),
+    )
+)]
 async fn list_runners(State(state): State<AppState>) -> Json<Vec<Runner>> {
     Json(state.registry.list())
 }

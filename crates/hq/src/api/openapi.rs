@@ -7,7 +7,16 @@ use agentrelay_protocol::{
     LoginAnswer, Preset, Runner, RunnerStatus, Scope, Screen, Session, SessionStatus, TokenInfo, ViewerInfo,
 };
 use axum::Json;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{
+    AdditionalProperties, AllOfBuilder, AnyOfBuilder, ObjectBuilder, OneOf, OneOfBuilder, Schema, SchemaType,
+    Type,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// The document.
@@ -27,9 +36,9 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         Runner, RunnerStatus, Preset, Session, SessionStatus, Activity, ActivitySource, ViewerInfo, Screen,
         Cursor, CreatedShare, LoginAnswer, Scope, TokenInfo, CreatedToken, AuditEntry, ErrorResponse, ErrorBody,
-        CreateSession, CreateToken, Login, Input, CreateShare, Health, Version,
+        CreateSession, CreateToken, Login, Input, CreateShare, Health, Version, super::sessions::ScreenFormat,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &RequestBodies, &Links, &ViewerSocket),
     security(("bearer" = []), ("cookie" = [])),
     tags(
         (name = "sessions", description = "Start, list, watch and end sessions"),
@@ -59,12 +68,276 @@ impl Modify for Security {
     }
 }
 
+/// The longest `expires_in` of a token: 100 years (`"100y"`), as `api/tokens.rs` enforces.
+const MAX_TOKEN_LIFETIME_SECS: u64 = super::tokens::MAX_TOKEN_LIFETIME.as_secs();
+/// The longest `expires_in` of a share: 30 days.
+const MAX_SHARE_LIFETIME_SECS: u64 = super::sessions::MAX_SHARE_LIFETIME.as_secs();
+
+/// What HQ's request bodies really take, beyond what `#[derive(ToSchema)]` can say. HQ reads
+/// them field by field (`api::JsonObject`), so: an unknown field is a 400
+/// (`additionalProperties: false`, which utoipa only derives from serde's `deny_unknown_fields`,
+/// and the protocol types must keep accepting unknown fields); `null` is the same as leaving a
+/// field out; and some fields go together (`oneOf`/`anyOf` of `required`), a duration is seconds
+/// or text (`oneOf`), and an argv's first word must not be empty (`prefixItems`) — none of which
+/// utoipa's attributes can express. So the derived schemas are completed here, in code.
+struct RequestBodies;
+
+impl Modify for RequestBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // The body of a share is optional; utoipa says so only of `Option<CreateShare>`, whose
+        // schema would then also take `null`, which HQ refuses.
+        let share =
+            openapi.paths.paths.get_mut("/api/sessions/{id}/shares").and_then(|item| item.post.as_mut());
+        if let Some(body) = share.and_then(|operation| operation.request_body.as_mut()) {
+            body.required = Some(Required::False);
+        }
+
+        let Some(components) = openapi.components.as_mut() else { return };
+        let schemas = &mut components.schemas;
+        for name in ["CreateSession", "CreateToken", "Login", "Input", "CreateShare"] {
+            if let Some(object) = object_mut(schemas, name) {
+                object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+        if let Some(object) = object_mut(schemas, "CreateSession")
+            && let Some(RefOr::T(Schema::Array(command))) = object.properties.get_mut("command")
+        {
+            command.prefix_items = vec![string().min_length(Some(1)).build().into()];
+            command.examples = vec![serde_json::json!(["bash", "-l"])];
+        }
+        // One way to name the runner, one thing to run: each exactly once, counting only non-null.
+        let runner = OneOfBuilder::new()
+            .item(present("runner_id", string()))
+            .item(present("runner", string()))
+            .item(present("labels", ObjectBuilder::new().schema_type(Type::Object)))
+            .build();
+        let program = OneOfBuilder::new()
+            .item(present("command", ObjectBuilder::new().schema_type(Type::Array)))
+            .item(present("preset", string()))
+            .build();
+        wrap_all_of(schemas, "CreateSession", [runner.into(), program.into()]);
+
+        // Input: some text, or Enter, or both.
+        let input = AnyOfBuilder::new()
+            .item(present("text", string().min_length(Some(1))))
+            .item(present("enter", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true]))))
+            .build();
+        wrap_all_of(schemas, "Input", [input.into()]);
+
+        if let Some(object) = object_mut(schemas, "CreateToken") {
+            // `name.trim()` must leave something: a character outside Rust's White_Space set
+            // (spelled out, as regex dialects disagree on `\s`).
+            if let Some(RefOr::T(Schema::Object(name))) = object.properties.get_mut("name") {
+                name.pattern = Some(format!("[^{RUST_WHITE_SPACE}]"));
+            }
+            let scope = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["admin", "user", "runner"]))
+                .description(Some("`admin`, `user` or `runner` (shares are made per session)"))
+                .build();
+            object.properties.insert("scope".to_owned(), scope.into());
+            let expires_in = duration(
+                MAX_TOKEN_LIFETIME_SECS,
+                "100y",
+                "How long the token works; without it, until revoked.",
+            );
+            object.properties.insert("expires_in".to_owned(), RefOr::T(Schema::OneOf(expires_in)));
+        }
+        if let Some(object) = object_mut(schemas, "CreateShare") {
+            let expires_in =
+                duration(MAX_SHARE_LIFETIME_SECS, "30d", "How long the link works; without it, 24 hours.");
+            object.properties.insert("expires_in".to_owned(), RefOr::T(Schema::OneOf(expires_in)));
+        }
+    }
+}
+
+/// The characters `char::is_whitespace` (Unicode White_Space) takes, as a regex class body.
+const RUST_WHITE_SPACE: &str =
+    r"\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+fn object_mut<'a>(
+    schemas: &'a mut std::collections::BTreeMap<String, RefOr<Schema>>,
+    name: &str,
+) -> Option<&'a mut utoipa::openapi::schema::Object> {
+    match schemas.get_mut(name) {
+        Some(RefOr::T(Schema::Object(object))) => Some(object),
+        _ => None,
+    }
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+/// "`field` is given and not null": `required`, with the field's non-null type.
+fn present(field: &str, schema: ObjectBuilder) -> utoipa::openapi::schema::Object {
+    ObjectBuilder::new().schema_type(SchemaType::AnyValue).required(field).property(field, schema).build()
+}
+
+/// Replaces the component `name` by `allOf` of itself and `rules`, keeping its description on top.
+fn wrap_all_of<const N: usize>(
+    schemas: &mut std::collections::BTreeMap<String, RefOr<Schema>>,
+    name: &str,
+    rules: [Schema; N],
+) {
+    let Some(RefOr::T(Schema::Object(mut object))) = schemas.remove(name) else { return };
+    let description = object.description.take();
+    let mut all_of = AllOfBuilder::new().description(description).item(Schema::Object(object));
+    for rule in rules {
+        all_of = all_of.item(rule);
+    }
+    schemas.insert(name.to_owned(), RefOr::T(Schema::AllOf(all_of.build())));
+}
+
+/// `expires_in`: whole seconds, or a duration such as `"30d"`, more than 0 and at most `max`.
+fn duration(max_secs: u64, max_text: &str, what: &str) -> OneOf {
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(max_secs))
+        .description(Some("Seconds"));
+    let text = string().min_length(Some(1)).examples(["90m", "12h", "7d"]).description(Some(format!(
+        "A duration in humantime's syntax (`90m`, `1h 30m`, `7d`; units ns, us, ms, s, m, h, d, w, \
+         M, y and their long forms), more than 0 and at most {max_text}"
+    )));
+    OneOfBuilder::new()
+        .description(Some(what))
+        .item(seconds)
+        .item(text)
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+}
+
+/// Where the ids in an answer lead: from the session `POST /api/sessions` started to its own
+/// routes, from a share to its revocation, from a token to its. (Tools such as schemathesis follow
+/// them to reach the `{id}` routes with real ids.) Written here, not in `#[utoipa::path]`: utoipa
+/// 5.5 serializes a `Link`'s fields in snake_case (`operation_id`), which OpenAPI readers ignore,
+/// so `operationId` goes in through the link's extensions, which are written as they are named.
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let session = [("id", "$response.body#/id")];
+        add_links(
+            openapi,
+            "/api/sessions",
+            "201",
+            &[
+                ("GetSession", "get_session", &session),
+                ("EndSession", "end_session", &session),
+                ("Screen", "session_screen", &session),
+                ("Input", "session_input", &session),
+                ("Recording", "session_recording", &session),
+                ("Share", "share_session", &session),
+            ],
+        );
+        add_links(
+            openapi,
+            "/api/sessions/{id}/shares",
+            "201",
+            &[(
+                "Unshare",
+                "unshare_session",
+                &[("id", "$request.path.id"), ("share_id", "$response.body#/id")],
+            )],
+        );
+        add_links(
+            openapi,
+            "/api/tokens",
+            "201",
+            &[("RevokeToken", "revoke_token", &[("id", "$response.body#/id")])],
+        );
+    }
+}
+
+/// A link: its name, the operationId it leads to, and that operation's parameters as runtime
+/// expressions.
+type LinkSpec<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// Adds links to the `status` answer of the POST at `path`.
+fn add_links(openapi: &mut utoipa::openapi::OpenApi, path: &str, status: &str, links: &[LinkSpec<'_>]) {
+    let post = openapi.paths.paths.get_mut(path).and_then(|item| item.post.as_mut());
+    let Some(RefOr::T(response)) = post.and_then(|operation| operation.responses.responses.get_mut(status))
+    else {
+        return;
+    };
+    for (name, operation_id, parameters) in links {
+        let mut link =
+            LinkBuilder::new().extensions(Some(Extensions::from_iter([("operationId", *operation_id)])));
+        for (parameter, expression) in *parameters {
+            link = link.parameter(*parameter, *expression);
+        }
+        response.links.insert((*name).to_owned(), RefOr::T(link.build()));
+    }
+}
+
+/// The session WebSocket as HQ's router answers it. Its `#[utoipa::path]` lives in `ws/viewer.rs`;
+/// what it leaves out is added here: the upgrade headers a request needs, and the 400 axum's
+/// `WebSocketUpgrade` answers (in plain text) before the handler runs when they are missing.
+struct ViewerSocket;
+
+impl Modify for ViewerSocket {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(item) = openapi.paths.paths.get_mut("/api/v1/ws/session/{id}") else { return };
+        let Some(operation) = item.get.as_mut() else { return };
+        operation.operation_id = Some("attach_session".to_owned());
+        let header = |name: &str, schema: ObjectBuilder, description: &str| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::True)
+                .description(Some(description))
+                .schema(Some(schema.build()))
+                .build()
+        };
+        let parameters = operation.parameters.get_or_insert_with(Vec::new);
+        // `from` is a u64 (the derived schema says int64).
+        for parameter in parameters.iter_mut().filter(|p| p.name == "from") {
+            let offset =
+                ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(u64::MAX));
+            parameter.schema = Some(offset.build().into());
+        }
+        // As axum checks them: Connection contains `upgrade`, Upgrade is `websocket` (both in any
+        // case), version 13, and some key.
+        let connection = string().pattern(Some("[Uu][Pp][Gg][Rr][Aa][Dd][Ee]"));
+        let upgrade = string().pattern(Some("^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$"));
+        parameters.push(header("Connection", connection, "Names `Upgrade`"));
+        parameters.push(header("Upgrade", upgrade, "`websocket`"));
+        parameters.push(header(
+            "Sec-WebSocket-Version",
+            string().enum_values(Some(["13"])),
+            "WebSocket version 13",
+        ));
+        parameters.push(header("Sec-WebSocket-Key", string(), "The client's handshake key"));
+        let bad_request = ResponseBuilder::new()
+            .description("Not a WebSocket upgrade (plain text), or a bad `from`")
+            .content("text/plain", ContentBuilder::new().schema(Some(string().build())).build())
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorResponse"))))
+                    .build(),
+            )
+            .build();
+        operation.responses.responses.insert("400".to_owned(), bad_request.into());
+    }
+}
+
 /// The document as JSON text, as served and as committed in `docs/openapi.json`.
 pub fn document() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
-#[utoipa::path(get, path = "/api/openapi.json", tag = "health", security(()), responses((status = 200, description = "This document", body = Object)))]
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "health",
+    operation_id = "openapi",
+    security(()),
+    responses(
+        (status = 200, description = "This document", body = Object),
+    )
+)]
 /// `GET /api/openapi.json`.
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
@@ -87,6 +360,34 @@ mod tests {
             committed == current,
             "docs/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p agentrelay-hq openapi` and commit it"
         );
+    }
+
+    /// Operation ids name one operation each, and every link leads to one of them.
+    #[test]
+    fn operation_ids_are_unique_and_links_lead_to_them() {
+        let document: serde_json::Value = serde_json::from_str(&document()).expect("the document is JSON");
+        let operations: Vec<&serde_json::Value> = document["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .flat_map(|item| item.as_object().expect("a path item").values())
+            .collect();
+        let mut ids = std::collections::BTreeSet::new();
+        for operation in &operations {
+            let id = operation["operationId"].as_str().expect("every operation has an id");
+            assert!(ids.insert(id), "operationId {id} is used twice");
+        }
+        let mut links = 0;
+        for operation in &operations {
+            for response in operation["responses"].as_object().expect("responses").values() {
+                for link in response["links"].as_object().into_iter().flat_map(|links| links.values()) {
+                    let target = link["operationId"].as_str().expect("a link names its operationId");
+                    assert!(ids.contains(target), "a link leads to {target}, which is no operation");
+                    links += 1;
+                }
+            }
+        }
+        assert!(links >= 8, "the links from sessions, shares and tokens are there ({links})");
     }
 
     /// Every route the router serves is in the document, and every documented path is routed:

@@ -112,7 +112,26 @@ impl CreateRequest {
 }
 
 /// `POST /api/sessions`: starts a session on the chosen runner → 201 with the session.
-#[utoipa::path(post, path = "/api/sessions", tag = "sessions", request_body = CreateSession, responses((status = 201, description = "Starting", body = SessionView), (status = 400, description = "A bad field (named in `field`)", body = ErrorResponse), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown runner", body = ErrorResponse), (status = 409, description = "runner_offline, no_matching_runner or limit_reached", body = ErrorResponse)))]
+#[utoipa::path(
+    post,
+    path = "/api/sessions",
+    tag = "sessions",
+    operation_id = "create_session",
+    request_body = CreateSession,
+    responses(
+        (status = 201, description = "Starting", body = SessionView),
+        (status = 400, description = "A bad field, named in `field`: malformed, a `preset` the runner \
+            does not offer, or an `env` name its policy does not allow; or not a JSON object",
+            body = ErrorResponse),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token, a sign-in cookie from another origin, or \
+            a `command`, `env` or `cwd` for a `--presets-only` runner", body = ErrorResponse),
+        (status = 404, description = "No runner with this id or name", body = ErrorResponse),
+        (status = 409, description = "`runner_offline`, `no_matching_runner` or `limit_reached`",
+            body = ErrorResponse),
+        (status = 413, description = "The body is larger than `--max-body-size`", body = ErrorResponse),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -217,13 +236,36 @@ fn describe(labels: &BTreeMap<String, String>) -> String {
 }
 
 /// `GET /api/sessions`: every session, newest first.
-#[utoipa::path(get, path = "/api/sessions", tag = "sessions", responses((status = 200, description = "Every session, newest first", body = [SessionView]), (status = 401, description = "No valid token", body = ErrorResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/sessions",
+    tag = "sessions",
+    operation_id = "list_sessions",
+    responses(
+        (status = 200, description = "Every session, newest first", body = [SessionView]),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token", body = ErrorResponse),
+    )
+)]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<SessionView>> {
     Json(state.sessions.list().iter().map(|s| s.view()).collect())
 }
 
 /// `GET /api/sessions/{id}`.
-#[utoipa::path(get, path = "/api/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path, description = "Session id")), responses((status = 200, description = "The session", body = SessionView), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}",
+    tag = "sessions",
+    operation_id = "get_session",
+    params(("id" = Uuid, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session (ended ones too, until retention removes them)",
+            body = SessionView),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token", body = ErrorResponse),
+        (status = 404, description = "No session with this id", body = ErrorResponse),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -232,7 +274,21 @@ pub async fn get(
 }
 
 /// `DELETE /api/sessions/{id}`: hang the process group up, then kill it → 202.
-#[utoipa::path(delete, path = "/api/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path, description = "Session id")), responses((status = 202, description = "Hang-up sent; SIGKILL follows after the runner's grace period"), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse)))]
+#[utoipa::path(
+    delete,
+    path = "/api/sessions/{id}",
+    tag = "sessions",
+    operation_id = "end_session",
+    params(("id" = Uuid, Path, description = "Session id")),
+    responses(
+        (status = 202, description = "Hang-up sent (none if it has ended); SIGKILL follows after the \
+            runner's grace period. The session stays listed, with its recording"),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token, or a sign-in cookie from another origin",
+            body = ErrorResponse),
+        (status = 404, description = "No session with this id", body = ErrorResponse),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -247,6 +303,17 @@ pub async fn delete(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// `?format=` of `GET /api/sessions/{id}/screen`, as the document names its values.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only described: the handler reads the text, to name an unknown one.
+pub enum ScreenFormat {
+    /// Plain text, one line per row.
+    Text,
+    /// Rows and cursor.
+    Json,
+}
+
 /// Query of `GET /api/sessions/{id}/screen`.
 #[derive(Debug, serde::Deserialize)]
 pub struct ScreenQuery {
@@ -256,7 +323,28 @@ pub struct ScreenQuery {
 
 /// `GET /api/sessions/{id}/screen`: the current screen from HQ's terminal model, as plain text or
 /// (`?format=json`) rows and cursor.
-#[utoipa::path(get, path = "/api/sessions/{id}/screen", tag = "agents", params(("id" = Uuid, Path, description = "Session id"), ("format" = Option<String>, Query, description = "`text` (default) or `json`")), responses((status = 200, description = "The current screen: text/plain, or rows and cursor", body = Screen, content_type = "application/json"), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse), (status = 409, description = "session_ended", body = ErrorResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/screen",
+    tag = "agents",
+    operation_id = "session_screen",
+    params(
+        ("id" = Uuid, Path, description = "Session id"),
+        ("format" = Option<ScreenFormat>, Query, description = "`text` (default) or `json`"),
+    ),
+    responses(
+        (status = 200, description = "The current screen: plain text, or (`?format=json`) rows and cursor",
+            content(
+            (String = "text/plain"),
+            (Screen = "application/json"),
+        )),
+        (status = 400, description = "An unknown `format`", body = ErrorResponse),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token", body = ErrorResponse),
+        (status = 404, description = "No session with this id", body = ErrorResponse),
+        (status = 409, description = "`session_ended`: its output is in /recording", body = ErrorResponse),
+    )
+)]
 pub async fn screen(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -291,7 +379,25 @@ const SCREEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const ENTER_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// `POST /api/sessions/{id}/input` `{"text": "…", "enter": true}`: types into the session → 204.
-#[utoipa::path(post, path = "/api/sessions/{id}/input", tag = "agents", params(("id" = Uuid, Path, description = "Session id")), request_body = Input, responses((status = 204, description = "Typed"), (status = 400, description = "Neither text nor enter", body = ErrorResponse), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse), (status = 409, description = "session_ended", body = ErrorResponse)))]
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{id}/input",
+    tag = "agents",
+    operation_id = "session_input",
+    params(("id" = Uuid, Path, description = "Session id")),
+    request_body = Input,
+    responses(
+        (status = 204, description = "Typed"),
+        (status = 400, description = "A bad field, neither text nor enter, or not a JSON object",
+            body = ErrorResponse),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token, or a sign-in cookie from another origin",
+            body = ErrorResponse),
+        (status = 404, description = "No session with this id", body = ErrorResponse),
+        (status = 409, description = "`session_ended`", body = ErrorResponse),
+        (status = 413, description = "The body is larger than `--max-body-size`", body = ErrorResponse),
+    )
+)]
 pub async fn input(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -328,11 +434,29 @@ pub async fn input(
 /// How long a share lives unless the request says otherwise.
 const SHARE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// The longest a share may live.
-const MAX_SHARE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+pub(crate) const MAX_SHARE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// `POST /api/sessions/{id}/shares` `{"expires_in"?}`: a read-only link to one session → 201.
 /// The token rides in the link's fragment, which browsers never send to a server.
-#[utoipa::path(post, path = "/api/sessions/{id}/shares", tag = "agents", params(("id" = Uuid, Path, description = "Session id")), request_body(content = CreateShare, description = "Optional"), responses((status = 201, description = "A read-only link; the token is shown once", body = CreatedShare), (status = 400, description = "Bad expires_in", body = ErrorResponse), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse)))]
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{id}/shares",
+    tag = "agents",
+    operation_id = "share_session",
+    params(("id" = Uuid, Path, description = "Session id")),
+    request_body(content = CreateShare, description = "Optional (made so in `api/openapi.rs`): no body is a \
+        24-hour link"),
+    responses(
+        (status = 201, description = "A read-only link; the token is shown once", body = CreatedShare),
+        (status = 400, description = "A bad `expires_in`, an unknown field, or not a JSON object",
+            body = ErrorResponse),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token, or a sign-in cookie from another origin",
+            body = ErrorResponse),
+        (status = 404, description = "No session with this id", body = ErrorResponse),
+        (status = 413, description = "The body is larger than `--max-body-size`", body = ErrorResponse),
+    )
+)]
 pub async fn share(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -373,7 +497,23 @@ pub async fn share(
 
 /// `DELETE /api/sessions/{id}/shares/{share_id}`: revokes one of the session's shares (any user
 /// may, not only admins, so whoever shared can unshare) → 204; its viewers are cut off.
-#[utoipa::path(delete, path = "/api/sessions/{id}/shares/{share_id}", tag = "agents", params(("id" = Uuid, Path, description = "Session id"), ("share_id" = Uuid, Path, description = "Share id")), responses((status = 204, description = "Revoked; its viewers are cut off"), (status = 401, description = "No valid token", body = ErrorResponse), (status = 404, description = "No such share of this session", body = ErrorResponse)))]
+#[utoipa::path(
+    delete,
+    path = "/api/sessions/{id}/shares/{share_id}",
+    tag = "agents",
+    operation_id = "unshare_session",
+    params(
+        ("id" = Uuid, Path, description = "Session id"),
+        ("share_id" = Uuid, Path, description = "Share id"),
+    ),
+    responses(
+        (status = 204, description = "Revoked; its viewers are cut off"),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token, or a sign-in cookie from another origin",
+            body = ErrorResponse),
+        (status = 404, description = "No such session, or no such share of it", body = ErrorResponse),
+    )
+)]
 pub async fn unshare(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -421,7 +561,23 @@ pub fn find(state: &AppState, id: &str) -> Result<Arc<Session>, AppError> {
 
 /// `GET /api/sessions/{id}/recording`: the output as asciicast v2, streamed as it is rendered.
 /// Recordings can hold secrets an agent printed: only admins and the session's creator read them.
-#[utoipa::path(get, path = "/api/sessions/{id}/recording", tag = "sessions", params(("id" = Uuid, Path, description = "Session id")), responses((status = 200, description = "asciicast v2", content_type = "application/x-asciicast", body = String), (status = 401, description = "No valid token", body = ErrorResponse), (status = 403, description = "Only admins and the creator", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/recording",
+    tag = "sessions",
+    operation_id = "session_recording",
+    params(("id" = Uuid, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "asciicast v2, streamed as it is rendered",
+            content_type = "application/x-asciicast", body = String, headers(
+                ("Content-Disposition" = String, description = "`attachment; filename=\"{id}.cast\"`"),
+            )),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token, or neither an admin nor the session's creator",
+            body = ErrorResponse),
+        (status = 404, description = "No session with this id, or it has no recording", body = ErrorResponse),
+    )
+)]
 pub async fn recording(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

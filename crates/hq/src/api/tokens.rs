@@ -15,7 +15,22 @@ use crate::state::AppState;
 
 /// `POST /api/tokens` `{"name", "scope", "expires_in"?}` → 201 with the secret, shown this once.
 /// `expires_in` is seconds or a duration such as `"30d"`.
-#[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = CreateToken, responses((status = 201, description = "The secret, shown once", body = CreatedToken), (status = 400, description = "A bad field", body = ErrorResponse), (status = 401, description = "No valid token", body = ErrorResponse), (status = 403, description = "Not an admin", body = ErrorResponse)))]
+#[utoipa::path(
+    post,
+    path = "/api/tokens",
+    tag = "tokens",
+    operation_id = "create_token",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The secret, shown once", body = CreatedToken),
+        (status = 400, description = "A bad field (named in `field`), or not a JSON object",
+            body = ErrorResponse),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin, or a sign-in cookie from another origin",
+            body = ErrorResponse),
+        (status = 413, description = "The body is larger than `--max-body-size`", body = ErrorResponse),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -68,13 +83,36 @@ pub(super) fn parse_expiry(value: &serde_json::Value) -> Option<std::time::Durat
 }
 
 /// `GET /api/tokens`: active tokens, without secrets.
-#[utoipa::path(get, path = "/api/tokens", tag = "tokens", responses((status = 200, description = "Active tokens, never their secrets", body = [TokenInfo]), (status = 401, description = "No valid token", body = ErrorResponse), (status = 403, description = "Not an admin", body = ErrorResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/tokens",
+    tag = "tokens",
+    operation_id = "list_tokens",
+    responses(
+        (status = 200, description = "Active tokens, never their secrets", body = [TokenInfo]),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin", body = ErrorResponse),
+    )
+)]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<TokenInfo>> {
     Json(state.tokens.list())
 }
 
 /// `DELETE /api/tokens/{id}` → 204; its live connections are cut.
-#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path, description = "Token id")), responses((status = 204, description = "Revoked; its live connections are cut"), (status = 401, description = "No valid token", body = ErrorResponse), (status = 403, description = "Not an admin", body = ErrorResponse), (status = 404, description = "Unknown token", body = ErrorResponse)))]
+#[utoipa::path(
+    delete,
+    path = "/api/tokens/{id}",
+    tag = "tokens",
+    operation_id = "revoke_token",
+    params(("id" = Uuid, Path, description = "Token id")),
+    responses(
+        (status = 204, description = "Revoked; its live connections are cut"),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "Not an admin, or a sign-in cookie from another origin",
+            body = ErrorResponse),
+        (status = 404, description = "No active token with this id", body = ErrorResponse),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
