@@ -14,7 +14,7 @@ endif
 TARGET_DIR := $(or $(shell $(CARGO) metadata --no-deps --format-version 1 2>/dev/null \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),$(CARGO_TARGET_DIR),target)
 
-.PHONY: run build web web-deps test test-deps test-rust test-web test-bench test-deploy bench lint fmt clean
+.PHONY: run build web web-deps test test-deps test-rust test-web test-bench test-deploy test-api bench lint fmt clean
 
 ## run: build everything and start HQ with a local runner (prints the URL and how to log in)
 run: build
@@ -40,10 +40,15 @@ web/node_modules/.installed: web/package.json $(wildcard web/package-lock.json)
 	@touch $@
 
 ## test: install what the tests need, then run every test
-test: test-deps web test-rust test-web test-bench test-deploy
+test: test-deps web test-rust test-api test-web test-bench test-deploy
+
+# schemathesis for test-api lives in .venv (ignored by git), at this version.
+SCHEMATHESIS_VERSION := 4.32.5
 
 test-deps: web-deps
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
+	@.venv/bin/schemathesis --version 2>/dev/null | grep -qx 'schemathesis, version $(SCHEMATHESIS_VERSION)' || { \
+	  python3 -m venv .venv && .venv/bin/pip install --quiet 'schemathesis==$(SCHEMATHESIS_VERSION)'; }
 	@python3 -c 'import asciinema' 2>/dev/null || python3 -m pip install --quiet asciinema
 	@python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 	@if [ ! -x $(CHROMIUM) ]; then \
@@ -54,6 +59,10 @@ test-deps: web-deps
 test-rust:
 	$(CARGO) build --workspace --bins
 	$(CARGO) nextest run --workspace --profile $(if $(CI),ci,default)
+
+# The OpenAPI document against a live HQ: schemathesis, every check, on the debug binaries above.
+test-api:
+	AGENTRELAY_BIN_DIR='$(TARGET_DIR)/debug' scripts/check-openapi.sh
 
 # The browser tests run the debug binaries built above, which read web/dist from disk.
 test-web: web-deps
