@@ -412,6 +412,9 @@ impl TestRunner {
         if !extra.contains(&"--allow") {
             args.extend(["--allow", "sh,bash,cat,env,sleep,seq,stty,printf,head"]);
         }
+        // In a test the runner is a library: its sessions' host is the real binary.
+        let host = binary("agentrelay-runner");
+        args.extend(["--session-host-binary", host.to_str().unwrap()]);
         args.extend_from_slice(extra);
         let runner = RunnerProcess::new(RunnerConfig::parse_from(args)).unwrap();
         let id = runner.id();
@@ -815,6 +818,8 @@ impl RogueHq {
         let (stream, _) = tokio::time::timeout(TIMEOUT, self.listener.accept()).await.unwrap().unwrap();
         let path = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let seen = path.clone();
+        // tungstenite's callback type fixes the error type; it is never returned here.
+        #[allow(clippy::result_large_err)]
         let callback = move |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
                              response| {
             *seen.lock().unwrap() = request.uri().path().to_owned();

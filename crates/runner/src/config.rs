@@ -68,6 +68,11 @@ pub struct RunnerConfig {
     #[arg(long, env = "AGENTRELAY_PRESETS_ONLY")]
     pub presets_only: bool,
 
+    /// The agentrelay-runner binary each session's host runs from (tests, where the runner is a
+    /// library); this binary by default.
+    #[arg(long, env = "AGENTRELAY_SESSION_HOST_BINARY", hide = true)]
+    pub session_host_binary: Option<PathBuf>,
+
     /// Time between the hang-up and the kill when a session is ended.
     #[arg(long, env = "AGENTRELAY_KILL_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub kill_grace: Duration,
@@ -94,6 +99,17 @@ pub struct RunnerConfig {
 /// The runner's subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum RunnerCommand {
+    /// Internal: the first process of each session's PTY. It runs COMMAND under a child
+    /// subreaper and, when it ends, ends every process it left, then exits as it did.
+    #[command(hide = true)]
+    SessionHost {
+        /// How long leftovers get between the hang-up and the kill.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        grace: Duration,
+        /// The session's command line.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Inside a session: tell HQ what this session is doing (e.g. from an agent's hooks).
     #[command(after_help = "Example (Claude Code hooks in .claude/settings.json):\n  \
         \"Notification\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"agentrelay-runner report waiting\"}]}]\n  \

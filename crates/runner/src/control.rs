@@ -138,7 +138,7 @@ impl Runner {
             return None;
         }
         let launched = match self.policy.admit(&start, &self.presets) {
-            Ok(launch) => pty::spawn(&start, &launch, &self.report_socket)
+            Ok(launch) => pty::spawn(&start, &launch, &self.host, &self.report_socket)
                 .map(|process| (process, launch))
                 .map_err(|e| NotStarted::Invalid(format!("{e:#}"))),
             Err(not_started) => Err(not_started),

@@ -16,6 +16,7 @@ pub mod pty;
 pub mod report;
 pub mod service;
 pub mod session;
+pub mod session_host;
 
 use std::sync::Arc;
 
@@ -55,6 +56,8 @@ pub struct Runner {
     presets: presets::Presets,
     /// What it lets HQ start.
     policy: policy::Policy,
+    /// How each session's process is started.
+    host: pty::Host,
     /// Where sessions report their activity (`agentrelay-runner report`).
     report_socket: std::path::PathBuf,
     /// Cancelled to stop the runner; sessions are hung up.
@@ -94,6 +97,12 @@ impl Runner {
             &presets,
         )
         .map_err(RunnerError::Config)?;
+        let binary = match config.session_host_binary.clone() {
+            Some(binary) => binary,
+            None => std::env::current_exe()
+                .map_err(|e| RunnerError::Config(format!("cannot find the runner's own binary: {e}")))?,
+        };
+        let host = pty::Host { binary, grace: config.kill_grace };
         let report_socket = report::socket_path(&state_dir);
         if config.allow.is_empty() && !config.presets_only {
             tracing::warn!("no --allow list: HQ may start any program on this machine");
@@ -106,6 +115,7 @@ impl Runner {
             sessions: Arc::default(),
             presets,
             policy,
+            host,
             report_socket,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

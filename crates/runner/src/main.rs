@@ -13,6 +13,16 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> ExitCode {
     let config = agentrelay_config::parse::<RunnerConfig>(&[("token", "RUNNER_TOKEN")]);
     match &config.command {
+        Some(RunnerCommand::SessionHost { grace, command }) => {
+            match agentrelay_runner::session_host::run(command, *grace).await {
+                Ok(status) => agentrelay_runner::session_host::exit_like(status),
+                // The PTY is this process's terminal: the message lands in the session's output.
+                Err(error) => {
+                    eprintln!("agentrelay-runner: {error:#}");
+                    return ExitCode::from(127);
+                }
+            }
+        }
         Some(RunnerCommand::Report { activity }) => {
             return match agentrelay_runner::report::send((*activity).into()).await {
                 Ok(()) => ExitCode::SUCCESS,

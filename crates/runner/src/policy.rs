@@ -450,7 +450,7 @@ mod tests {
         std::fs::create_dir_all(ok.join("sub")).expect("dirs");
         std::fs::create_dir_all(&secret).expect("dirs");
         std::os::unix::fs::symlink(&secret, ok.join("link")).expect("symlink");
-        let p = policy(&[], &[], &[ok.clone()]);
+        let p = policy(&[], &[], std::slice::from_ref(&ok));
         let at = |dir: PathBuf| {
             p.admit(&start(&["sh"], &[], Some(dir.to_str().expect("utf-8"))), &Presets::default())
         };

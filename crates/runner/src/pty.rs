@@ -7,7 +7,7 @@
 //! after the child exits until then, so short-lived processes lose no tail.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,13 +39,32 @@ pub struct Process {
     group: Pid,
 }
 
-/// Spawns what the policy admitted (`launch`) in a new PTY of the requested size.
-pub fn spawn(start: &StartSession, launch: &Launch, report_socket: &Path) -> anyhow::Result<Process> {
+/// How each session's process is started: under `agentrelay-runner session-host`, which keeps
+/// everything the session starts within reach (see [`crate::session_host`]).
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The `agentrelay-runner` binary.
+    pub binary: PathBuf,
+    /// Time between the hang-up and the kill, for leftovers too.
+    pub grace: Duration,
+}
+
+/// Spawns what the policy admitted (`launch`) in a new PTY of the requested size, under the
+/// session host.
+pub fn spawn(start: &StartSession, launch: &Launch, host: &Host, report_socket: &Path) -> anyhow::Result<Process> {
     use anyhow::Context;
+    let program = launch.command.first().context("empty command")?;
+    // The host would start and then fail to run the program: say why now, as a failed start.
+    let path = launch.env.get("PATH").cloned().or_else(|| std::env::var("PATH").ok()).unwrap_or_default();
+    if let Err(e) = find_executable(program, &path, launch.cwd.as_deref()) {
+        anyhow::bail!("cannot start '{program}': {e}");
+    }
     let (pty, pts) = pty_process::open().context("cannot open a PTY")?;
     pty.resize(Size::new(start.size.rows, start.size.cols)).context("cannot size the PTY")?;
-    let program = launch.command.first().context("empty command")?;
-    let mut command = pty_process::Command::new(program).args(&launch.command[1..]);
+    let grace = humantime::format_duration(host.grace).to_string();
+    let mut command = pty_process::Command::new(&host.binary)
+        .args(["session-host", "--grace", &grace, "--"])
+        .args(&launch.command);
     for key in secret_variables() {
         command = command.env_remove(key);
     }
@@ -57,10 +76,43 @@ pub fn spawn(start: &StartSession, launch: &Launch, report_socket: &Path) -> any
     if let Some(cwd) = &launch.cwd {
         command = command.current_dir(cwd);
     }
-    let child = command.spawn(pts).map_err(|e| anyhow::anyhow!("cannot start '{program}': {e}"))?;
+    let child = command
+        .spawn(pts)
+        .map_err(|e| anyhow::anyhow!("cannot start the session host {}: {e}", host.binary.display()))?;
     let pid = child.id().context("child exited before its pid was read")?;
     let group = Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
     Ok(Process { child, pty, group })
+}
+
+/// Where `program` would be found the way `execvp` looks: as a path when it holds a `/`
+/// (relative to `cwd`), else on `path`.
+fn find_executable(program: &str, path: &str, cwd: Option<&Path>) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |candidate: &Path| -> std::io::Result<()> {
+        let metadata = std::fs::metadata(candidate)?;
+        if metadata.is_file() && metadata.permissions().mode() & 0o111 != 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::from_raw_os_error(nix::libc::EACCES))
+        }
+    };
+    if program.contains('/') {
+        let candidate = match cwd {
+            Some(dir) if !program.starts_with('/') => dir.join(program),
+            _ => PathBuf::from(program),
+        };
+        return executable(&candidate).map(|()| candidate);
+    }
+    let mut denied = None;
+    for dir in path.split(':').map(|d| if d.is_empty() { "." } else { d }) {
+        let candidate = Path::new(dir).join(program);
+        match executable(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EACCES) => denied = Some(e),
+            Err(_) => {}
+        }
+    }
+    Err(denied.unwrap_or_else(|| std::io::Error::from_raw_os_error(nix::libc::ENOENT)))
 }
 
 /// The runner's own secrets, which a child must never inherit.
@@ -127,6 +179,10 @@ pub async fn run(
                 kill_at.get_or_insert(Instant::now() + kill_grace);
             }
             _ = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() && exit.is_none() => {
+                // Everything below the host first (what left the group too), then the group.
+                if let Ok(host) = u32::try_from(group.as_raw()) {
+                    crate::session_host::signal_tree(host, Signal::SIGKILL);
+                }
                 signal_group(group, Signal::SIGKILL);
                 kill_at = None;
             }
