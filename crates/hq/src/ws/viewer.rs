@@ -50,7 +50,23 @@ pub struct AttachQuery {
 }
 
 /// `GET /api/v1/ws/session/{id}`: checks origin and session, then upgrades.
-#[utoipa::path(get, path = "/api/v1/ws/session/{id}", tag = "sessions", params(("id" = Uuid, Path, description = "Session id"), ("from" = Option<u64>, Query, description = "Resume from this output offset")), responses((status = 101, description = "WebSocket: see docs/protocol.md"), (status = 401, description = "No valid token", body = ErrorResponse), (status = 403, description = "Foreign origin, or a share of another session", body = ErrorResponse), (status = 404, description = "Unknown session", body = ErrorResponse), (status = 409, description = "limit_reached (viewers per session)", body = ErrorResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/ws/session/{id}",
+    tag = "sessions",
+    operation_id = "attach_session",
+    params(
+        ("id" = Uuid, Path, description = "Session id"),
+        ("from" = Option<u64>, Query, description = "Resume from this output offset"),
+    ),
+    responses(
+        (status = 101, description = "WebSocket: see docs/protocol.md"),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "Foreign origin, or a share of another session", body = ErrorResponse),
+        (status = 404, description = "Unknown session", body = ErrorResponse),
+        (status = 409, description = "limit_reached (viewers per session)", body = ErrorResponse),
+    )
+)]
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(id): Path<String>,
