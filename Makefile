@@ -14,7 +14,7 @@ endif
 TARGET_DIR := $(or $(shell $(CARGO) metadata --no-deps --format-version 1 2>/dev/null \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),$(CARGO_TARGET_DIR),target)
 
-.PHONY: run build web web-deps test test-deps test-rust test-web test-bench test-deploy test-api bench lint fmt clean
+.PHONY: run build web web-deps test test-deps agent-clis test-rust test-web test-bench test-deploy test-api bench lint fmt clean
 
 ## run: build everything and start HQ with a local runner (prints the URL and how to log in)
 run: build
@@ -45,7 +45,14 @@ test: test-deps web test-rust test-api test-web test-bench test-deploy
 # schemathesis for test-api lives in .venv (ignored by git), at this version.
 SCHEMATHESIS_VERSION := 4.32.5
 
-test-deps: web-deps
+# The real agent CLIs for crates/e2e/tests/real_agents.rs and the browser test: these versions,
+# in .test-tools/agents (ignored by git, never in the dashboard's dependencies). When npm cannot
+# install them, make test goes on and those tests skip, saying so loudly.
+AGENT_CLIS := @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0 @google/gemini-cli@0.61.0
+AGENT_DIR := $(CURDIR)/.test-tools/agents
+export AGENTRELAY_AGENT_BIN := $(AGENT_DIR)/node_modules/.bin
+
+test-deps: web-deps agent-clis
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
 	@.venv/bin/schemathesis --version 2>/dev/null | grep -qx 'schemathesis, version $(SCHEMATHESIS_VERSION)' || { \
 	  python3 -m venv .venv && .venv/bin/pip install --quiet 'schemathesis==$(SCHEMATHESIS_VERSION)'; }
@@ -54,6 +61,14 @@ test-deps: web-deps
 	@if [ ! -x $(CHROMIUM) ]; then \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+
+agent-clis:
+	@if [ "$$(cat '$(AGENT_DIR)/.installed' 2>/dev/null)" != '$(AGENT_CLIS)' ]; then \
+	  mkdir -p '$(AGENT_DIR)' && rm -f '$(AGENT_DIR)/.installed' && \
+	  $(NPM) install --prefix '$(AGENT_DIR)' --no-audit --no-fund --no-save --loglevel=error $(AGENT_CLIS) \
+	    && echo '$(AGENT_CLIS)' > '$(AGENT_DIR)/.installed' \
+	    || echo 'WARNING: could not install the agent CLIs ($(AGENT_CLIS)); the real-agent tests will skip' >&2; \
 	fi
 
 test-rust:

@@ -4,6 +4,8 @@
 
 #![allow(missing_docs)]
 
+pub mod model_server;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
