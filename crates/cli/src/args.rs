@@ -64,6 +64,7 @@ pub enum Command {
 Examples:
   agentrelay run --runner laptop -- bash -l
   agentrelay run --runner laptop --preset claude
+  agentrelay run --runner laptop --preset claude --prompt 'Fix the failing test'
   agentrelay run --label gpu=true -- python train.py --epochs 3
   agentrelay run --runner ci --detach -- make test
 
@@ -81,6 +82,9 @@ detach, 255 when agentrelay itself failed.")]
     Attach(AttachArgs),
     /// Hang a session up (SIGHUP, then SIGKILL after the runner's grace period).
     Kill(SessionArg),
+    /// Name a session (without a name: take its name away).
+    #[command(after_help = "Example:\n  agentrelay rename 019a… fix-login-bug")]
+    Rename(RenameArgs),
     /// Print a session's output.
     #[command(after_help = "Examples:\n  agentrelay logs 019a… --plain > out.txt\n  \
                             agentrelay logs 019a… --follow")]
@@ -140,12 +144,19 @@ pub struct RunArgs {
     /// Environment variable for the process (KEY=value, repeatable).
     #[arg(long, value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
+    /// A name for the session, shown in lists and the dashboard.
+    #[arg(long)]
+    pub name: Option<String>,
     /// Print the session id and return instead of attaching.
     #[arg(long, short)]
     pub detach: bool,
     /// Start one of the runner's presets (see `agentrelay runners --json`) instead of a command.
     #[arg(long, conflicts_with = "command")]
     pub preset: Option<String>,
+    /// The agent's first task, for a preset that takes one (claude, codex, gemini): passed to
+    /// the agent as it starts.
+    #[arg(long, requires = "preset")]
+    pub prompt: Option<String>,
     /// The command and its arguments, after `--`.
     #[arg(required_unless_present = "preset", last = true, num_args = 1..)]
     pub command: Vec<String>,
@@ -163,6 +174,15 @@ pub struct AttachArgs {
 pub struct SessionArg {
     /// The session id, or a unique prefix of it.
     pub id: String,
+}
+
+/// `agentrelay rename`.
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The session id, or a unique prefix of it.
+    pub id: String,
+    /// Its new name; leave it out to clear the name.
+    pub name: Option<String>,
 }
 
 /// `agentrelay logs`.

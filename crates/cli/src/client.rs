@@ -68,6 +68,16 @@ impl Api {
         response.json().await.map_err(|e| self.bad_answer(path, &e))
     }
 
+    /// `PATCH path` with a JSON body, decoded as `T`.
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, CliError> {
+        let response = self.send(self.http.patch(self.url(path)).json(body)).await?;
+        response.json().await.map_err(|e| self.bad_answer(path, &e))
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Result<(), CliError> {
         self.send(self.http.delete(self.url(path))).await.map(drop)

@@ -155,8 +155,9 @@ pub async fn sessions(api: &Api, args: &SessionsArgs) -> Result<(), CliError> {
         return print_json(&Value::Array(shown.into_iter().map(|(_, v)| v).collect()));
     }
     let now = chrono::Utc::now();
-    let mut table =
-        Table::new(&["ID", "RUNNER", "STATUS", "ACTIVITY", "EXIT", "STARTED", "OUTPUT", "BY", "COMMAND"]);
+    let mut table = Table::new(&[
+        "ID", "NAME", "RUNNER", "STATUS", "ACTIVITY", "EXIT", "STARTED", "OUTPUT", "BY", "COMMAND",
+    ]);
     for (session, _) in &shown {
         let exit = match (session.exit_code, &session.signal) {
             (Some(code), _) => code.to_string(),
@@ -165,6 +166,7 @@ pub async fn sessions(api: &Api, args: &SessionsArgs) -> Result<(), CliError> {
         };
         table.row(vec![
             session.id.to_string(),
+            session.name.clone().unwrap_or_else(|| "-".into()),
             names.get(&session.runner_id).cloned().unwrap_or_else(|| "?".into()),
             format!("{:?}", session.status).to_lowercase(),
             match session.activity {
@@ -205,6 +207,12 @@ pub async fn start(api: &Api, args: &RunArgs) -> Result<Session, CliError> {
     if let Some(cwd) = &args.cwd {
         body["cwd"] = json!(cwd);
     }
+    if let Some(prompt) = &args.prompt {
+        body["prompt"] = json!(prompt);
+    }
+    if let Some(name) = &args.name {
+        body["name"] = json!(name);
+    }
     if !args.env.is_empty() {
         body["env"] = json!(args.env.iter().cloned().collect::<HashMap<_, _>>());
     }
@@ -222,6 +230,17 @@ pub async fn kill(api: &Api, session: &Session) -> Result<(), CliError> {
         say(&format!("Session {} had already ended.", session.id));
     } else {
         say(&format!("Session {} is being hung up.", session.id));
+    }
+    Ok(())
+}
+
+/// `agentrelay rename`.
+pub async fn rename(api: &Api, session: &Session, name: Option<&str>) -> Result<(), CliError> {
+    let renamed: Session =
+        api.patch(&format!("/api/sessions/{}", session.id), &json!({ "name": name })).await?;
+    match &renamed.name {
+        Some(name) => say(&format!("Session {} is now named '{name}'.", renamed.id)),
+        None => say(&format!("Session {} has no name now.", renamed.id)),
     }
     Ok(())
 }

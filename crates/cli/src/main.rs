@@ -95,6 +95,9 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
             return finish(attach::attach(&api, session.id, None, cli.keepalive).await?, session.id);
         }
         Command::Kill(arg) => commands::kill(&api, &api.resolve_session(&arg.id).await?).await?,
+        Command::Rename(args) => {
+            commands::rename(&api, &api.resolve_session(&args.id).await?, args.name.as_deref()).await?;
+        }
         Command::Logs(args) => {
             let session = api.resolve_session(&args.id).await?;
             logs::logs(&api, &session, args.follow, args.plain, cli.keepalive).await?;

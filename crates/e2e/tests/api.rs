@@ -198,3 +198,47 @@ async fn a_program_that_cannot_start_fails_the_session_with_a_reason() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_session_is_named_at_the_start_renamed_later_and_keeps_its_name_across_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let hq = TestHq::start_in(data.path(), &[]).await;
+    let runner = TestRunner::start(&hq, "box").await;
+    let started = hq
+        .start_session_with(
+            json!({"runner_id": runner.id, "command": ["sleep", "60"], "name": "  nightly build "}),
+        )
+        .await;
+    assert_eq!(started.name.as_deref(), Some("nightly build"), "trimmed");
+    for bad in [json!(""), json!("   "), json!("x".repeat(101)), json!(7)] {
+        let (status, body) =
+            hq.post_session(json!({"runner_id": runner.id, "command": ["true"], "name": bad})).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, ("bad_request", Some("name"))));
+    }
+
+    let path = format!("/api/sessions/{}", started.id);
+    let patch = |body: Value| hq.request(Method::PATCH, &path).json(&body).send();
+    let renamed: Value = patch(json!({"name": "release"})).await.unwrap().json().await.unwrap();
+    assert_eq!(renamed["name"], "release");
+    assert_eq!(hq.session(started.id).await.name.as_deref(), Some("release"));
+    let refused = patch(json!({"name": "  "})).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let refused = patch(json!({"title": "x"})).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let missing = hq
+        .request(Method::PATCH, "/api/sessions/00000000-0000-0000-0000-000000000000")
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    // Cleared, named again, and still so after a restart (the store keeps it).
+    let cleared: Value = patch(json!({"name": null})).await.unwrap().json().await.unwrap();
+    assert_eq!(cleared["name"], Value::Null);
+    patch(json!({"name": "kept"})).await.unwrap();
+    drop(runner);
+    hq.stop().await;
+    let hq = TestHq::start_in(data.path(), &[]).await;
+    assert_eq!(hq.session(started.id).await.name.as_deref(), Some("kept"));
+}

@@ -135,6 +135,8 @@ const MIGRATIONS: &[&str] = &[
         static_hash BLOB,
         expires_at TEXT NOT NULL
     );",
+    // 6: the name people gave a session.
+    "ALTER TABLE sessions ADD COLUMN name TEXT;",
 ];
 
 /// SQLite in WAL mode.
@@ -238,7 +240,7 @@ impl Store for SqliteStore {
         let mut sessions = Vec::new();
         let mut statement = self.conn.prepare(
             "SELECT id, runner_id, command, status, exit_code, signal, error, created_by, created_at,
-                    ended_at, output_bytes, preset, log_error FROM sessions ORDER BY id",
+                    ended_at, output_bytes, preset, log_error, name FROM sessions ORDER BY id",
         )?;
         let rows = statement.query_map([], |row| {
             Ok(Session {
@@ -255,6 +257,7 @@ impl Store for SqliteStore {
                 output_bytes: row.get::<_, i64>(10)?.max(0) as u64,
                 preset: row.get(11)?,
                 log_error: row.get(12)?,
+                name: row.get(13)?,
                 // Live state, rebuilt as the session goes on.
                 activity: None,
                 activity_since: None,
@@ -298,10 +301,10 @@ impl Store for SqliteStore {
                 Change::Session(s) => {
                     tx.prepare_cached(
                         "INSERT INTO sessions (id, runner_id, command, status, exit_code, signal, error,
-                           created_by, created_at, ended_at, output_bytes, preset, log_error)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                           created_by, created_at, ended_at, output_bytes, preset, log_error, name)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                          ON CONFLICT (id) DO UPDATE SET status = ?4, exit_code = ?5, signal = ?6, error = ?7,
-                           ended_at = ?10, output_bytes = MAX(output_bytes, ?11), log_error = ?13",
+                           ended_at = ?10, output_bytes = MAX(output_bytes, ?11), log_error = ?13, name = ?14",
                     )?
                     .execute(params![
                         s.id.to_string(),
@@ -317,6 +320,7 @@ impl Store for SqliteStore {
                         i64::try_from(s.output_bytes).unwrap_or(i64::MAX),
                         s.preset,
                         s.log_error,
+                        s.name,
                     ])?;
                 }
             }
@@ -628,6 +632,7 @@ mod tests {
             output_bytes: 10,
             preset: Some("claude".into()),
             activity: None,
+            name: Some("fix the bug".into()),
             activity_since: None,
             activity_source: None,
             viewers: Vec::new(),
@@ -656,6 +661,7 @@ mod tests {
         assert_eq!(loaded.command, session.command);
         assert_eq!(loaded.preset.as_deref(), Some("claude"));
         assert_eq!(loaded.log_error, session.log_error);
+        assert_eq!(loaded.name.as_deref(), Some("fix the bug"));
         let tokens: i64 =
             store.conn.query_row("SELECT COUNT(*) FROM tokens", [], |row| row.get(0)).expect("tokens table");
         assert_eq!(tokens, 0);

@@ -97,7 +97,8 @@ pub async fn run(url: String, state: AppState) {
 /// The deliveries for a change worth posting.
 fn describe(session: &Session, before: Option<Seen>, registry: &Registry) -> Vec<Delivery> {
     let runner = registry.get(session.runner_id).map_or_else(|| "?".to_owned(), |r| r.name);
-    let what = session.preset.clone().unwrap_or_else(|| session.command.join(" "));
+    let what =
+        session.name.clone().or_else(|| session.preset.clone()).unwrap_or_else(|| session.command.join(" "));
     let short = &session.id.to_string()[..8];
     let name = format!("{what} on {runner} ({short}…)");
     let mut deliveries = Vec::new();

@@ -146,6 +146,9 @@ pub struct Session {
     /// The preset it was started from, if any.
     #[serde(default)]
     pub preset: Option<String>,
+    /// A name people gave it (`POST /api/sessions`, `PATCH /api/sessions/{id}`), if any.
+    #[serde(default)]
+    pub name: Option<String>,
     /// What the process is doing now; `None` unless it is running.
     #[serde(default)]
     pub activity: Option<Activity>,

@@ -27,6 +27,10 @@ pub struct CreateSession {
     pub preset: Option<String>,
     /// Working directory on the runner.
     pub cwd: Option<String>,
+    /// A name for people: 1 to 100 characters, not all white space (default: the preset's name,
+    /// else the command line).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100, examples("fix-login-bug")))]
+    pub name: Option<String>,
     /// Extra environment (loader variables are dropped unless the runner allows them).
     pub env: Option<BTreeMap<String, String>>,
     /// Initial rows, 1–1000 (default 24).
@@ -35,6 +39,15 @@ pub struct CreateSession {
     /// Initial columns, 1–1000 (default 80).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub cols: Option<u16>,
+}
+
+/// `PATCH /api/sessions/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateSession {
+    /// The new name (1 to 100 characters, not all white space), or `null` to clear it.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100, examples("fix-login-bug")))]
+    pub name: Option<String>,
 }
 
 /// `POST /api/tokens`.

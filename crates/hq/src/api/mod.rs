@@ -38,7 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runners", get(list_runners))
         .route("/api/events", get(events::stream_events))
         .route("/api/sessions", post(sessions::create).get(sessions::list))
-        .route("/api/sessions/{id}", get(sessions::get).delete(sessions::delete))
+        .route("/api/sessions/{id}", get(sessions::get).patch(sessions::update).delete(sessions::delete))
         .route("/api/sessions/{id}/recording", get(sessions::recording))
         .route("/api/sessions/{id}/screen", get(sessions::screen))
         .route("/api/sessions/{id}/input", post(sessions::input))

@@ -1,7 +1,9 @@
 //! `GET /api/openapi.json`: the REST API described from the handlers' own annotations and the
 //! protocol crate's types; `docs/openapi.json` is the committed copy a test keeps equal to it.
 
-use agentrelay_protocol::requests::{CreateSession, CreateShare, CreateToken, Health, Input, Login, Version};
+use agentrelay_protocol::requests::{
+    CreateSession, CreateShare, CreateToken, Health, Input, Login, UpdateSession, Version,
+};
 use agentrelay_protocol::{
     Activity, ActivitySource, AuditEntry, CreatedShare, CreatedToken, Cursor, ErrorBody, ErrorResponse,
     LoginAnswer, Preset, Runner, RunnerStatus, Scope, Screen, Session, SessionStatus, TokenInfo, ViewerInfo,
@@ -26,7 +28,8 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::health, super::ready, super::version, super::list_runners,
         crate::auth::login, crate::auth::logout,
-        super::sessions::create, super::sessions::list, super::sessions::get, super::sessions::delete,
+        super::sessions::create, super::sessions::list, super::sessions::get, super::sessions::update,
+        super::sessions::delete,
         super::sessions::recording, super::sessions::screen, super::sessions::input,
         super::sessions::share, super::sessions::unshare,
         crate::events::stream_events, crate::ws::viewer::upgrade,
@@ -36,7 +39,8 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         Runner, RunnerStatus, Preset, Session, SessionStatus, Activity, ActivitySource, ViewerInfo, Screen,
         Cursor, CreatedShare, LoginAnswer, Scope, TokenInfo, CreatedToken, AuditEntry, ErrorResponse, ErrorBody,
-        CreateSession, CreateToken, Login, Input, CreateShare, Health, Version, super::sessions::ScreenFormat,
+        CreateSession, UpdateSession, CreateToken, Login, Input, CreateShare, Health, Version,
+        super::sessions::ScreenFormat,
     )),
     modifiers(&Security, &RequestBodies, &Links, &ViewerSocket),
     security(("bearer" = []), ("cookie" = [])),
@@ -94,9 +98,17 @@ impl Modify for RequestBodies {
 
         let Some(components) = openapi.components.as_mut() else { return };
         let schemas = &mut components.schemas;
-        for name in ["CreateSession", "CreateToken", "Login", "Input", "CreateShare"] {
+        for name in ["CreateSession", "UpdateSession", "CreateToken", "Login", "Input", "CreateShare"] {
             if let Some(object) = object_mut(schemas, name) {
                 object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+        // A session's name, like a token's, must not be all white space.
+        for name in ["CreateSession", "UpdateSession"] {
+            if let Some(object) = object_mut(schemas, name)
+                && let Some(RefOr::T(Schema::Object(name))) = object.properties.get_mut("name")
+            {
+                name.pattern = Some(format!("[^{RUST_WHITE_SPACE}]"));
             }
         }
         if let Some(object) = object_mut(schemas, "CreateSession")

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agentrelay_protocol::requests::{CreateSession, CreateShare, Input};
+use agentrelay_protocol::requests::{CreateSession, CreateShare, Input, UpdateSession};
 use agentrelay_protocol::runner::{HqMessage, StartSession};
 use agentrelay_protocol::{
     CreatedShare, ErrorResponse, Runner, RunnerStatus, Scope, Screen, Session as SessionView, TermSize,
@@ -32,6 +32,8 @@ struct CreateRequest {
     cwd: Option<String>,
     env: BTreeMap<String, String>,
     size: TermSize,
+    /// A name for people.
+    name: Option<String>,
 }
 
 /// What to run: an argv, or a preset of the chosen runner.
@@ -55,6 +57,7 @@ impl CreateRequest {
         let command: Option<Vec<String>> = body.take("command", "an array of strings")?;
         let preset: Option<String> = body.take("preset", "a preset name (string)")?;
         let cwd: Option<String> = body.take("cwd", "a path (string)")?;
+        let name: Option<String> = body.take("name", NAME_EXPECTED)?;
         let env: Option<BTreeMap<String, String>> = body.take("env", "an object of strings")?;
         let rows: Option<u16> = body.take("rows", "a number from 1 to 1000")?;
         let cols: Option<u16> = body.take("cols", "a number from 1 to 1000")?;
@@ -107,8 +110,21 @@ impl CreateRequest {
         if !(1..=1000).contains(&size.cols) {
             return Err(AppError::bad_field("cols", "'cols' must be from 1 to 1000"));
         }
-        Ok(Self { target, program, cwd, env: env.unwrap_or_default(), size })
+        let name = name.map(|name| session_name(&name)).transpose()?;
+        Ok(Self { target, program, cwd, env: env.unwrap_or_default(), size, name })
     }
+}
+
+/// What a session's `name` must be, for 400s.
+const NAME_EXPECTED: &str = "a name of 1 to 100 characters (string)";
+
+/// A session name as given, trimmed: 1 to 100 characters, not all white space.
+fn session_name(name: &str) -> Result<String, AppError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AppError::bad_field("name", "'name' must be 1 to 100 characters, not all white space"));
+    }
+    Ok(name.to_owned())
 }
 
 /// `POST /api/sessions`: starts a session on the chosen runner → 201 with the session.
@@ -165,6 +181,7 @@ pub async fn create(
         runner_id: runner.id,
         command: command.clone(),
         preset: preset.clone(),
+        name: request.name,
         created_by: principal.name.clone(),
         created_at: chrono::Utc::now(),
     };
@@ -271,6 +288,40 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, AppError> {
     Ok(Json(find(&state, &id)?.view()))
+}
+
+/// `PATCH /api/sessions/{id}` `{"name": "…"}`: renames a session (`null` clears the name) → 200.
+#[utoipa::path(
+    patch,
+    path = "/api/sessions/{id}",
+    tag = "sessions",
+    operation_id = "update_session",
+    params(("id" = Uuid, Path, description = "Session id")),
+    request_body = UpdateSession,
+    responses(
+        (status = 200, description = "The session, renamed", body = SessionView),
+        (status = 400, description = "A bad `name`, an unknown field, or not a JSON object", body = ErrorResponse),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token, or a sign-in cookie from another origin",
+            body = ErrorResponse),
+        (status = 404, description = "No session with this id", body = ErrorResponse),
+        (status = 413, description = "The body is larger than `--max-body-size`", body = ErrorResponse),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<SessionView>, AppError> {
+    let mut body = JsonObject::parse(body)?;
+    let name: Option<String> = body.take("name", NAME_EXPECTED)?;
+    body.finish()?;
+    let session = find(&state, &id)?;
+    let name = name.map(|name| session_name(&name)).transpose()?;
+    audit::by_principal(&state, &principal, "session.renamed", session.id.to_string(), name.clone());
+    session.rename(name);
+    Ok(Json(session.view()))
 }
 
 /// `DELETE /api/sessions/{id}`: hang the process group up, then kill it → 202.

@@ -101,6 +101,8 @@ pub struct Session {
     pub created_at: DateTime<Utc>,
     /// The preset it was started from.
     pub preset: Option<String>,
+    /// The name people gave it; renamed with [`Session::rename`].
+    name: Mutex<Option<String>>,
     /// Lines on a quiet screen that mean "waiting for input".
     prompts: activity::Prompts,
     lifecycle: Mutex<Lifecycle>,
@@ -166,6 +168,7 @@ impl Session {
             created_by: spec.created_by,
             created_at: spec.created_at,
             preset: spec.preset,
+            name: Mutex::new(spec.name),
             prompts,
             lifecycle: Mutex::new(lifecycle),
             output: Mutex::new(ring),
@@ -205,6 +208,7 @@ impl Session {
             ended_at: life.ended_at,
             output_bytes: self.progress.borrow().end,
             preset: self.preset.clone(),
+            name: lock(&self.name).clone(),
             activity: activity.map(|a| a.activity),
             activity_since: activity.map(|a| a.since),
             activity_source: activity.map(|a| a.source),
@@ -216,6 +220,12 @@ impl Session {
     /// Publishes the session's current view on the event bus.
     fn publish(&self) {
         self.events.publish(Event::Session(self.view()));
+    }
+
+    /// Gives the session a name (or, with `None`, takes it away) and tells everyone.
+    pub fn rename(&self, name: Option<String>) {
+        *lock(&self.name) = name;
+        self.publish();
     }
 
     /// Current status.
@@ -342,6 +352,7 @@ mod tests {
             runner_id: Uuid::now_v7(),
             command: vec!["true".into()],
             preset: None,
+            name: None,
             created_by: "t".into(),
             created_at: Utc::now(),
         };

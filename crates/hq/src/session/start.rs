@@ -27,6 +27,8 @@ pub struct SessionSpec {
     pub command: Vec<String>,
     /// The runner's preset it was started from.
     pub preset: Option<String>,
+    /// The name people gave it at the start.
+    pub name: Option<String>,
     /// Who created it.
     pub created_by: String,
     /// When it was created.
@@ -41,6 +43,7 @@ impl SessionSpec {
             runner_id: view.runner_id,
             command: view.command.clone(),
             preset: view.preset.clone(),
+            name: view.name.clone(),
             created_by: view.created_by.clone(),
             created_at: view.created_at,
         }
