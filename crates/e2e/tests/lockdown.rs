@@ -21,6 +21,7 @@ fn order(command: &[&str], env: &[(&str, &str)], cwd: Option<&Path>, preset: Opt
         env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
         size: TermSize::DEFAULT,
         preset: preset.map(str::to_owned),
+        prompt: None,
     }
 }
 

@@ -579,6 +579,7 @@ mod tests {
                 description: "Claude Code".into(),
                 command: vec!["claude".into()],
                 prompt_patterns: vec!["Do you want to".into()],
+                takes_prompt: true,
             }],
             policy: Default::default(),
             connected_at: Utc::now(),

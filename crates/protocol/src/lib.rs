@@ -181,6 +181,10 @@ pub struct Preset {
     /// Regular expressions that, matched on a line of a quiet screen, mean "waiting for input".
     #[serde(default)]
     pub prompt_patterns: Vec<String>,
+    /// Whether a session started from it takes an initial task (`prompt` in `POST /api/sessions`),
+    /// which the runner passes to the agent in the agent's own way.
+    #[serde(default)]
+    pub takes_prompt: bool,
 }
 
 /// What a running session is doing.

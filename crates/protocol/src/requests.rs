@@ -39,6 +39,10 @@ pub struct CreateSession {
     /// Initial columns, 1–1000 (default 80).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub cols: Option<u16>,
+    /// The agent's initial task, with a `preset` that takes one (`takes_prompt`): Claude Code
+    /// and Codex get it as their prompt argument, Gemini CLI with `--prompt-interactive`.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, examples("Fix the failing test in src/lib.rs")))]
+    pub prompt: Option<String>,
 }
 
 /// `PATCH /api/sessions/{id}`.
@@ -80,6 +84,37 @@ pub struct Input {
     pub text: Option<String>,
     /// Press Enter after the text.
     pub enter: Option<bool>,
+    /// `now` (the default) types at once; `waiting` queues the input until the session next
+    /// waits for input (at once if it waits now), one queued item per wait.
+    pub when: Option<InputWhen>,
+}
+
+/// When `POST /api/sessions/{id}/input` types.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InputWhen {
+    /// At once.
+    #[default]
+    Now,
+    /// The next time the session's activity is `waiting_for_input`.
+    Waiting,
+}
+
+/// Input queued until a session waits for input (`"when": "waiting"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueuedInput {
+    /// Its id, to cancel it with `DELETE /api/sessions/{id}/input/queue/{item_id}`.
+    pub id: Uuid,
+    /// The text it types.
+    pub text: String,
+    /// Whether Enter follows.
+    pub enter: bool,
+    /// Who queued it.
+    pub queued_by: String,
+    /// When.
+    pub queued_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// `POST /api/sessions/{id}/shares`.

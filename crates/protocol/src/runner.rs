@@ -181,6 +181,10 @@ pub struct StartSession {
     /// (`cwd` and `env` above override them).
     #[serde(default)]
     pub preset: Option<String>,
+    /// The agent's initial task, for a preset that takes one: the runner passes it the preset's
+    /// way (one argument, never split or read by a shell).
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 /// Payload of [`RunnerMessage::SessionFailed`].

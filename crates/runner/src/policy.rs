@@ -270,7 +270,16 @@ impl Policy {
                 return Err(Refusal::PresetsOnly { runner: self.runner.clone(), field }.into());
             }
         }
-        let command = preset.map_or_else(|| start.command.clone(), |def| def.preset.command.clone());
+        let command = match (preset, &start.prompt) {
+            (None, None) => start.command.clone(),
+            (Some(def), None) => def.preset.command.clone(),
+            (Some(def), Some(prompt)) => def.command_with_prompt(prompt).ok_or_else(|| {
+                NotStarted::Invalid(format!("preset '{}' takes no prompt", def.preset.name))
+            })?,
+            (None, Some(_)) => {
+                return Err(NotStarted::Invalid("a prompt needs a preset that takes one".to_owned()));
+            }
+        };
         if !self.allows_command(&command) {
             return Err(self.refuse_command(&command).into());
         }
@@ -384,6 +393,7 @@ mod tests {
             env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             size: agentrelay_protocol::TermSize::DEFAULT,
             preset: None,
+            prompt: None,
         }
     }
 

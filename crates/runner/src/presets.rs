@@ -20,7 +20,33 @@ pub struct PresetDef {
     pub cwd: Option<String>,
     /// Extra environment for the process.
     pub env: BTreeMap<String, String>,
+    /// How an initial task is passed: words appended to the command, one of which holds
+    /// [`PROMPT_PLACEHOLDER`]; `None` when the preset takes no prompt.
+    pub prompt_args: Option<Vec<String>>,
 }
+
+/// Where the prompt goes in `prompt_args`.
+pub const PROMPT_PLACEHOLDER: &str = "{prompt}";
+
+/// How the built-in agents take an initial task and stay interactive: Claude Code and Codex as
+/// their prompt argument (after `--`, so a prompt that starts with `-` is not read as a flag),
+/// Gemini CLI with `--prompt-interactive=` (one word, for the same reason).
+const BUILT_IN_PROMPT_ARGS: &[(&str, &[&str])] = &[
+    ("claude", &["--", PROMPT_PLACEHOLDER]),
+    ("codex", &["--", PROMPT_PLACEHOLDER]),
+    ("gemini", &["--prompt-interactive={prompt}"]),
+];
+
+impl PresetDef {
+    /// The command line with `prompt` passed the preset's way, or `None` if it takes none.
+    pub fn command_with_prompt(&self, prompt: &str) -> Option<Vec<String>> {
+        let args = self.prompt_args.as_ref()?;
+        let mut command = self.preset.command.clone();
+        command.extend(args.iter().map(|arg| arg.replace(PROMPT_PLACEHOLDER, prompt)));
+        Some(command)
+    }
+}
+
 
 /// The `--presets` file: `[[preset]]` tables.
 #[derive(Debug, Deserialize)]
@@ -42,6 +68,7 @@ struct FileEntry {
     env: BTreeMap<String, String>,
     #[serde(default)]
     prompt_patterns: Vec<String>,
+    prompt_args: Option<Vec<String>>,
 }
 
 /// Agents the runner offers when their program is on `PATH`: name, argv, description, and the
@@ -107,15 +134,21 @@ impl Presets {
 }
 
 fn built_in(name: &str, command: &[&str], description: &str, patterns: &[&str]) -> PresetDef {
+    let prompt_args = BUILT_IN_PROMPT_ARGS
+        .iter()
+        .find(|(preset, _)| *preset == name)
+        .map(|(_, args)| args.iter().map(|a| (*a).to_owned()).collect());
     PresetDef {
         preset: Preset {
             name: name.to_owned(),
             description: description.to_owned(),
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             prompt_patterns: patterns.iter().map(|s| (*s).to_owned()).collect(),
+            takes_prompt: prompt_args.is_some(),
         },
         cwd: None,
         env: BTreeMap::new(),
+        prompt_args,
     }
 }
 
@@ -133,15 +166,26 @@ fn read_file(path: &Path) -> Result<Vec<PresetDef>, String> {
                 entry.name
             ));
         }
+        if let Some(args) = &entry.prompt_args
+            && args.iter().filter(|arg| arg.contains(PROMPT_PLACEHOLDER)).count() != 1
+        {
+            return Err(format!(
+                "--presets {}: preset '{}': prompt_args needs {PROMPT_PLACEHOLDER} in exactly one word",
+                path.display(),
+                entry.name
+            ));
+        }
         defs.push(PresetDef {
             preset: Preset {
                 name: entry.name,
                 description: entry.description,
                 command: entry.command,
                 prompt_patterns: entry.prompt_patterns,
+                takes_prompt: entry.prompt_args.is_some(),
             },
             cwd: entry.cwd,
             env: entry.env,
+            prompt_args: entry.prompt_args,
         });
     }
     Ok(defs)

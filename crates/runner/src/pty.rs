@@ -51,7 +51,12 @@ pub struct Host {
 
 /// Spawns what the policy admitted (`launch`) in a new PTY of the requested size, under the
 /// session host.
-pub fn spawn(start: &StartSession, launch: &Launch, host: &Host, report_socket: &Path) -> anyhow::Result<Process> {
+pub fn spawn(
+    start: &StartSession,
+    launch: &Launch,
+    host: &Host,
+    report_socket: &Path,
+) -> anyhow::Result<Process> {
     use anyhow::Context;
     let program = launch.command.first().context("empty command")?;
     // The host would start and then fail to run the program: say why now, as a failed start.

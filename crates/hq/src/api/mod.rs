@@ -42,6 +42,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sessions/{id}/recording", get(sessions::recording))
         .route("/api/sessions/{id}/screen", get(sessions::screen))
         .route("/api/sessions/{id}/input", post(sessions::input))
+        .route("/api/sessions/{id}/input/queue", get(sessions::input_queue))
+        .route(
+            "/api/sessions/{id}/input/queue/{item_id}",
+            axum::routing::delete(sessions::cancel_queued_input),
+        )
         .route("/api/sessions/{id}/shares", post(sessions::share))
         .route("/api/sessions/{id}/shares/{share_id}", axum::routing::delete(sessions::unshare))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_user));

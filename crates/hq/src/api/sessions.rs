@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agentrelay_protocol::requests::{CreateSession, CreateShare, Input, UpdateSession};
+use agentrelay_protocol::requests::{
+    CreateSession, CreateShare, Input, InputWhen, QueuedInput, UpdateSession,
+};
 use agentrelay_protocol::runner::{HqMessage, StartSession};
 use agentrelay_protocol::{
     CreatedShare, ErrorResponse, Runner, RunnerStatus, Scope, Screen, Session as SessionView, TermSize,
@@ -22,7 +24,7 @@ use crate::audit;
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::session::start::{self, Origin};
-use crate::session::{Session, SessionSpec, ToRunner, recording, terminal_model};
+use crate::session::{Session, SessionSpec, ToRunner, input_queue, recording, terminal_model};
 use crate::state::AppState;
 
 /// A validated `POST /api/sessions` body.
@@ -34,6 +36,8 @@ struct CreateRequest {
     size: TermSize,
     /// A name for people.
     name: Option<String>,
+    /// The agent's initial task (with a preset that takes one).
+    prompt: Option<String>,
 }
 
 /// What to run: an argv, or a preset of the chosen runner.
@@ -61,6 +65,7 @@ impl CreateRequest {
         let env: Option<BTreeMap<String, String>> = body.take("env", "an object of strings")?;
         let rows: Option<u16> = body.take("rows", "a number from 1 to 1000")?;
         let cols: Option<u16> = body.take("cols", "a number from 1 to 1000")?;
+        let prompt: Option<String> = body.take("prompt", "a string")?;
         body.finish()?;
 
         let target = match (runner_id, runner, labels) {
@@ -110,8 +115,17 @@ impl CreateRequest {
         if !(1..=1000).contains(&size.cols) {
             return Err(AppError::bad_field("cols", "'cols' must be from 1 to 1000"));
         }
+        if prompt.as_deref() == Some("") {
+            return Err(AppError::bad_field("prompt", "'prompt' must not be empty"));
+        }
+        if prompt.is_some() && matches!(program, Program::Command(_)) {
+            return Err(AppError::bad_field(
+                "prompt",
+                "'prompt' goes with a 'preset' that takes one, not a 'command'",
+            ));
+        }
         let name = name.map(|name| session_name(&name)).transpose()?;
-        Ok(Self { target, program, cwd, env: env.unwrap_or_default(), size, name })
+        Ok(Self { target, program, cwd, env: env.unwrap_or_default(), size, name, prompt })
     }
 }
 
@@ -176,6 +190,16 @@ pub async fn create(
         audit::by_principal(&state, &principal, "session.refused", runner.id.to_string(), Some(detail));
     })?;
     let (command, preset) = resolve_program(&runner, request.program)?;
+    if request.prompt.is_some() {
+        let takes = preset.as_deref().and_then(|name| runner.presets.iter().find(|p| p.name == name));
+        if !takes.is_some_and(|p| p.takes_prompt) {
+            let name = preset.as_deref().unwrap_or_default();
+            return Err(AppError::bad_field(
+                "prompt",
+                format!("preset '{name}' on runner '{}' takes no prompt", runner.name),
+            ));
+        }
+    }
     let spec = SessionSpec {
         id: Uuid::now_v7(),
         runner_id: runner.id,
@@ -193,6 +217,7 @@ pub async fn create(
         env: request.env,
         size: request.size,
         preset,
+        prompt: request.prompt,
     };
     if control.send(HqMessage::Start(start)).await.is_err() {
         session.mark_failed(format!("runner '{}' went offline before the session started", runner.name));
@@ -425,11 +450,8 @@ pub async fn screen(
 /// How long `/screen` waits for a fresh terminal model to replay recent output.
 const SCREEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Between typed text and its Enter: agents that tell a paste from typing by timing (Claude
-/// Code, Ink apps) would otherwise take the Enter as part of a paste, a newline, not a submit.
-const ENTER_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// `POST /api/sessions/{id}/input` `{"text": "…", "enter": true}`: types into the session → 204.
+/// `POST /api/sessions/{id}/input` `{"text": "…", "enter": true, "when"?: "waiting"}`: types into
+/// the session → 204, or queues it until the session next waits for input → 202 with the item.
 #[utoipa::path(
     post,
     path = "/api/sessions/{id}/input",
@@ -438,6 +460,8 @@ const ENTER_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
     params(("id" = Uuid, Path, description = "Session id")),
     request_body = Input,
     responses(
+        (status = 202, description = "Queued (`\"when\": \"waiting\"`) until the session next waits for input",
+            body = QueuedInput),
         (status = 204, description = "Typed"),
         (status = 400, description = "A bad field, neither text nor enter, or not a JSON object",
             body = ErrorResponse),
@@ -454,10 +478,11 @@ pub async fn input(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<StatusCode, AppError> {
+) -> Result<Response, AppError> {
     let mut body = JsonObject::parse(body)?;
     let text: Option<String> = body.take("text", "a string")?;
     let enter: Option<bool> = body.take("enter", "true or false")?;
+    let when: Option<InputWhen> = body.take("when", "\"now\" or \"waiting\"")?;
     body.finish()?;
     let text = text.unwrap_or_default();
     let enter = enter.unwrap_or(false);
@@ -465,20 +490,82 @@ pub async fn input(
         return Err(AppError::bad_field("text", "give 'text', 'enter': true, or both"));
     }
     let session = find(&state, &id)?;
+    let ended = || AppError::SessionEnded(format!("session {id} has ended"));
     if session.status().is_final() {
-        return Err(AppError::SessionEnded(format!("session {id} has ended")));
+        return Err(ended());
     }
     let detail = format!("{} bytes{}", text.len(), if enter { " + enter" } else { "" });
+    if when.unwrap_or_default() == InputWhen::Waiting {
+        let item = QueuedInput {
+            id: Uuid::now_v7(),
+            text,
+            enter,
+            queued_by: principal.name.clone(),
+            queued_at: chrono::Utc::now(),
+        };
+        audit::by_principal(&state, &principal, "session.input_queued", session.id.to_string(), Some(detail));
+        if session.queue_input(item.clone()) {
+            state.tasks.spawn(input_queue::deliver(session.clone(), state.shutdown.clone()));
+        }
+        return Ok((StatusCode::ACCEPTED, Json(item)).into_response());
+    }
     audit::by_principal(&state, &principal, "session.input", session.id.to_string(), Some(detail));
-    session.note_input();
-    let closed = || AppError::SessionEnded(format!("session {id} has ended"));
-    if !text.is_empty() {
-        session.to_runner().send(ToRunner::Input(text.into())).await.map_err(|_| closed())?;
+    session.type_input(&text, enter).await.map_err(|_| ended())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/sessions/{id}/input/queue`: input waiting for the session to wait, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/input/queue",
+    tag = "agents",
+    operation_id = "session_input_queue",
+    params(("id" = Uuid, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "Queued input, oldest first", body = [QueuedInput]),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token", body = ErrorResponse),
+        (status = 404, description = "No session with this id", body = ErrorResponse),
+    )
+)]
+pub async fn input_queue(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<QueuedInput>>, AppError> {
+    Ok(Json(find(&state, &id)?.queued_input()))
+}
+
+/// `DELETE /api/sessions/{id}/input/queue/{item_id}`: takes queued input out before it is typed
+/// → 204.
+#[utoipa::path(
+    delete,
+    path = "/api/sessions/{id}/input/queue/{item_id}",
+    tag = "agents",
+    operation_id = "cancel_queued_input",
+    params(
+        ("id" = Uuid, Path, description = "Session id"),
+        ("item_id" = Uuid, Path, description = "The queued item's id"),
+    ),
+    responses(
+        (status = 204, description = "Taken out; it will not be typed"),
+        (status = 401, description = "No valid token", body = ErrorResponse),
+        (status = 403, description = "A share or runner token, or a sign-in cookie from another origin",
+            body = ErrorResponse),
+        (status = 404, description = "No such session, or no such item in its queue (typed already?)",
+            body = ErrorResponse),
+    )
+)]
+pub async fn cancel_queued_input(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((id, item_id)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    let session = find(&state, &id)?;
+    let cancelled = Uuid::parse_str(&item_id).is_ok_and(|item| session.cancel_queued(item));
+    if !cancelled {
+        return Err(AppError::NotFound(format!("session {id} has no queued input '{item_id}'")));
     }
-    if enter {
-        tokio::time::sleep(ENTER_DELAY).await;
-        session.to_runner().send(ToRunner::Input("\r".into())).await.map_err(|_| closed())?;
-    }
+    audit::by_principal(&state, &principal, "session.input_cancelled", session.id.to_string(), Some(item_id));
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -226,6 +226,7 @@ mod tests {
             description: String::new(),
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             prompt_patterns: patterns.iter().map(|s| (*s).to_owned()).collect(),
+            takes_prompt: false,
         }
     }
 

@@ -11,6 +11,7 @@
 //! [`activity`], [`presence`], [`recording`], and [`Sessions`], the map of all of them.
 
 pub mod activity;
+pub mod input_queue;
 mod lifecycle;
 mod output;
 pub mod output_log;
@@ -141,6 +142,8 @@ pub struct Session {
     activity_watch: watch::Sender<Option<ActivityState>>,
     /// The PTY's current size, as last requested.
     size: Mutex<TermSize>,
+    /// Input waiting for the session to wait for input.
+    input_queue: Mutex<input_queue::Queue>,
 }
 
 impl Session {
@@ -187,6 +190,7 @@ impl Session {
             working: AtomicBool::new(false),
             activity_watch: watch::Sender::new(None),
             size: Mutex::new(size),
+            input_queue: Mutex::default(),
         }
     }
 
@@ -293,6 +297,7 @@ impl Session {
         if next.is_final() {
             self.retire_model();
             self.clear_activity();
+            self.clear_queue();
         }
         self.progress.send_modify(|p| p.status = next);
         self.publish();
