@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState } from "react";
 import { api, ApiError, onSignedOut, signedOut } from "./lib/api";
 import { NO_FILTER, type OverviewFilter } from "./lib/overview";
 import type { Session } from "./lib/protocol";
+import { isPhone } from "./lib/device";
 import { useEvents } from "./hooks/useEvents";
 import { useNotifications } from "./hooks/useNotifications";
 import { useNow } from "./hooks/useNow";
@@ -62,6 +63,8 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
   const [sharing, setSharing] = useState<string | null>(null);
   const [drawer, setDrawer] = useState(false);
   const [filter, setFilter] = useState<OverviewFilter>(NO_FILTER);
+  // Decided once: a phone watches until it types (a rotation must not reattach every terminal).
+  const [phone] = useState(isPhone);
 
   const { selectIndex, closeTab, openTab, showOverview, active, overview } = tabs;
   const front = overview ? null : active;
@@ -184,6 +187,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
                 key={session.id}
                 sessionId={session.id}
                 active={session.id === front}
+                watch={phone}
                 now={now}
                 onError={toasts.error}
                 onClose={() => closeTab(session.id)}

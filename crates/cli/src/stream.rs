@@ -298,9 +298,11 @@ impl Link {
                                 return End::Done;
                             }
                             Ok(ServerFrame::Error(error)) => Event::Warning(error.message),
-                            // Activity and presence are for dashboards; frames from later HQs
+                            // Activity, presence and size are for dashboards; frames from later HQs
                             // are not ours to show.
-                            Ok(ServerFrame::Activity(_) | ServerFrame::Presence(_)) | Err(_) => continue,
+                            Ok(ServerFrame::Activity(_) | ServerFrame::Presence(_) | ServerFrame::Size(_)) | Err(_) => {
+                                continue;
+                            }
                         },
                         Message::Close(frame) => return self.closed(frame),
                         _ => continue,

@@ -489,6 +489,8 @@ pub struct Viewer {
     pub activity: Vec<agentrelay_protocol::ActivityState>,
     /// `presence` frames received so far.
     pub presence: Vec<agentrelay_protocol::viewer::Presence>,
+    /// `size` frames received so far: the PTY's size at each change.
+    pub sizes: Vec<agentrelay_protocol::TermSize>,
 }
 
 impl Viewer {
@@ -507,6 +509,7 @@ impl Viewer {
             close_code: None,
             activity: Vec::new(),
             presence: Vec::new(),
+            sizes: Vec::new(),
         };
         match viewer.next_frame().await.unwrap() {
             Frame::Control(ServerFrame::Attached(attached)) => viewer.attached = attached,
@@ -515,7 +518,7 @@ impl Viewer {
         viewer
     }
 
-    /// The next frame, within [`TIMEOUT`]; `activity` and `presence` frames are collected into
+    /// The next frame, within [`TIMEOUT`]; `activity`, `presence` and `size` frames are collected into
     /// their fields on the way.
     pub async fn next_frame(&mut self) -> anyhow::Result<Frame> {
         loop {
@@ -525,7 +528,7 @@ impl Viewer {
         }
     }
 
-    /// The next frame, or `None` after collecting an `activity` or `presence` frame.
+    /// The next frame, or `None` after collecting an `activity`, `presence` or `size` frame.
     pub async fn next_any(&mut self) -> anyhow::Result<Option<Frame>> {
         loop {
             let message =
@@ -544,6 +547,10 @@ impl Viewer {
                     }
                     ServerFrame::Presence(presence) => {
                         self.presence.push(presence);
+                        return Ok(None);
+                    }
+                    ServerFrame::Size(size) => {
+                        self.sizes.push(size);
                         return Ok(None);
                     }
                     frame => Frame::Control(frame),

@@ -1,8 +1,8 @@
 //! The live pipe: a viewer drives a real PTY on a real runner through HQ.
 
 use agentrelay_e2e::*;
-use agentrelay_protocol::SessionStatus;
 use agentrelay_protocol::viewer::{FrameErrorCode, ServerFrame};
+use agentrelay_protocol::{SessionStatus, TermSize};
 use serde_json::json;
 use std::time::Duration;
 
@@ -321,4 +321,42 @@ async fn a_viewer_that_reads_nothing_while_200_mb_stream_keeps_hq_memory_bounded
     }
     assert!(seen.starts_with(b"go\r\nxxxx"));
     assert!(seen[4..].iter().all(|&b| b == b'x'));
+}
+
+/// Has the shell in `viewer`'s session print its size, tagged, and waits for `size` ("ROWSxCOLS").
+async fn stty(viewer: &mut Viewer, tag: &str, size: &str) {
+    viewer.type_text(&format!("echo {tag}-$(stty size | tr ' ' x)\r")).await;
+    viewer.read_until(&format!("{tag}-{size}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_pty_follows_the_most_recently_active_viewer_and_a_watcher_only_once_it_types() {
+    let hq = TestHq::start().await;
+    let runner = TestRunner::start(&hq, "r").await;
+    let session = hq.start_session(runner.id, &["sh"]).await;
+    let mut desktop = hq.attach(session.id, None).await;
+    desktop.resize(40, 151).await;
+    stty(&mut desktop, "desk", "40x151").await;
+
+    // A phone attaches in watch mode: its window waits, the desktop's size stays.
+    let path = format!("/api/v1/ws/session/{}?watch=true", session.id);
+    let mut phone = Viewer::new(hq.ws(&path, Some(ADMIN_TOKEN), None).await.unwrap()).await;
+    phone.resize(52, 47).await;
+    stty(&mut desktop, "still", "40x151").await;
+    // It types: the PTY takes its size, and both viewers hear of it.
+    stty(&mut phone, "phone", "52x47").await;
+    let told = TermSize { rows: 52, cols: 47 };
+    while desktop.sizes.last() != Some(&told) {
+        desktop.next_any().await.unwrap();
+    }
+    assert_eq!(phone.sizes.first(), Some(&TermSize { rows: 40, cols: 151 }), "sent after attached");
+
+    // The desktop types: its size is back; the phone types again, then leaves: back again.
+    stty(&mut desktop, "back", "40x151").await;
+    stty(&mut phone, "again", "52x47").await;
+    drop(phone);
+    stty(&mut desktop, "left", "40x151").await;
+
+    let bad = hq.ws(&format!("/api/v1/ws/session/{}?watch=maybe", session.id), Some(ADMIN_TOKEN), None).await;
+    assert!(bad.expect_err("refused").to_string().contains("400"));
 }

@@ -9,8 +9,12 @@ use crate::{ActivityState, ExitStatus, SessionStatus, TermSize, ViewerInfo};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "payload", rename_all = "snake_case")]
 pub enum ClientFrame {
-    /// Resize the session's PTY.
+    /// This viewer's window size. The PTY takes it unless the viewer attached in watch mode
+    /// (`?watch=true`) and has not typed yet; a read-only viewer's is refused.
     Resize(TermSize),
+    /// Make this viewer the active one, as if it had typed: the PTY takes its last `resize`
+    /// (the dashboard's "Fit to this window").
+    Activate,
 }
 
 /// A control frame HQ sends to a viewer.
@@ -29,6 +33,8 @@ pub enum ServerFrame {
     Activity(ActivityState),
     /// Who is attached now; after `attached` and on every change.
     Presence(Presence),
+    /// The PTY's size now: right after `attached` (before any output) and on every change.
+    Size(TermSize),
 }
 
 /// Payload of [`ServerFrame::Presence`].

@@ -38,6 +38,11 @@ interface Props {
   now: number;
   /** Watch only: nothing typed is sent, and the PTY keeps its size. */
   readOnly?: boolean;
+  /**
+   * Watch mode (phones): this window's size is offered to HQ but the PTY takes it only once
+   * something is typed here, or "Fit to this window" is pressed.
+   */
+  watch?: boolean;
   onError(message: string): void;
   /** Absent: no "Close tab" button on the exit banner. */
   onClose?(): void;
@@ -45,10 +50,13 @@ interface Props {
   onAccessLost?(): void;
 }
 
-export function Terminal({ sessionId, active, now, readOnly = false, onError, onClose, onAccessLost }: Props) {
+export function Terminal({ sessionId, active, now, readOnly = false, watch = false, onError, onClose, onAccessLost }: Props) {
   const host = useRef<HTMLDivElement>(null);
   const refit = useRef<() => void>(() => {});
   const focus = useRef<() => void>(() => {});
+  const activate = useRef<() => void>(() => {});
+  // Whether the PTY has this pane's size (else "Fit to this window" is offered).
+  const [fits, setFits] = useState(true);
   const [state, setState] = useState<ConnectionState>("connecting");
   const [exit, setExit] = useState<ExitStatus | null>(null);
   const [ended, setEnded] = useState<string | null>(null);
@@ -131,9 +139,13 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
         },
         onActivity: setActivity,
         onPresence: setViewers,
+        onSize: (size) => {
+          pty = size;
+          follow();
+        },
         onAccessLost: () => onAccessLostRef.current?.(),
       },
-      { readOnly, probe: signedOut },
+      { readOnly, watch, probe: signedOut },
     );
     // A watcher's keystrokes go nowhere: not wired here, and the socket drops them too.
     const input = term.onData((data) => {
@@ -142,21 +154,36 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
     const binary = term.onBinary((data) => {
       if (!readOnly) socket.sendInput(Uint8Array.from(data, (c) => c.charCodeAt(0)));
     });
-    const resized = term.onResize(({ rows, cols }) => socket.resize(rows, cols));
 
+    // xterm.js always has the PTY's size (HQ says it in `size` frames), so what the program drew
+    // is shown as drawn: a PTY larger than this pane scrolls inside it, never rewraps. This
+    // pane's own size goes to HQ, which gives it to the PTY when this viewer is the active one.
+    let pty: { rows: number; cols: number } | null = null;
+    let pane: { rows: number; cols: number } | null = null;
+    const follow = () => {
+      const target = pty ?? pane;
+      if (target && (term.rows !== target.rows || term.cols !== target.cols)) term.resize(target.cols, target.rows);
+      setFits(!pty || !pane || (pty.rows === pane.rows && pty.cols === pane.cols));
+    };
+    const measure = () => {
+      if (element.offsetWidth === 0 || element.offsetHeight === 0) return;
+      const proposed = fit.proposeDimensions();
+      if (!proposed || !Number.isFinite(proposed.rows) || !Number.isFinite(proposed.cols)) return;
+      pane = { rows: proposed.rows, cols: proposed.cols };
+      socket.resize(pane.rows, pane.cols);
+      follow();
+    };
     let timer: number | undefined;
     refit.current = () => {
       window.clearTimeout(timer);
       // Debounced: a window drag fires many resizes; the PTY needs only the last.
-      timer = window.setTimeout(() => {
-        if (element.offsetWidth > 0 && element.offsetHeight > 0) fit.fit();
-      }, 60);
+      timer = window.setTimeout(measure, 60);
     };
     focus.current = () => term.focus();
+    activate.current = () => socket.activate();
     const observer = new ResizeObserver(() => refit.current());
     observer.observe(element);
-    if (element.offsetWidth > 0) fit.fit();
-    socket.resize(term.rows, term.cols);
+    measure();
     const unregister = registerTerminal(sessionId, term);
 
     return () => {
@@ -165,12 +192,11 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
       observer.disconnect();
       input.dispose();
       binary.dispose();
-      resized.dispose();
       socket.close();
       unregister();
       term.dispose();
     };
-  }, [sessionId, readOnly]);
+  }, [sessionId, readOnly, watch]);
 
   useEffect(() => {
     if (active) {
@@ -211,6 +237,19 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
           </span>
         )}
         <span className="flex-1" />
+        {live && !readOnly && !fits && (
+          <button
+            onClick={() => {
+              activate.current();
+              focus.current();
+            }}
+            data-testid="fit-window"
+            title="The terminal has another viewer's size: give it this window's size"
+            className="rounded px-1.5 py-0.5 text-sky-300 ring-1 ring-sky-500/40 hover:bg-sky-500/10"
+          >
+            Fit to this window
+          </button>
+        )}
         {live && groups.length > 0 && (
           <span className="flex min-w-0 flex-wrap items-center gap-1.5" data-testid="presence" title="Attached now">
             <svg viewBox="0 0 16 16" className="h-3.5 w-3.5 shrink-0" aria-hidden="true" fill="currentColor">
@@ -239,7 +278,7 @@ export function Terminal({ sessionId, active, now, readOnly = false, onError, on
             Reconnecting…
           </div>
         )}
-        <div ref={host} className="terminal-host h-full overflow-hidden bg-slate-950" />
+        <div ref={host} className="terminal-host h-full overflow-auto bg-slate-950" />
       </div>
       {revoked && !exit && !ended && (
         <div role="status" data-testid="exit-banner" className="border-t border-slate-800 bg-slate-900 px-4 py-2 text-sm text-amber-300">

@@ -1,7 +1,15 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { describeExit, endsSession, FrameErrorCode, isFrameErrorCode, parseServerFrame, resizeFrame } from "./protocol";
+import {
+  activateFrame,
+  describeExit,
+  endsSession,
+  FrameErrorCode,
+  isFrameErrorCode,
+  parseServerFrame,
+  resizeFrame,
+} from "./protocol";
 
 // The same fixtures crates/protocol round-trips in Rust.
 const fixture = (name: string): unknown[] =>
@@ -37,10 +45,11 @@ describe("protocol", () => {
     expect(frame).toEqual({ type: "error", payload: { code: "from_the_future", message: "m" } });
   });
 
-  it("writes resize frames exactly as the Rust side reads them", () => {
-    const [first, second] = fixture("client-frames.json");
+  it("writes resize and activate frames exactly as the Rust side reads them", () => {
+    const [first, second, third] = fixture("client-frames.json");
     expect(JSON.parse(resizeFrame(24, 80))).toEqual(first);
     expect(JSON.parse(resizeFrame(1000, 1))).toEqual(second);
+    expect(JSON.parse(activateFrame())).toEqual(third);
   });
 
   it("rejects what is not a control frame", () => {
@@ -60,6 +69,8 @@ describe("protocol", () => {
       '{"type":"presence","payload":{"viewers":[{"name":"a"}]}}',
       '{"type":"error","payload":{"code":1,"message":"m"}}',
       '{"type":"error","payload":{"code":"bad_frame"}}',
+      '{"type":"size","payload":{"rows":0,"cols":80}}',
+      '{"type":"size","payload":{"rows":24}}',
     ]) {
       expect(parseServerFrame(text)).toBeNull();
     }

@@ -144,10 +144,21 @@ export type ServerFrame =
   | { type: "exit"; payload: ExitStatus }
   | { type: "error"; payload: FrameError }
   | { type: "activity"; payload: ActivityState }
-  | { type: "presence"; payload: { viewers: Viewer[] } };
+  | { type: "presence"; payload: { viewers: Viewer[] } }
+  /** The PTY's size: right after `attached` (before any output) and on every change. */
+  | { type: "size"; payload: TermSize };
 
-/** Control frames a viewer sends to HQ. */
-export type ClientFrame = { type: "resize"; payload: { rows: number; cols: number } };
+/** A terminal size in character cells. */
+export interface TermSize {
+  rows: number;
+  cols: number;
+}
+
+/**
+ * Control frames a viewer sends to HQ: its window's size (which the PTY takes unless the viewer
+ * watches and has not typed), and `activate`, which makes the PTY take that size now.
+ */
+export type ClientFrame = { type: "resize"; payload: TermSize } | { type: "activate" };
 
 export type Scope = "admin" | "user" | "share";
 
@@ -186,6 +197,8 @@ type Check = (payload: Record<string, unknown>) => boolean;
 const isViewer = (v: unknown): boolean =>
   typeof v === "object" && v !== null && typeof (v as Viewer).name === "string" && typeof (v as Viewer).read_only === "boolean";
 
+const isDimension = (v: unknown): boolean => typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= 1000;
+
 const ACTIVITIES = new Set<unknown>(["working", "waiting_for_input", "idle"]);
 const SOURCES = new Set<unknown>(["output", "screen", "hook"]);
 
@@ -198,6 +211,7 @@ const SERVER_TYPES: Record<ServerFrame["type"], Check> = {
   error: (p) => typeof p.code === "string" && typeof p.message === "string",
   activity: (p) => ACTIVITIES.has(p.activity) && SOURCES.has(p.source) && typeof p.since === "string",
   presence: (p) => Array.isArray(p.viewers) && p.viewers.every(isViewer),
+  size: (p) => isDimension(p.rows) && isDimension(p.cols),
 };
 
 /** Parses a text frame from HQ; `null` for anything that is not a known control frame. */
@@ -218,6 +232,11 @@ export function parseServerFrame(text: string): ServerFrame | null {
 
 export function resizeFrame(rows: number, cols: number): string {
   const frame: ClientFrame = { type: "resize", payload: { rows, cols } };
+  return JSON.stringify(frame);
+}
+
+export function activateFrame(): string {
+  const frame: ClientFrame = { type: "activate" };
   return JSON.stringify(frame);
 }
 

@@ -34,7 +34,7 @@ class FakeSocket implements SocketLike {
   }
 }
 
-function harness(readOnly = false, probe?: () => Promise<boolean>) {
+function harness(readOnly = false, probe?: () => Promise<boolean>, watch = false) {
   const sockets: FakeSocket[] = [];
   const timers: Array<() => void> = [];
   const output: string[] = [];
@@ -50,6 +50,7 @@ function harness(readOnly = false, probe?: () => Promise<boolean>) {
     onActivity: (a) => events.push(`activity ${a.activity} ${a.source}`),
     onPresence: (viewers) => events.push(`presence ${viewers.map((v) => v.name + (v.read_only ? "(ro)" : "")).join(",")}`),
     onAccessLost: () => events.push("access lost"),
+    onSize: (size) => events.push(`size ${size.rows}x${size.cols}`),
   };
   const socket = new SessionSocket("s1", handlers, {
     base: "ws://hq",
@@ -63,12 +64,36 @@ function harness(readOnly = false, probe?: () => Promise<boolean>) {
     clearTimeout: () => {},
     readOnly,
     probe,
+    watch,
   });
   const runTimers = () => timers.splice(0).forEach((fn) => fn());
   return { socket, sockets, output, states, events, runTimers, last: () => sockets[sockets.length - 1] };
 }
 
 describe("SessionSocket", () => {
+  it("attaches in watch mode when asked, keeps it across reconnects, and reports the PTY's size", () => {
+    const h = harness(false, undefined, true);
+    expect(h.last().url).toBe("ws://hq/api/v1/ws/session/s1?watch=true");
+    h.last().attach(0);
+    h.last().text({ type: "size", payload: { rows: 40, cols: 151 } });
+    expect(h.socket.ptySize).toEqual({ rows: 40, cols: 151 });
+    expect(h.events).toContain("size 40x151");
+    h.socket.resize(52, 47);
+    h.socket.activate();
+    expect(h.last().sent).toEqual(['{"type":"resize","payload":{"rows":52,"cols":47}}', '{"type":"activate"}']);
+    h.last().bytes("abc");
+    h.last().drop();
+    h.runTimers();
+    expect(h.last().url).toBe("ws://hq/api/v1/ws/session/s1?from=3&watch=true");
+  });
+
+  it("never activates when read-only", () => {
+    const h = harness(true);
+    h.last().attach(0);
+    h.socket.activate();
+    expect(h.last().sent).toEqual([]);
+  });
+
   it("tracks the offset and resumes from it after a drop, without duplicates", () => {
     const h = harness();
     expect(h.last().url).toBe("ws://hq/api/v1/ws/session/s1");

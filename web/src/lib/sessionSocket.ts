@@ -3,6 +3,7 @@
 // reported. Knows nothing about React or xterm.js.
 
 import {
+  activateFrame,
   endsSession,
   parseServerFrame,
   resizeFrame,
@@ -10,6 +11,7 @@ import {
   type Attached,
   type ExitStatus,
   type FrameErrorCode,
+  type TermSize,
   type Viewer,
 } from "./protocol";
 
@@ -32,6 +34,8 @@ export interface SessionHandlers {
   onActivity?(activity: ActivityState): void;
   /** Who is attached (this viewer included); after each attach and on every change. */
   onPresence?(viewers: Viewer[]): void;
+  /** The PTY's size: after each attach, before any output, and on every change. */
+  onSize?(size: TermSize): void;
   /** After each `attached` frame, before the output that follows it. */
   onAttached?(attached: Attached): void;
   /** HQ closed with 1008 (the token was revoked), or `probe` said the sign-in is gone. */
@@ -62,6 +66,11 @@ export interface SessionSocketOptions {
   clearTimeout?: (handle: unknown) => void;
   /** Watch only: keystrokes and resizes are never sent (HQ would refuse them anyway). */
   readOnly?: boolean;
+  /**
+   * Watch mode (`?watch=true`): this viewer's window size is told to HQ but the PTY takes it only
+   * once this viewer types or calls `activate` (a phone must not resize a desktop's session).
+   */
+  watch?: boolean;
   /**
    * After a connection fails to open: resolves true when the sign-in is gone (a browser cannot
    * see the upgrade's 401, so this asks an authenticated endpoint). Without it, always retry.
@@ -99,6 +108,8 @@ export class SessionSocket {
   activity: ActivityState | null = null;
   /** Who was attached at the latest presence report. */
   viewers: Viewer[] = [];
+  /** The PTY's size as HQ last said, or null before the first report. */
+  ptySize: TermSize | null = null;
 
   private socket: SocketLike | null = null;
   private attempts = 0;
@@ -126,6 +137,7 @@ export class SessionSocket {
       setTimeout: options.setTimeout ?? ((fn, ms) => window.setTimeout(fn, ms)),
       clearTimeout: options.clearTimeout ?? ((h) => window.clearTimeout(h as number)),
       readOnly: options.readOnly ?? false,
+      watch: options.watch ?? false,
       probe: options.probe ?? (() => Promise.resolve(false)),
     };
     this.open();
@@ -134,7 +146,17 @@ export class SessionSocket {
   /** The URL of the next connection: resumes at the current offset once one is known. */
   url(): string {
     const path = `${this.options.base}/api/v1/ws/session/${encodeURIComponent(this.sessionId)}`;
-    return this.offset === null ? path : `${path}?from=${this.offset}`;
+    const query = new URLSearchParams();
+    if (this.offset !== null) query.set("from", String(this.offset));
+    if (this.options.watch) query.set("watch", "true");
+    const text = query.toString();
+    return text ? `${path}?${text}` : path;
+  }
+
+  /** Makes the PTY take this viewer's size now, as typing would ("Fit to this window"). */
+  activate(): void {
+    if (this.options.readOnly || this.stopped) return;
+    if (this.socket && this.socket.readyState === OPEN && this.attached) this.socket.send(activateFrame());
   }
 
   /** Sends keystrokes; queued (bounded) while reconnecting. */
@@ -267,6 +289,10 @@ export class SessionSocket {
         case "presence":
           this.viewers = frame.payload.viewers;
           this.handlers.onPresence?.(frame.payload.viewers);
+          break;
+        case "size":
+          this.ptySize = frame.payload;
+          this.handlers.onSize?.(frame.payload);
           break;
       }
       return;

@@ -22,7 +22,7 @@ pub mod start;
 pub mod terminal_model;
 pub mod timing;
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use agentrelay_protocol::{
@@ -128,10 +128,8 @@ pub struct Session {
     persisted: watch::Sender<u64>,
     /// The headless terminal of a live session, made on first use; dropped when the session ends.
     model: Mutex<Option<Arc<TerminalModel>>>,
-    /// Viewers attached now, by seat number.
-    viewers: Mutex<Vec<(u64, ViewerInfo)>>,
-    /// The next seat number.
-    next_seat: AtomicU64,
+    /// Viewers attached now, and whose window the PTY is sized for.
+    viewers: Mutex<presence::Seats>,
     /// Who is attached, for viewers to show.
     presence: watch::Sender<Vec<ViewerInfo>>,
     /// What the process is doing, and whether a report from the process holds it.
@@ -140,8 +138,8 @@ pub struct Session {
     working: AtomicBool,
     /// The current activity, for viewers to show.
     activity_watch: watch::Sender<Option<ActivityState>>,
-    /// The PTY's current size, as last requested.
-    size: Mutex<TermSize>,
+    /// The PTY's current size, as last requested; viewers are told each change.
+    size: watch::Sender<TermSize>,
     /// Input waiting for the session to wait for input.
     input_queue: Mutex<input_queue::Queue>,
 }
@@ -184,12 +182,11 @@ impl Session {
             persisted: watch::Sender::new(end),
             model: Mutex::new(None),
             viewers: Mutex::default(),
-            next_seat: AtomicU64::new(0),
             presence: watch::Sender::new(Vec::new()),
             activity: Mutex::default(),
             working: AtomicBool::new(false),
             activity_watch: watch::Sender::new(None),
-            size: Mutex::new(size),
+            size: watch::Sender::new(size),
             input_queue: Mutex::default(),
         }
     }
@@ -216,7 +213,7 @@ impl Session {
             activity: activity.map(|a| a.activity),
             activity_since: activity.map(|a| a.since),
             activity_source: activity.map(|a| a.source),
-            viewers: lock(&self.viewers).iter().map(|(_, v)| v.clone()).collect(),
+            viewers: lock(&self.viewers).infos(),
             log_error: life.log_error.clone(),
         }
     }
@@ -315,7 +312,7 @@ impl Session {
 
     /// Records a resize in the recording's timeline and the terminal model.
     pub fn note_resize(&self, size: TermSize) {
-        *lock(&self.size) = size;
+        self.size.send_replace(size);
         if let Some(model) = lock(&self.model).as_ref() {
             model.note_resize(self.progress.borrow().end, size);
         }

@@ -182,7 +182,7 @@ impl Session {
         if let Some(existing) = model.as_ref() {
             return Some((existing.clone(), false));
         }
-        let created = Arc::new(TerminalModel::new(*lock(&self.size)));
+        let created = Arc::new(TerminalModel::new(*self.size.borrow()));
         *model = Some(created.clone());
         Some((created, true))
     }

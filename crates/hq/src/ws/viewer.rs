@@ -10,7 +10,7 @@ use std::sync::Arc;
 use agentrelay_protocol::viewer::{
     Attached, ClientFrame, FrameError, FrameErrorCode, Gap, Presence, ServerFrame,
 };
-use agentrelay_protocol::{ActivityState, ErrorResponse, SessionStatus, ViewerInfo};
+use agentrelay_protocol::{ActivityState, ErrorResponse, SessionStatus, TermSize, ViewerInfo};
 use agentrelay_ring::Read;
 use anyhow::Context;
 use axum::Extension;
@@ -47,6 +47,8 @@ const REPLIES: usize = 16;
 pub struct AttachQuery {
     /// Resume from this output offset.
     pub from: Option<u64>,
+    /// Watch mode: this viewer's resizes count only once it types (or sends `activate`).
+    pub watch: Option<bool>,
 }
 
 /// `GET /api/v1/ws/session/{id}`: checks origin and session, then upgrades.
@@ -58,6 +60,8 @@ pub struct AttachQuery {
     params(
         ("id" = Uuid, Path, description = "Session id"),
         ("from" = Option<u64>, Query, description = "Resume from this output offset"),
+        ("watch" = Option<bool>, Query, description = "Watch mode: this viewer's resizes count only once it \
+            types (a phone, a preview)"),
     ),
     responses(
         (status = 101, description = "WebSocket: see docs/protocol.md"),
@@ -76,14 +80,17 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     check_origin(&headers, state.config.public_url.as_deref())?;
-    let Query(query) = query.map_err(|_| AppError::bad_field("from", "'from' must be a byte offset"))?;
+    let Query(query) = query.map_err(|_| {
+        AppError::bad_field("from", "'from' must be a byte offset, and 'watch' true or false")
+    })?;
     let session = find(&state, &id)?;
     if principal.is_read_only() && principal.session != Some(session.id) {
         return Err(AppError::Forbidden("this share opens another session".to_owned()));
     }
     let max = state.config.max_viewers_per_session;
     let viewer = ViewerInfo { name: principal.name.clone(), read_only: principal.is_read_only() };
-    let seat = session.take_viewer_seat(max, viewer).ok_or_else(|| {
+    let watching = query.watch.unwrap_or(false);
+    let seat = session.take_viewer_seat(max, viewer, watching).ok_or_else(|| {
         AppError::LimitReached(format!("session already has {max} viewers (--max-viewers-per-session)"))
     })?;
     audit::by_principal(&state, &principal, "session.attached", session.id.to_string(), None);
@@ -92,11 +99,10 @@ pub async fn upgrade(
     let ws = ws.read_buffer_size(SESSION_READ_BUFFER).write_buffer_size(0);
     Ok(ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
         async move {
-            let _seat = seat;
             if query.from.is_some() {
                 Counters::add(&state.counters.viewer_resumes, 1);
             }
-            if let Err(error) = serve(&state, session, socket, query.from, principal).await {
+            if let Err(error) = serve(&state, session, socket, query.from, principal, seat.id()).await {
                 Counters::add(&state.counters.viewer_errors, 1);
                 tracing::debug!(error = format!("{error:#}"), "viewer connection ended");
             }
@@ -111,8 +117,11 @@ async fn serve(
     socket: WebSocket,
     from: Option<u64>,
     principal: Principal,
+    seat: u64,
 ) -> anyhow::Result<()> {
     let (mut tx, rx) = socket.split();
+    // Subscribed before `attached`, so no size change between the two is missed.
+    let mut size = session.subscribe_size();
     // Without `from`: replay from 0 while the output fits the ring; past that, draw the current
     // screen from the terminal model and go on from the offset it stands for.
     let snapshot = match from {
@@ -132,14 +141,17 @@ async fn serve(
     let attached =
         Attached { session_id: session.id, offset, snapshot: snapshot.is_some(), status: session.status() };
     send_json(&mut tx, &ServerFrame::Attached(attached)).await?;
+    // The size before the snapshot, which is drawn at it.
+    let now = *size.borrow_and_update();
+    send_json(&mut tx, &ServerFrame::Size(now)).await?;
     if let Some((_, screen)) = snapshot {
         tx.send(Message::Binary(screen.into())).await.context("sending the snapshot")?;
     }
     // The viewer's keystrokes are read while its output is being written, not after it caught
     // up: a viewer far behind a flood must still be able to send the Ctrl-C that stops it.
     let (replies, replies_rx) = mpsc::channel(REPLIES);
-    let reading = read_input(state, &session, rx, principal.is_read_only(), replies);
-    let writing = write_output(state, &session, &mut tx, offset, replies_rx);
+    let reading = read_input(state, &session, rx, principal.is_read_only(), seat, replies);
+    let writing = write_output(state, &session, &mut tx, offset, size, replies_rx);
     let (code, reason) = tokio::select! {
         ended = reading => return ended,
         ended = writing => return ended,
@@ -157,6 +169,7 @@ async fn read_input(
     session: &Session,
     mut rx: SplitStream<WebSocket>,
     read_only: bool,
+    seat: u64,
     replies: mpsc::Sender<ServerFrame>,
 ) -> anyhow::Result<()> {
     let mut control_rate = RateWindow::new(state.config.max_control_rate);
@@ -171,6 +184,10 @@ async fn read_input(
             }
             Message::Binary(keys) => {
                 session.note_input();
+                // Typing makes this viewer the active one: the PTY takes its size first.
+                if let Some(size) = session.viewer_typed(seat) {
+                    forward(session, ToRunner::Resize(size)).await;
+                }
                 forward(session, ToRunner::Input(keys)).await;
                 Ok(())
             }
@@ -182,8 +199,14 @@ async fn read_input(
                     Err(FrameError::new(FrameErrorCode::RateLimited, message))
                 };
                 match parsed {
-                    Ok(order) => {
-                        forward(session, order).await;
+                    Ok(control) => {
+                        let resize = match control {
+                            ClientFrame::Resize(size) => session.viewer_resized(seat, size),
+                            ClientFrame::Activate => session.viewer_typed(seat),
+                        };
+                        if let Some(size) = resize {
+                            forward(session, ToRunner::Resize(size)).await;
+                        }
                         Ok(())
                     }
                     Err(error) => reply(error).await,
@@ -207,6 +230,7 @@ async fn write_output(
     session: &Session,
     tx: &mut SplitSink<WebSocket, Message>,
     mut offset: u64,
+    mut size: watch::Receiver<TermSize>,
     mut replies: mpsc::Receiver<ServerFrame>,
 ) -> anyhow::Result<()> {
     let mut progress = session.subscribe();
@@ -221,7 +245,7 @@ async fn write_output(
         // Send everything available; a slow viewer only slows this loop. Notices go out between
         // frames, so a viewer that is behind still hears of them.
         loop {
-            send_notices(tx, &mut presence, &mut activity, &mut replies).await?;
+            send_notices(tx, &mut presence, &mut activity, &mut size, &mut replies).await?;
             match session.read_output(offset, MAX_OUTPUT_FRAME).await {
                 Read::Data(bytes) => {
                     offset += bytes.len() as u64;
@@ -270,18 +294,27 @@ async fn write_output(
                 changed.context("session dropped")?;
                 activity.mark_changed();
             }
+            changed = size.changed() => {
+                changed.context("session dropped")?;
+                size.mark_changed();
+            }
             Some(reply) = replies.recv() => send_json(tx, &reply).await?,
         }
     }
 }
 
-/// Sends whatever changed in presence and activity, and any replies waiting.
+/// Sends whatever changed in presence, activity and size, and any replies waiting.
 async fn send_notices(
     tx: &mut SplitSink<WebSocket, Message>,
     presence: &mut watch::Receiver<Vec<ViewerInfo>>,
     activity: &mut watch::Receiver<Option<ActivityState>>,
+    size: &mut watch::Receiver<TermSize>,
     replies: &mut mpsc::Receiver<ServerFrame>,
 ) -> anyhow::Result<()> {
+    if size.has_changed().context("session dropped")? {
+        let now = *size.borrow_and_update();
+        send_json(tx, &ServerFrame::Size(now)).await?;
+    }
     if presence.has_changed().context("session dropped")? {
         let viewers = presence.borrow_and_update().clone();
         send_json(tx, &ServerFrame::Presence(Presence { viewers })).await?;
@@ -321,9 +354,10 @@ impl RateWindow {
 }
 
 /// Decodes a control frame, or explains what is wrong with it.
-fn parse_control(text: &str) -> Result<ToRunner, FrameError> {
+fn parse_control(text: &str) -> Result<ClientFrame, FrameError> {
     match serde_json::from_str::<ClientFrame>(text) {
-        Ok(ClientFrame::Resize(size)) if size.is_valid() => Ok(ToRunner::Resize(size)),
+        Ok(ClientFrame::Resize(size)) if size.is_valid() => Ok(ClientFrame::Resize(size)),
+        Ok(ClientFrame::Activate) => Ok(ClientFrame::Activate),
         Ok(ClientFrame::Resize(size)) => Err(FrameError::new(
             FrameErrorCode::BadFrame,
             format!("resize to {}x{} is out of range: rows and cols must be 1–1000", size.rows, size.cols),
@@ -337,9 +371,6 @@ fn parse_control(text: &str) -> Result<ToRunner, FrameError> {
 async fn forward(session: &Session, order: ToRunner) {
     if session.status().is_final() {
         return;
-    }
-    if let ToRunner::Resize(size) = &order {
-        session.note_resize(*size);
     }
     // Waits only if the runner is slow to take input; other viewers are unaffected.
     let _ = session.to_runner().send(order).await;
