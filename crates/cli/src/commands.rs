@@ -156,7 +156,8 @@ pub async fn sessions(api: &Api, args: &SessionsArgs) -> Result<(), CliError> {
     }
     let now = chrono::Utc::now();
     let mut table = Table::new(&[
-        "ID", "NAME", "RUNNER", "STATUS", "ACTIVITY", "EXIT", "STARTED", "OUTPUT", "BY", "COMMAND",
+        "ID", "NAME", "RUNNER", "STATUS", "ACTIVITY", "EXIT", "STARTED", "OUTPUT", "TOKENS", "COST", "BY",
+        "COMMAND",
     ]);
     for (session, _) in &shown {
         let exit = match (session.exit_code, &session.signal) {
@@ -178,6 +179,12 @@ pub async fn sessions(api: &Api, args: &SessionsArgs) -> Result<(), CliError> {
             exit,
             table::ago(session.created_at, now),
             table::bytes(session.output_bytes),
+            session.usage.as_ref().map_or_else(|| "-".into(), table::tokens),
+            session
+                .usage
+                .as_ref()
+                .and_then(|u| u.cost_usd)
+                .map_or_else(|| "-".into(), |c| format!("${c:.2}")),
             session.created_by.clone(),
             table::command_line(&session.command),
         ]);

@@ -57,6 +57,17 @@ pub fn ago(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 /// "512 B", "1.5 KiB", "12.0 MiB".
+/// Tokens in and out, e.g. `12.3k/4.1k` (input counts cache reads and writes too).
+pub fn tokens(usage: &agentrelay_protocol::Usage) -> String {
+    let short = |n: u64| match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    };
+    let input = usage.input_tokens + usage.cache_read_tokens + usage.cache_creation_tokens;
+    format!("{}/{}", short(input), short(usage.output_tokens))
+}
+
 pub fn bytes(count: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if count < 1024 {

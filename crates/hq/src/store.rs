@@ -8,7 +8,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::mpsc;
 
-use agentrelay_protocol::{AuditEntry, Runner, RunnerStatus, Scope, Session, SessionStatus, TokenInfo};
+use agentrelay_protocol::{
+    AuditEntry, Runner, RunnerStatus, Scope, Session, SessionStatus, TokenInfo, UsageRow,
+};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
@@ -69,6 +71,11 @@ pub trait Store: Send + 'static {
     fn delete_login(&mut self, hash: [u8; 32]) -> anyhow::Result<()>;
     /// Every unexpired sign-in (expired ones are deleted on the way).
     fn logins(&mut self) -> anyhow::Result<Vec<LoginRecord>>;
+    /// Adds what agents used to the sums of their day, runner and user.
+    fn add_usage(&mut self, rows: &[UsageRow]) -> anyhow::Result<()>;
+    /// The sums per day, runner and user from day `from` to day `to` (`YYYY-MM-DD`, both
+    /// included), oldest first.
+    fn usage(&mut self, from: &str, to: &str) -> anyhow::Result<Vec<UsageRow>>;
     /// A cheap query proving the database answers (for `/readyz`).
     fn check(&mut self) -> anyhow::Result<()>;
     /// Folds the write-ahead log into the database file (on a clean stop, so a copy of
@@ -137,6 +144,20 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 6: the name people gave a session.
     "ALTER TABLE sessions ADD COLUMN name TEXT;",
+    // 7: tokens and cost: each session's totals, and sums per day, runner and user that outlive
+    // the sessions (retention deletes sessions, not these).
+    "ALTER TABLE sessions ADD COLUMN usage TEXT;
+    CREATE TABLE usage_daily (
+        day TEXT NOT NULL,
+        runner_id TEXT NOT NULL,
+        user TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_creation_tokens INTEGER NOT NULL,
+        cost_usd REAL,
+        PRIMARY KEY (day, runner_id, user)
+    );",
 ];
 
 /// SQLite in WAL mode.
@@ -240,7 +261,7 @@ impl Store for SqliteStore {
         let mut sessions = Vec::new();
         let mut statement = self.conn.prepare(
             "SELECT id, runner_id, command, status, exit_code, signal, error, created_by, created_at,
-                    ended_at, output_bytes, preset, log_error, name FROM sessions ORDER BY id",
+                    ended_at, output_bytes, preset, log_error, name, usage FROM sessions ORDER BY id",
         )?;
         let rows = statement.query_map([], |row| {
             Ok(Session {
@@ -258,6 +279,8 @@ impl Store for SqliteStore {
                 preset: row.get(11)?,
                 log_error: row.get(12)?,
                 name: row.get(13)?,
+                // Figures for people: a row whose usage cannot be read still loads, without them.
+                usage: row.get::<_, Option<String>>(14)?.and_then(|u| serde_json::from_str(&u).ok()),
                 // Live state, rebuilt as the session goes on.
                 activity: None,
                 activity_since: None,
@@ -301,10 +324,11 @@ impl Store for SqliteStore {
                 Change::Session(s) => {
                     tx.prepare_cached(
                         "INSERT INTO sessions (id, runner_id, command, status, exit_code, signal, error,
-                           created_by, created_at, ended_at, output_bytes, preset, log_error, name)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                           created_by, created_at, ended_at, output_bytes, preset, log_error, name, usage)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                          ON CONFLICT (id) DO UPDATE SET status = ?4, exit_code = ?5, signal = ?6, error = ?7,
-                           ended_at = ?10, output_bytes = MAX(output_bytes, ?11), log_error = ?13, name = ?14",
+                           ended_at = ?10, output_bytes = MAX(output_bytes, ?11), log_error = ?13, name = ?14,
+                           usage = ?15",
                     )?
                     .execute(params![
                         s.id.to_string(),
@@ -321,6 +345,7 @@ impl Store for SqliteStore {
                         s.preset,
                         s.log_error,
                         s.name,
+                        s.usage.as_ref().map(serde_json::to_string).transpose()?,
                     ])?;
                 }
             }
@@ -339,6 +364,63 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn add_usage(&mut self, rows: &[UsageRow]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        for row in rows {
+            let u = &row.usage;
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            tx.prepare_cached(
+                "INSERT INTO usage_daily (day, runner_id, user, input_tokens, output_tokens,
+                   cache_read_tokens, cache_creation_tokens, cost_usd)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (day, runner_id, user) DO UPDATE SET
+                   input_tokens = input_tokens + ?4, output_tokens = output_tokens + ?5,
+                   cache_read_tokens = cache_read_tokens + ?6,
+                   cache_creation_tokens = cache_creation_tokens + ?7,
+                   cost_usd = CASE WHEN cost_usd IS NULL AND ?8 IS NULL THEN NULL
+                                   ELSE COALESCE(cost_usd, 0) + COALESCE(?8, 0) END",
+            )?
+            .execute(params![
+                row.day,
+                row.runner_id.to_string(),
+                row.user,
+                count(u.input_tokens),
+                count(u.output_tokens),
+                count(u.cache_read_tokens),
+                count(u.cache_creation_tokens),
+                u.cost_usd,
+            ])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn usage(&mut self, from: &str, to: &str) -> anyhow::Result<Vec<UsageRow>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT day, runner_id, user, input_tokens, output_tokens, cache_read_tokens,
+                    cache_creation_tokens, cost_usd
+             FROM usage_daily WHERE day >= ?1 AND day <= ?2 ORDER BY day, runner_id, user",
+        )?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let rows = statement.query_map(params![from, to], |row| {
+            Ok(UsageRow {
+                day: row.get(0)?,
+                runner_id: parse_json(&format!("\"{}\"", row.get::<_, String>(1)?), "runner id")?,
+                runner: None,
+                user: row.get(2)?,
+                usage: agentrelay_protocol::Usage {
+                    input_tokens: count(row.get(3)?),
+                    output_tokens: count(row.get(4)?),
+                    cache_read_tokens: count(row.get(5)?),
+                    cache_creation_tokens: count(row.get(6)?),
+                    cost_usd: row.get(7)?,
+                    model: None,
+                },
+            })
+        })?;
+        rows.collect::<Result<_, _>>().context("reading usage figures")
     }
 
     fn audit(&mut self, limit: usize) -> anyhow::Result<Vec<AuditEntry>> {
@@ -483,6 +565,7 @@ type Call = Box<dyn FnOnce(&mut dyn Store) + Send>;
 enum Op {
     Change(Change),
     Audit(AuditEntry),
+    Usage(UsageRow),
     /// Runs after everything queued before it, e.g. a read or a token write.
     Call(Call),
 }
@@ -503,6 +586,11 @@ impl StoreHandle {
     /// Queues an audit entry; never blocks.
     pub fn audit(&self, entry: AuditEntry) {
         let _ = self.tx.send(Op::Audit(entry));
+    }
+
+    /// Queues usage to add to its day's sums; never blocks.
+    pub fn add_usage(&self, row: UsageRow) {
+        let _ = self.tx.send(Op::Usage(row));
     }
 
     /// Runs `f` on the store thread after everything queued so far, and returns its result.
@@ -535,11 +623,13 @@ pub fn start_writer(mut store: Box<dyn Store>) -> anyhow::Result<StoreHandle> {
             while let Ok(first) = rx.recv() {
                 let mut changes = Vec::new();
                 let mut audits = Vec::new();
+                let mut usage = Vec::new();
                 let mut calls = Vec::new();
                 for op in std::iter::once(first).chain(rx.try_iter().take(1024)) {
                     match op {
                         Op::Change(change) => changes.push(change),
                         Op::Audit(entry) => audits.push(entry),
+                        Op::Usage(row) => usage.push(row),
                         Op::Call(call) => calls.push(call),
                     }
                 }
@@ -548,6 +638,9 @@ pub fn start_writer(mut store: Box<dyn Store>) -> anyhow::Result<StoreHandle> {
                 }
                 if let Err(error) = if audits.is_empty() { Ok(()) } else { store.append_audit(&audits) } {
                     tracing::error!(error = format!("{error:#}"), "cannot write the audit log");
+                }
+                if let Err(error) = if usage.is_empty() { Ok(()) } else { store.add_usage(&usage) } {
+                    tracing::error!(error = format!("{error:#}"), "cannot save usage figures");
                 }
                 // Calls run after the writes queued before them.
                 for call in calls {
@@ -616,6 +709,38 @@ mod tests {
     }
 
     #[test]
+    fn usage_sums_per_day_runner_and_user() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = SqliteStore::open(dir.path()).expect("open");
+        let runner = Uuid::now_v7();
+        let row = |day: &str, user: &str, input: u64, cost: Option<f64>| UsageRow {
+            day: day.into(),
+            runner_id: runner,
+            runner: None,
+            user: user.into(),
+            usage: agentrelay_protocol::Usage {
+                input_tokens: input,
+                output_tokens: 1,
+                cost_usd: cost,
+                ..Default::default()
+            },
+        };
+        store
+            .add_usage(&[row("2026-12-01", "ann", 10, None), row("2026-12-01", "ann", 5, Some(0.25))])
+            .expect("add");
+        store
+            .add_usage(&[row("2026-12-01", "bob", 7, None), row("2026-12-03", "ann", 1, None)])
+            .expect("add");
+        let rows = store.usage("2026-12-01", "2026-12-02").expect("read");
+        let summed: Vec<_> = rows
+            .iter()
+            .map(|r| (r.user.as_str(), r.usage.input_tokens, r.usage.output_tokens, r.usage.cost_usd))
+            .collect();
+        assert_eq!(summed, [("ann", 15, 2, Some(0.25)), ("bob", 7, 1, None)]);
+        assert_eq!(store.usage("2026-12-03", "2026-12-03").expect("read").len(), 1);
+    }
+
+    #[test]
     fn state_survives_reopening_and_runners_come_back_offline() {
         let dir = tempfile::tempdir().expect("temp dir");
         let r = runner();
@@ -632,12 +757,13 @@ mod tests {
             ended_at: None,
             output_bytes: 10,
             preset: Some("claude".into()),
-            activity: None,
             name: Some("fix the bug".into()),
+            activity: None,
             activity_since: None,
             activity_source: None,
             viewers: Vec::new(),
             log_error: None,
+            usage: None,
         };
         {
             let mut store = SqliteStore::open(dir.path()).expect("open");
@@ -647,6 +773,13 @@ mod tests {
             session.ended_at = Some(Utc::now());
             session.output_bytes = 5; // never moves backwards
             session.log_error = Some("output log stopped at byte 7: disk full".into());
+            session.usage = Some(agentrelay_protocol::Usage {
+                input_tokens: 12,
+                output_tokens: 34,
+                cost_usd: Some(0.5),
+                model: Some("m".into()),
+                ..Default::default()
+            });
             store.apply(&[Change::Session(session.clone())]).expect("apply");
         }
         let mut store = SqliteStore::open(dir.path()).expect("reopen");
@@ -661,8 +794,9 @@ mod tests {
         );
         assert_eq!(loaded.command, session.command);
         assert_eq!(loaded.preset.as_deref(), Some("claude"));
-        assert_eq!(loaded.log_error, session.log_error);
         assert_eq!(loaded.name.as_deref(), Some("fix the bug"));
+        assert_eq!(loaded.log_error, session.log_error);
+        assert_eq!(loaded.usage, session.usage);
         let tokens: i64 =
             store.conn.query_row("SELECT COUNT(*) FROM tokens", [], |row| row.get(0)).expect("tokens table");
         assert_eq!(tokens, 0);

@@ -165,6 +165,81 @@ pub struct Session {
     /// went on, but output after the offset it names is not on disk.
     #[serde(default)]
     pub log_error: Option<String>,
+    /// Tokens and cost the agent reported so far (through OpenTelemetry), if it reports any.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+/// What an agent used: tokens by kind and, where the agent says, what it cost. Totals for the
+/// session (or, in `GET /api/usage`, for a day, a runner and a user).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Usage {
+    /// Input tokens (not counting cache reads).
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Input tokens read from the model's prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the model's prompt cache.
+    #[serde(default)]
+    pub cache_creation_tokens: u64,
+    /// Cost in US dollars, as the agent computed it; `null` when it does not say.
+    pub cost_usd: Option<f64>,
+    /// The model it used most recently.
+    pub model: Option<String>,
+}
+
+/// One row of `GET /api/usage`: what one user's sessions on one runner used in one day (UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageRow {
+    /// The day, `YYYY-MM-DD` (UTC), when the agent reported the use.
+    pub day: String,
+    /// The runner.
+    pub runner_id: Uuid,
+    /// Its name, when HQ knows the runner.
+    pub runner: Option<String>,
+    /// Who started the sessions.
+    pub user: String,
+    /// The sums (`model` is not kept per day).
+    pub usage: Usage,
+}
+
+impl Usage {
+    /// Adds `other`'s counts (and cost, if either knows one); `other`'s model wins if it has one.
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_creation_tokens += other.cache_creation_tokens;
+        self.cost_usd = match (self.cost_usd, other.cost_usd) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+        if other.model.is_some() {
+            self.model.clone_from(&other.model);
+        }
+    }
+
+    /// What `later` (a newer total of the same session) adds to this one; counts never go
+    /// backwards (a total that shrank, from a restarted agent, counts from zero).
+    pub fn growth_to(&self, later: &Usage) -> Usage {
+        let grew = |old: u64, new: u64| if new >= old { new - old } else { new };
+        let cost = match (self.cost_usd, later.cost_usd) {
+            (_, None) => None,
+            (None, Some(new)) => Some(new),
+            (Some(old), Some(new)) => Some(if new >= old { new - old } else { new }),
+        };
+        Usage {
+            input_tokens: grew(self.input_tokens, later.input_tokens),
+            output_tokens: grew(self.output_tokens, later.output_tokens),
+            cache_read_tokens: grew(self.cache_read_tokens, later.cache_read_tokens),
+            cache_creation_tokens: grew(self.cache_creation_tokens, later.cache_creation_tokens),
+            cost_usd: cost,
+            model: later.model.clone(),
+        }
+    }
 }
 
 /// A command a runner offers by name (built in, or from its `--presets` file).
@@ -273,6 +348,29 @@ pub struct Screen {
     pub cursor: Cursor,
     /// One string per row, trailing spaces trimmed.
     pub lines: Vec<String>,
+    /// The selection menu on screen (numbered options, one of them marked), if HQ recognizes one.
+    #[serde(default)]
+    pub menu: Option<Menu>,
+}
+
+/// A selection menu on a session's screen: its question and the answers it offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Menu {
+    /// The question above the options (`Do you want to proceed?`); empty when there is none.
+    pub prompt: String,
+    /// The options, top to bottom.
+    pub options: Vec<MenuOption>,
+}
+
+/// One answer a menu offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MenuOption {
+    /// What to type to pick it (`"1"`): send it as `text` to `POST /api/sessions/{id}/input`.
+    pub key: String,
+    /// What it says (`Yes, and always allow access to /src from this project`).
+    pub label: String,
 }
 
 /// A cursor position.
@@ -371,4 +469,32 @@ pub struct AuditEntry {
     pub address: Option<String>,
     /// More, for people.
     pub detail: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_grows_and_adds_without_counting_twice() {
+        let at = |input, output, cost| Usage {
+            input_tokens: input,
+            output_tokens: output,
+            cost_usd: cost,
+            model: Some("m".into()),
+            ..Default::default()
+        };
+        let growth = at(10, 5, Some(0.5)).growth_to(&at(15, 5, Some(0.75)));
+        assert_eq!((growth.input_tokens, growth.output_tokens, growth.cost_usd), (5, 0, Some(0.25)));
+        // The same total again (a resend after a reconnect) adds nothing.
+        assert_eq!(
+            at(15, 5, None).growth_to(&at(15, 5, None)),
+            Usage { model: Some("m".into()), ..Default::default() }
+        );
+        // A total that shrank is a restarted agent: it counts from zero.
+        assert_eq!(at(15, 5, None).growth_to(&at(3, 1, None)).input_tokens, 3);
+        let mut sum = at(1, 2, None);
+        sum.add(&at(3, 4, Some(0.5)));
+        assert_eq!((sum.input_tokens, sum.output_tokens, sum.cost_usd), (4, 6, Some(0.5)));
+    }
 }

@@ -212,6 +212,9 @@ pub enum DataUp {
     /// The process reported what it is doing (`agentrelay-runner report`, e.g. from an agent's
     /// hooks); this wins over HQ's guesses from output and screen.
     Activity(ActivityReport),
+    /// The session's tokens and cost so far (totals, from the agent's OpenTelemetry export to
+    /// the runner), sent when they change and again after a reconnect.
+    Usage(crate::Usage),
 }
 
 /// Payload of [`DataUp::Activity`].

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::dial::{DialError, HqSocket};
-use crate::policy::NotStarted;
+use crate::policy::{Launch, NotStarted};
 use crate::session::Session;
 use crate::{Runner, RunnerError, data, pty};
 
@@ -137,10 +137,14 @@ impl Runner {
         if self.sessions.contains(start.session_id) {
             return None;
         }
+        let (session, orders) = Session::new(start.session_id, self.config.buffer_size);
         let launched = match self.policy.admit(&start, &self.presets) {
-            Ok(launch) => pty::spawn(&start, &launch, &self.host, &self.report_socket)
-                .map(|process| (process, launch))
-                .map_err(|e| NotStarted::Invalid(format!("{e:#}"))),
+            Ok(mut launch) => {
+                self.wire_telemetry(&start, &mut launch, &session);
+                pty::spawn(&start, &launch, &self.host, &self.report_socket)
+                    .map(|process| (process, launch))
+                    .map_err(|e| NotStarted::Invalid(format!("{e:#}")))
+            }
             Err(not_started) => Err(not_started),
         };
         let (process, launch) = match launched {
@@ -154,7 +158,6 @@ impl Runner {
             }
         };
         tracing::info!(session = %start.session_id, command = ?launch.command, "session started");
-        let (session, orders) = Session::new(start.session_id, self.config.buffer_size);
         self.sessions.insert(session.clone());
         // Every log line of a session's tasks carries its id.
         let span = tracing::info_span!("session", id = %start.session_id);
@@ -169,6 +172,29 @@ impl Runner {
         );
         self.tasks.spawn(data.instrument(span));
         None
+    }
+}
+
+impl Runner {
+    /// Points a preset's agent at this session's telemetry endpoint (tokens and cost), unless the
+    /// user sends its telemetry somewhere already.
+    fn wire_telemetry(&self, start: &StartSession, launch: &mut Launch, session: &Arc<Session>) {
+        let (Some(collector), Some(def)) =
+            (&self.telemetry, start.preset.as_deref().and_then(|n| self.presets.get(n)))
+        else {
+            return;
+        };
+        let Some(exporter) = def.telemetry else { return };
+        let theirs = exporter
+            .user_settings()
+            .iter()
+            .find(|name| launch.env.contains_key(**name) || std::env::var_os(name).is_some());
+        if let Some(name) = theirs {
+            tracing::info!(session = %start.session_id, variable = name, "the agent's telemetry goes where the user sent it: no usage figures");
+            return;
+        }
+        let endpoint = collector.endpoint_for(session);
+        launch.env.extend(exporter.env(&endpoint).into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
 }
 

@@ -84,6 +84,9 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
     let mut reports = session.subscribe_activity();
     // A report made while disconnected goes out now; one already sent does not.
     reports.mark_changed();
+    // Usage is a total: sending it again after a reconnect is harmless, and HQ may have missed it.
+    let mut usage = session.subscribe_usage();
+    usage.mark_changed();
     let mut exit_sent = false;
     loop {
         loop {
@@ -123,6 +126,15 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
                 reports.borrow_and_update();
                 if let Some(activity) = session.take_unsent_report() {
                     socket.send(data_frame(&DataUp::Activity(ActivityReport { activity }))).await?;
+                }
+            }
+            changed = usage.changed() => {
+                if changed.is_err() {
+                    bail!("session dropped");
+                }
+                let total = usage.borrow_and_update().clone();
+                if let Some(total) = total {
+                    socket.send(data_frame(&DataUp::Usage(total))).await?;
                 }
             }
             frame = socket.next() => match frame {

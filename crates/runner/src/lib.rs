@@ -17,6 +17,7 @@ pub mod report;
 pub mod service;
 pub mod session;
 pub mod session_host;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -58,6 +59,8 @@ pub struct Runner {
     policy: policy::Policy,
     /// How each session's process is started.
     host: pty::Host,
+    /// Where agents send their OpenTelemetry (tokens and cost); `None` if the port would not bind.
+    telemetry: Option<Arc<telemetry::Collector>>,
     /// Where sessions report their activity (`agentrelay-runner report`).
     report_socket: std::path::PathBuf,
     /// Cancelled to stop the runner; sessions are hung up.
@@ -103,6 +106,9 @@ impl Runner {
                 .map_err(|e| RunnerError::Config(format!("cannot find the runner's own binary: {e}")))?,
         };
         let host = pty::Host { binary, grace: config.kill_grace };
+        let telemetry = telemetry::Collector::bind()
+            .inspect_err(|e| tracing::warn!(error = format!("{e:#}"), "no usage figures from agents"))
+            .ok();
         let report_socket = report::socket_path(&state_dir);
         if config.allow.is_empty() && !config.presets_only {
             tracing::warn!("no --allow list: HQ may start any program on this machine");
@@ -116,6 +122,7 @@ impl Runner {
             presets,
             policy,
             host,
+            telemetry,
             report_socket,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -142,6 +149,9 @@ impl Runner {
                 self.tasks.spawn(serve);
             }
             Err(e) => tracing::warn!(error = format!("{e:#}"), "activity reports are off"),
+        }
+        if let Some(collector) = self.telemetry.clone() {
+            self.tasks.spawn(collector.serve(self.tasks.clone(), self.shutdown.clone()));
         }
         let result = self.control_loop().await;
         self.shutdown.cancel();

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use agentrelay_protocol::Preset;
 use agentrelay_protocol::runner::command_allowed;
+
+use crate::telemetry::Exporter;
 use serde::Deserialize;
 
 /// A preset as the runner holds it.
@@ -23,6 +25,8 @@ pub struct PresetDef {
     /// How an initial task is passed: words appended to the command, one of which holds
     /// [`PROMPT_PLACEHOLDER`]; `None` when the preset takes no prompt.
     pub prompt_args: Option<Vec<String>>,
+    /// How its agent exports telemetry, for tokens and cost per session (`None`: it does not).
+    pub telemetry: Option<Exporter>,
 }
 
 /// Where the prompt goes in `prompt_args`.
@@ -31,6 +35,9 @@ pub const PROMPT_PLACEHOLDER: &str = "{prompt}";
 /// How the built-in agents take an initial task and stay interactive: Claude Code and Codex as
 /// their prompt argument (after `--`, so a prompt that starts with `-` is not read as a flag),
 /// Gemini CLI with `--prompt-interactive=` (one word, for the same reason).
+/// The built-in agents that export usage figures through OpenTelemetry.
+const BUILT_IN_TELEMETRY: &[(&str, Exporter)] = &[("claude", Exporter::Claude), ("gemini", Exporter::Gemini)];
+
 const BUILT_IN_PROMPT_ARGS: &[(&str, &[&str])] = &[
     ("claude", &["--", PROMPT_PLACEHOLDER]),
     ("codex", &["--", PROMPT_PLACEHOLDER]),
@@ -69,6 +76,7 @@ struct FileEntry {
     #[serde(default)]
     prompt_patterns: Vec<String>,
     prompt_args: Option<Vec<String>>,
+    telemetry: Option<Exporter>,
 }
 
 /// Agents the runner offers when their program is on `PATH`: name, argv, description, and the
@@ -149,6 +157,10 @@ fn built_in(name: &str, command: &[&str], description: &str, patterns: &[&str]) 
         cwd: None,
         env: BTreeMap::new(),
         prompt_args,
+        telemetry: BUILT_IN_TELEMETRY
+            .iter()
+            .find(|(preset, _)| *preset == name)
+            .map(|(_, exporter)| *exporter),
     }
 }
 
@@ -186,6 +198,7 @@ fn read_file(path: &Path) -> Result<Vec<PresetDef>, String> {
             cwd: entry.cwd,
             env: entry.env,
             prompt_args: entry.prompt_args,
+            telemetry: entry.telemetry,
         });
     }
     Ok(defs)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use agentrelay_protocol::runner::LiveSession;
-use agentrelay_protocol::{Activity, ExitStatus, TermSize};
+use agentrelay_protocol::{Activity, ExitStatus, TermSize, Usage};
 use agentrelay_ring::{OutputRing, Read};
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, watch};
@@ -48,6 +48,8 @@ pub struct Session {
     /// The number of the last report HQ was sent: a reconnect sends only a newer one (an old
     /// one again would hold HQ's activity after someone typed).
     report_sent: std::sync::atomic::AtomicU64,
+    /// Tokens and cost the agent reported through OpenTelemetry (totals; see `telemetry`).
+    usage: watch::Sender<Option<Usage>>,
 }
 
 impl Session {
@@ -66,6 +68,7 @@ impl Session {
             room: Notify::new(),
             activity: watch::Sender::new((0, None)),
             report_sent: Default::default(),
+            usage: watch::Sender::new(None),
         };
         (Arc::new(session), rx)
     }
@@ -143,6 +146,20 @@ impl Session {
         use std::sync::atomic::Ordering;
         let (seq, activity) = *self.activity.borrow();
         (self.report_sent.fetch_max(seq, Ordering::AcqRel) < seq).then_some(activity).flatten()
+    }
+
+    /// Records the agent's totals so far.
+    pub fn report_usage(&self, usage: Usage) {
+        self.usage.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&usage);
+            *current = Some(usage);
+            changed
+        });
+    }
+
+    /// A receiver of usage totals.
+    pub fn subscribe_usage(&self) -> watch::Receiver<Option<Usage>> {
+        self.usage.subscribe()
     }
 
     /// The sender of orders for the PTY.

@@ -4,6 +4,7 @@ pub mod openapi;
 pub mod runner_policy;
 pub mod sessions;
 pub(crate) mod tokens;
+pub mod usage;
 
 use agentrelay_protocol::requests::{Health, Version};
 use agentrelay_protocol::{ErrorResponse, Runner};
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sessions/{id}", get(sessions::get).patch(sessions::update).delete(sessions::delete))
         .route("/api/sessions/{id}/recording", get(sessions::recording))
         .route("/api/sessions/{id}/screen", get(sessions::screen))
+        .route("/api/usage", get(usage::usage))
         .route("/api/sessions/{id}/input", post(sessions::input))
         .route("/api/sessions/{id}/input/queue", get(sessions::input_queue))
         .route(

@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         super::sessions::delete,
         super::sessions::recording, super::sessions::screen, super::sessions::input,
         super::sessions::input_queue, super::sessions::cancel_queued_input,
+        super::usage::usage,
         super::sessions::share, super::sessions::unshare,
         crate::events::stream_events, crate::ws::viewer::upgrade,
         super::tokens::create, super::tokens::list, super::tokens::revoke,

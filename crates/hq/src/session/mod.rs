@@ -13,6 +13,7 @@
 pub mod activity;
 pub mod input_queue;
 mod lifecycle;
+pub mod menu;
 mod output;
 pub mod output_log;
 mod presence;
@@ -21,6 +22,7 @@ mod sessions;
 pub mod start;
 pub mod terminal_model;
 pub mod timing;
+pub mod usage;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -142,6 +144,8 @@ pub struct Session {
     size: watch::Sender<TermSize>,
     /// Input waiting for the session to wait for input.
     input_queue: Mutex<input_queue::Queue>,
+    /// The agent's tokens and cost so far (totals), if it reports any.
+    usage: Mutex<Option<agentrelay_protocol::Usage>>,
 }
 
 impl Session {
@@ -188,6 +192,7 @@ impl Session {
             activity_watch: watch::Sender::new(None),
             size: watch::Sender::new(size),
             input_queue: Mutex::default(),
+            usage: Mutex::default(),
         }
     }
 
@@ -215,6 +220,7 @@ impl Session {
             activity_source: activity.map(|a| a.source),
             viewers: lock(&self.viewers).infos(),
             log_error: life.log_error.clone(),
+            usage: lock(&self.usage).clone(),
         }
     }
 

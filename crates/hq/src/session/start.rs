@@ -60,6 +60,8 @@ pub enum Origin {
         lifecycle: Lifecycle,
         /// Output bytes as last saved (what counts when the log cannot be opened).
         output_bytes: u64,
+        /// The agent's tokens and cost as last saved.
+        usage: Option<agentrelay_protocol::Usage>,
     },
 }
 
@@ -74,11 +76,12 @@ pub fn open(state: &AppState, spec: SessionSpec, origin: Origin) -> Arc<Session>
         prompts: activity::prompt_patterns(&presets, spec.preset.as_deref(), &spec.command),
     };
     // A new session's size goes into its log's timeline; a stored one's is read back from there.
-    let (lifecycle, output_bytes, new_size) = match origin {
-        Origin::New(size) => (Lifecycle::starting(), 0, Some(size)),
-        Origin::Stored { lifecycle, output_bytes } => (lifecycle, output_bytes, None),
+    let (lifecycle, output_bytes, new_size, usage) = match origin {
+        Origin::New(size) => (Lifecycle::starting(), 0, Some(size), None),
+        Origin::Stored { lifecycle, output_bytes, usage } => (lifecycle, output_bytes, None, usage),
     };
     let session = Arc::new(Session::new(spec, lifecycle, output_bytes, parts));
+    session.restore_usage(usage);
     if let Some(size) = new_size {
         session.note_resize(size);
     }
@@ -102,7 +105,11 @@ pub fn restore(state: &AppState, snapshot: Snapshot) {
     }
     let mut waiting_runners = HashSet::new();
     for view in snapshot.sessions {
-        let origin = Origin::Stored { lifecycle: Lifecycle::stored(&view), output_bytes: view.output_bytes };
+        let origin = Origin::Stored {
+            lifecycle: Lifecycle::stored(&view),
+            output_bytes: view.output_bytes,
+            usage: view.usage.clone(),
+        };
         let session = open(state, SessionSpec::stored(&view), origin);
         if !session.status().is_final() {
             waiting_runners.insert(session.runner_id);

@@ -121,6 +121,7 @@ async fn pump(
                         return Ok(());
                     }
                     Ok(DataUp::Activity(report)) => session.report_activity(report.activity),
+                    Ok(DataUp::Usage(total)) => crate::session::usage::record(state, session, total),
                     Ok(DataUp::Open(_)) => tracing::warn!("ignoring a second open"),
                     Err(e) => tracing::warn!(error = %e, "ignoring a bad data frame"),
                 },
