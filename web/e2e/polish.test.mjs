@@ -68,7 +68,7 @@ test("Alt+N opens no second dialog over an open one", async () => {
     runner_id: (await stack.api("GET", "/api/runners")).json[0].id,
     command: ["sleep", "120"],
   });
-  await page.getByTestId("session-list").getByRole("button").filter({ hasText: "sleep 120" }).click();
+  await page.getByTestId("session-list").getByRole("link").filter({ hasText: "sleep 120" }).click();
   await page.locator(`[data-session="${json.id}"] .xterm`).waitFor({ state: "visible" });
   await page.getByRole("button", { name: "Share" }).click();
   await page.getByRole("dialog").getByText("Share read-only").waitFor();
@@ -100,7 +100,7 @@ test("End session asks first while the session runs", async () => {
     runner_id: (await stack.api("GET", "/api/runners")).json[0].id,
     command: ["sleep", "300"],
   });
-  await page.getByTestId("session-list").getByRole("button").filter({ hasText: "sleep 300" }).click();
+  await page.getByTestId("session-list").getByRole("link").filter({ hasText: "sleep 300" }).click();
   await page.locator(`[data-session="${json.id}"] .xterm`).waitFor({ state: "visible" });
   const status = async () => (await stack.api("GET", `/api/sessions/${json.id}`)).json.status;
   await waitFor("the session to run", async () => (await status()) === "running");

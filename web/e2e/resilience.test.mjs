@@ -51,7 +51,7 @@ async function openShell(page) {
     command: ["env", tag, "bash", "--norc", "--noprofile"],
   });
   assert.equal(status, 201);
-  await page.getByTestId("session-list").getByRole("button").filter({ hasText: tag }).click();
+  await page.getByTestId("session-list").getByRole("link").filter({ hasText: tag }).click();
   await page.locator(`[data-session="${json.id}"] .xterm`).waitFor({ state: "visible" });
   await page.locator(`[data-session="${json.id}"] .xterm-helper-textarea`).focus();
   return json.id;

@@ -52,7 +52,7 @@ test("a phone watches without resizing, takes the size when it types, and gives 
   const id = session.id;
 
   const desk = await signedIn({ width: 1400, height: 900 });
-  await desk.page.getByTestId("session-list").getByRole("button").filter({ hasText: "bash" }).first().click();
+  await desk.page.getByTestId("session-list").getByRole("link").filter({ hasText: "bash" }).first().click();
   await desk.page.locator(`[data-session="${id}"] .xterm`).waitFor({ state: "visible" });
   await typeIn(desk.page, id, "echo desk-$((1+1))");
   await waitFor("the desktop's echo", async () => (await screen(desk.page, id)).includes("desk-2"));
@@ -63,7 +63,7 @@ test("a phone watches without resizing, takes the size when it types, and gives 
   const phone = await signedIn({ width: 390, height: 844 });
   try {
     await phone.page.getByRole("button", { name: "Toggle runners and sessions" }).click();
-    await phone.page.getByTestId("session-list").getByRole("button").filter({ hasText: "bash" }).first().click();
+    await phone.page.getByTestId("session-list").getByRole("link").filter({ hasText: "bash" }).first().click();
     const phoneTerm = phone.page.locator(`[data-session="${id}"] .xterm`);
     await phoneTerm.waitFor({ state: "visible" });
     // Looking changes nothing: the phone draws the desktop's terminal as it is, scrolled, not rewrapped.

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { api, ApiError, onSignedOut, signedOut } from "./lib/api";
-import { NO_FILTER, type OverviewFilter } from "./lib/overview";
+import { Navigate, useLocation, useNavigate } from "react-router";
+import { filterFromSearch, filterToSearch, type OverviewFilter } from "./lib/overview";
 import type { Session } from "./lib/protocol";
 import { isPhone } from "./lib/device";
 import { useEvents } from "./hooks/useEvents";
@@ -14,6 +15,9 @@ import { NewSessionDialog } from "./components/NewSessionDialog";
 import { NotificationToggle } from "./components/NotificationToggle";
 import { Overview } from "./components/Overview";
 import { RunnerList } from "./components/RunnerList";
+import { RunnerPage } from "./components/RunnerPage";
+import { RunnersPage } from "./components/RunnersPage";
+import { SessionMissing } from "./components/SessionMissing";
 import { SessionList } from "./components/SessionList";
 import { SessionTabs } from "./components/SessionTabs";
 import { ShareDialog } from "./components/ShareDialog";
@@ -61,13 +65,17 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
   const now = useNow();
   const [creating, setCreating] = useState(false);
   const [sharing, setSharing] = useState<string | null>(null);
-  const [drawer, setDrawer] = useState(false);
-  const [filter, setFilter] = useState<OverviewFilter>(NO_FILTER);
+  // The drawer (on a phone) is open at the address it was opened at: going anywhere closes it.
+  const [drawerAt, setDrawerAt] = useState<string | null>(null);
+  const location = useLocation();
+  const navigate = useNavigate();
+  const filter = filterFromSearch(new URLSearchParams(location.search));
+  const setFilter = (next: OverviewFilter) => navigate(`/${filterToSearch(next)}`);
   // Decided once: a phone watches until it types (a rotation must not reattach every terminal).
   const [phone] = useState(isPhone);
 
-  const { selectIndex, closeTab, openTab, showOverview, active, overview } = tabs;
-  const front = overview ? null : active;
+  const { selectIndex, closeTab, openTab, showOverview, active, overview, view } = tabs;
+  const front = active;
   const waiting = useWaitingAlerts(live.sessions, {
     notify: notifications.setting === "on",
     runners: live.runners,
@@ -110,10 +118,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
     [toasts],
   );
 
-  const open = (session: Session) => {
-    openTab(session.id);
-    setDrawer(false);
-  };
+  const drawer = drawerAt === location.pathname;
   const byId = new Map(live.sessions.map((s) => [s.id, s]));
   const openSessions = tabs.open.map((id) => byId.get(id)).filter((s): s is Session => s !== undefined);
   const sharedSession = sharing ? byId.get(sharing) : undefined;
@@ -127,7 +132,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
           className="rounded-md p-1.5 text-slate-300 hover:bg-slate-800 md:hidden"
           aria-label="Toggle runners and sessions"
           aria-expanded={drawer}
-          onClick={() => setDrawer((d) => !d)}
+          onClick={() => setDrawerAt(drawer ? null : location.pathname)}
         >
           ☰
         </button>
@@ -165,7 +170,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
           } w-[min(20rem,85vw)] shrink-0 flex-col gap-6 overflow-y-auto border-r border-slate-800 bg-slate-950 p-3 md:static md:flex`}
         >
           <RunnerList runners={live.runners} now={now} />
-          <SessionList sessions={live.sessions} runners={live.runners} activeId={front} now={now} onOpen={open} />
+          <SessionList sessions={live.sessions} runners={live.runners} activeId={front} now={now} />
         </aside>
 
         <main className="flex min-w-0 flex-1 flex-col">
@@ -202,33 +207,15 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
                 filter={filter}
                 now={now}
                 onFilter={setFilter}
-                onOpen={openTab}
                 onNew={() => setCreating(true)}
               />
             </div>
-            {!overview && openSessions.length === 0 && (
-              <div className="flex h-full flex-col items-center justify-center gap-3 px-6 text-center">
-                <p className="text-lg font-medium text-slate-200">No session open</p>
-                <p className="max-w-sm text-sm text-slate-400">
-                  Start an agent or a shell on one of your runners, open a session from the list, or see them all in
-                  the overview.
-                </p>
-                <div className="flex flex-wrap justify-center gap-2">
-                  <button
-                    onClick={() => setCreating(true)}
-                    className="rounded-lg border border-slate-700 px-4 py-2 text-sm text-slate-200 hover:border-emerald-400"
-                  >
-                    New session <span className="text-slate-500">Alt+N</span>
-                  </button>
-                  <button
-                    onClick={showOverview}
-                    className="rounded-lg border border-slate-700 px-4 py-2 text-sm text-slate-200 hover:border-emerald-400"
-                  >
-                    Overview <span className="text-slate-500">Alt+O</span>
-                  </button>
-                </div>
-              </div>
+            {view.kind === "session" && !byId.has(view.id) && <SessionMissing id={view.id} />}
+            {view.kind === "runners" && <RunnersPage runners={live.runners} sessions={live.sessions} now={now} />}
+            {view.kind === "runner" && (
+              <RunnerPage id={view.id} runners={live.runners} sessions={live.sessions} now={now} />
             )}
+            {view.kind === "unknown" && <Navigate to="/" replace />}
           </div>
         </main>
       </div>

@@ -1,5 +1,6 @@
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
+import { BrowserRouter } from "react-router";
 import "./index.css";
 import { App } from "./App";
 import { SharePage } from "./components/SharePage";
@@ -13,7 +14,15 @@ const root = document.getElementById("root");
 if (root) {
   createRoot(root).render(
     <StrictMode>
-      <ToastProvider>{share ? <SharePage token={share.token} /> : <App />}</ToastProvider>
+      <ToastProvider>
+        {share ? (
+          <SharePage token={share.token} />
+        ) : (
+          <BrowserRouter>
+            <App />
+          </BrowserRouter>
+        )}
+      </ToastProvider>
     </StrictMode>,
   );
 }

@@ -8,12 +8,11 @@ interface Props {
   filter: OverviewFilter;
   now: number;
   onFilter(filter: OverviewFilter): void;
-  onOpen(id: string): void;
   onNew(): void;
 }
 
 /** Every live session as a tile with a live preview, filtered by runner, label and state. */
-export function Overview({ sessions, runners, filter, now, onFilter, onOpen, onNew }: Props) {
+export function Overview({ sessions, runners, filter, now, onFilter, onNew }: Props) {
   const shown = filterSessions(sessions, runners, filter);
   const counts = stateCounts(sessions);
   const summary = overviewSummary(sessions, shown);
@@ -99,7 +98,6 @@ export function Overview({ sessions, runners, filter, now, onFilter, onOpen, onN
               session={session}
               runnerName={names.get(session.runner_id) ?? session.runner_id.slice(0, 8)}
               now={now}
-              onOpen={onOpen}
             />
           ))}
         </ul>

@@ -1,7 +1,9 @@
 import { useLayoutEffect, useRef } from "react";
 import { activityOf } from "../lib/activity";
 import { previewColumns, previewLines } from "../lib/overview";
+import { Link } from "react-router";
 import type { Session } from "../lib/protocol";
+import { sessionPath } from "../hooks/useTabs";
 import { sessionTitle } from "../lib/sessionTitle";
 import { useScreenPreview } from "../hooks/useScreenPreview";
 import { SessionBadge } from "./SessionBadge";
@@ -10,11 +12,10 @@ interface Props {
   session: Session;
   runnerName: string;
   now: number;
-  onOpen(id: string): void;
 }
 
 /** One live session in the overview: a small live preview of its screen, where and what it runs. */
-export function OverviewTile({ session, runnerName, now, onOpen }: Props) {
+export function OverviewTile({ session, runnerName, now }: Props) {
   const preview = useRef<HTMLDivElement>(null);
   const waiting = activityOf(session) === "waiting_for_input";
   const screen = useScreenPreview(session.id, preview, `${session.activity}:${session.activity_since}`);
@@ -28,8 +29,8 @@ export function OverviewTile({ session, runnerName, now, onOpen }: Props) {
   const { title, command } = sessionTitle(session);
   return (
     <li>
-      <button
-        onClick={() => onOpen(session.id)}
+      <Link
+        to={sessionPath(session.id)}
         data-testid="overview-tile"
         data-session={session.id}
         aria-label={`Open ${title} on ${runnerName}`}
@@ -66,7 +67,7 @@ export function OverviewTile({ session, runnerName, now, onOpen }: Props) {
             )}
           </pre>
         </div>
-      </button>
+      </Link>
     </li>
   );
 }

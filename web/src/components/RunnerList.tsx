@@ -1,4 +1,6 @@
+import { Link } from "react-router";
 import type { Runner } from "../lib/protocol";
+import { runnerPath } from "../hooks/useTabs";
 import { elapsed, relativeTime } from "../lib/time";
 import { StatusBadge } from "./StatusBadge";
 
@@ -9,7 +11,9 @@ export function RunnerList({ runners, now }: { runners: Runner[]; now: number })
   return (
     <section aria-labelledby="runners-heading" className="space-y-2">
       <h2 id="runners-heading" className="px-1 text-xs font-semibold uppercase tracking-wider text-slate-500">
-        Runners
+        <Link to="/runners" className="hover:text-slate-300">
+          Runners
+        </Link>
       </h2>
       {sorted.length === 0 ? (
         <p className="rounded-lg border border-dashed border-slate-800 px-3 py-4 text-sm text-slate-500">
@@ -18,7 +22,11 @@ export function RunnerList({ runners, now }: { runners: Runner[]; now: number })
       ) : (
         <ul className="space-y-1.5" data-testid="runner-list">
           {sorted.map((runner) => (
-            <li key={runner.id} className="rounded-lg border border-slate-800 bg-slate-900/60 px-3 py-2">
+            <li key={runner.id}>
+              <Link
+                to={runnerPath(runner.id)}
+                className="block rounded-lg border border-slate-800 bg-slate-900/60 px-3 py-2 hover:border-slate-700"
+              >
               <div className="flex items-center justify-between gap-2">
                 <span className="truncate font-medium text-slate-100" title={runner.hostname}>
                   {runner.name}
@@ -39,6 +47,7 @@ export function RunnerList({ runners, now }: { runners: Runner[]; now: number })
                   </span>
                 ))}
               </div>
+              </Link>
             </li>
           ))}
         </ul>

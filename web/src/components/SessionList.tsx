@@ -1,4 +1,6 @@
+import { Link } from "react-router";
 import type { Runner, Session } from "../lib/protocol";
+import { sessionPath } from "../hooks/useTabs";
 import { activityOf } from "../lib/activity";
 import { sessionTitle } from "../lib/sessionTitle";
 import { relativeTime } from "../lib/time";
@@ -9,10 +11,9 @@ interface Props {
   runners: Runner[];
   activeId: string | null;
   now: number;
-  onOpen(session: Session): void;
 }
 
-export function SessionList({ sessions, runners, activeId, now, onOpen }: Props) {
+export function SessionList({ sessions, runners, activeId, now }: Props) {
   const names = new Map(runners.map((r) => [r.id, r.name]));
   const sorted = [...sessions].sort((a, b) => b.created_at.localeCompare(a.created_at));
   return (
@@ -29,9 +30,10 @@ export function SessionList({ sessions, runners, activeId, now, onOpen }: Props)
         <ul className="space-y-1.5" data-testid="session-list">
           {sorted.map((session) => (
             <li key={session.id}>
-              <button
-                onClick={() => onOpen(session)}
-                className={`w-full rounded-lg border px-3 py-2 text-left transition ${
+              <Link
+                to={sessionPath(session.id)}
+                aria-current={session.id === activeId ? "page" : undefined}
+                className={`block w-full rounded-lg border px-3 py-2 text-left transition ${
                   activityOf(session) === "waiting_for_input"
                     ? "border-amber-400/70 bg-amber-400/10"
                     : session.id === activeId
@@ -62,7 +64,7 @@ export function SessionList({ sessions, runners, activeId, now, onOpen }: Props)
                     </span>
                   )}
                 </div>
-              </button>
+              </Link>
             </li>
           ))}
         </ul>

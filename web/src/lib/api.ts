@@ -89,6 +89,7 @@ export const api = {
   logout: () => request<void>("POST", "/api/logout"),
   runners: () => request<Runner[]>("GET", "/api/runners"),
   sessions: () => request<Session[]>("GET", "/api/sessions"),
+  session: (id: string) => request<Session>("GET", sessionPath(id)),
   createSession: (body: CreateSession) => request<Session>("POST", "/api/sessions", body),
   killSession: (id: string) => request<void>("DELETE", sessionPath(id)),
   screen: (id: string) => request<Screen>("GET", `${sessionPath(id)}/screen?format=json`),

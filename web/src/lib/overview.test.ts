@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import {
+  filterFromSearch,
   filterSessions,
+  filterToSearch,
   labelOptions,
   NO_FILTER,
   overviewSummary,
@@ -107,5 +109,16 @@ describe("overview summary", () => {
     expect(overviewSummary(sessions, onA)).toEqual({ live: "2 of 5 live", waiting: "1 needs input" });
     const onB = filterSessions(sessions, runners, { ...NO_FILTER, runner: "b" });
     expect(overviewSummary(sessions, onB)).toEqual({ live: "1 of 5 live", waiting: null });
+  });
+});
+
+describe("overview addresses", () => {
+  it("reads and writes the filter as a query string", () => {
+    const filter = { runner: "r1", label: "gpu=true", state: "idle" as const };
+    const search = filterToSearch(filter);
+    expect(search).toBe("?runner=r1&label=gpu%3Dtrue&state=idle");
+    expect(filterFromSearch(new URLSearchParams(search))).toEqual(filter);
+    expect(filterToSearch(NO_FILTER)).toBe("");
+    expect(filterFromSearch(new URLSearchParams("state=asleep"))).toEqual(NO_FILTER);
   });
 });

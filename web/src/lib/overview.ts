@@ -17,6 +17,26 @@ export interface OverviewFilter {
 
 export const NO_FILTER: OverviewFilter = { runner: "", label: "", state: "any" };
 
+/** The filter an overview address names (`/?runner=…&label=…&state=…`); unknown values are ignored. */
+export function filterFromSearch(params: URLSearchParams): OverviewFilter {
+  const state = params.get("state") ?? "any";
+  return {
+    runner: params.get("runner") ?? "",
+    label: params.get("label") ?? "",
+    state: STATE_FILTERS.some((f) => f.value === state) ? (state as StateFilter) : "any",
+  };
+}
+
+/** The query string of an overview address for `filter` ("" when it filters nothing). */
+export function filterToSearch(filter: OverviewFilter): string {
+  const params = new URLSearchParams();
+  if (filter.runner) params.set("runner", filter.runner);
+  if (filter.label) params.set("label", filter.label);
+  if (filter.state !== "any") params.set("state", filter.state);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
 export const STATE_FILTERS: readonly { value: StateFilter; label: string }[] = [
   { value: "any", label: "Any state" },
   { value: "waiting_for_input", label: "Needs input" },
