@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const BIN = process.env.AGENTRELAY_BIN_DIR ?? join(targetDir(), "debug");
+export const BIN = process.env.AGENTRELAY_BIN_DIR ?? join(targetDir(), "debug");
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 /** Where cargo puts its output (honours CARGO_TARGET_DIR and .cargo/config's build.target-dir). */
@@ -107,9 +107,11 @@ export async function startStack() {
     }
     return { status: response.status, json, text };
   }
-  /** Starts one more runner named `name` with extra flags, and waits until HQ lists it online. */
-  async function startRunner(name, args = []) {
+  /** Starts one more runner named `name` with extra flags (and environment, which its sessions
+   * inherit), and waits until HQ lists it online. */
+  async function startRunner(name, args = [], extraEnv = {}) {
     start("agentrelay-runner", ["--hq", url, "--name", name, "--state-dir", join(dir, `runner-${name}`), ...args], {
+      ...extraEnv,
       RUNNER_TOKEN: runnerToken,
     });
     return waitFor(`runner ${name} online`, async () => {

@@ -286,8 +286,7 @@ async fn openai(State(shared): State<Shared>, uri: Uri, body: axum::body::Bytes)
                 json!({"command": ["bash", "-lc", command], "with_escalated_permissions": true,
                        "justification": "Run the scripted command"})
             } else {
-                json!({"cmd": command, "sandbox_permissions": "require_escalated",
-                       "justification": "Run the scripted command?"})
+                json!({"cmd": command, "sandbox_permissions": "require_escalated"})
             };
             json!({"type": "function_call", "id": "fc_fake_1", "call_id": "call_fake_1", "status": "completed",
                    "name": shell.unwrap_or("exec_command"), "arguments": arguments.to_string()})

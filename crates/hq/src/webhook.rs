@@ -5,11 +5,17 @@
 //! It follows the event bus off the data path; a slow or failing receiver only delays its own
 //! deliveries (a bounded queue: when it is full, new deliveries are dropped with a warning; each
 //! delivery is tried a few times).
+//!
+//! A `waiting_for_input` delivery carries the menu on screen (`menu`, as `/screen` has it), so a
+//! notification can offer the same answers. When an agent's hook said it waits before its dialog
+//! was drawn, the delivery waits for the tracker's next reading of the screen (at most twice
+//! `--idle-after` and a second) to learn it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use agentrelay_protocol::{Activity, Session, SessionStatus};
+use agentrelay_protocol::{Activity, Menu, Session, SessionStatus};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -27,7 +33,7 @@ const QUEUE: usize = 256;
 const ATTEMPTS: u32 = 3;
 
 /// One POST body.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Delivery {
     /// `session.activity`, `session.ended` or `session.log_stopped`.
     pub event: &'static str,
@@ -35,9 +41,15 @@ pub struct Delivery {
     pub text: String,
     /// The session as the API shows it.
     pub session: Session,
+    /// For `waiting_for_input`: the selection menu on screen, if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub menu: Option<Menu>,
     /// Which `--webhook-events` choice this delivery falls under.
     #[serde(skip)]
     pub kind: WebhookEvent,
+    /// A live session whose menu is not known yet, and its quiet checks so far.
+    #[serde(skip)]
+    menu_from: Option<(Arc<crate::session::Session>, u64)>,
 }
 
 /// What was last seen of a session, to post only changes.
@@ -52,7 +64,8 @@ struct Seen {
 pub async fn run(url: String, state: AppState) {
     let shutdown = state.shutdown.clone();
     let (queue, deliveries) = mpsc::channel::<Delivery>(QUEUE);
-    let sender = tokio::spawn(deliver(url, deliveries, shutdown.clone()));
+    let menu_wait = state.config.idle_after * 2 + Duration::from_secs(1);
+    let sender = tokio::spawn(deliver(url, deliveries, menu_wait, shutdown.clone()));
     let mut feed = state.events.subscribe();
     let mut seen: HashMap<Uuid, Seen> = HashMap::new();
     loop {
@@ -81,7 +94,15 @@ pub async fn run(url: String, state: AppState) {
         let wanted = describe(&session, before, &state.registry)
             .into_iter()
             .filter(|delivery| state.config.webhook_events.contains(&delivery.kind));
-        for delivery in wanted {
+        for mut delivery in wanted {
+            if delivery.kind == WebhookEvent::WaitingForInput
+                && let Some(live) = state.sessions.get(session.id)
+            {
+                delivery.menu = live.menu();
+                if delivery.menu.is_none() {
+                    delivery.menu_from = Some((live.clone(), live.quiet_checks()));
+                }
+            }
             if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(delivery) {
                 tracing::warn!("webhook receiver is behind; dropping a delivery");
             }
@@ -110,6 +131,8 @@ fn describe(session: &Session, before: Option<Seen>, registry: &Registry) -> Vec
             text: format!("{name}: {error}"),
             session: session.clone(),
             kind: WebhookEvent::LogStopped,
+            menu: None,
+            menu_from: None,
         });
     }
     deliveries.extend(describe_life(session, before, &name));
@@ -133,6 +156,8 @@ fn describe_life(session: &Session, before: Option<Seen>, name: &str) -> Option<
             text: format!("{name} {how}"),
             session: session.clone(),
             kind: WebhookEvent::Ended,
+            menu: None,
+            menu_from: None,
         });
     }
     let activity = session.activity?;
@@ -149,11 +174,18 @@ fn describe_life(session: &Session, before: Option<Seen>, name: &str) -> Option<
         text: format!("{name} {doing}"),
         session: session.clone(),
         kind,
+        menu: None,
+        menu_from: None,
     })
 }
 
 /// Posts deliveries in order, retrying each a few times.
-async fn deliver(url: String, mut deliveries: mpsc::Receiver<Delivery>, shutdown: CancellationToken) {
+async fn deliver(
+    url: String,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    menu_wait: Duration,
+    shutdown: CancellationToken,
+) {
     let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
         Ok(client) => client,
         Err(e) => {
@@ -162,10 +194,16 @@ async fn deliver(url: String, mut deliveries: mpsc::Receiver<Delivery>, shutdown
         }
     };
     loop {
-        let next = tokio::select! {
+        let mut next = tokio::select! {
             next = deliveries.recv() => match next { Some(next) => next, None => return },
             () = shutdown.cancelled() => return,
         };
+        if let Some((session, checks)) = next.menu_from.take() {
+            tokio::select! {
+                menu = menu_after(&session, checks, menu_wait) => next.menu = menu,
+                () = shutdown.cancelled() => return,
+            }
+        }
         for attempt in 1..=ATTEMPTS {
             match client.post(&url).json(&next).send().await {
                 Ok(response) if response.status().is_success() => break,
@@ -182,4 +220,15 @@ async fn deliver(url: String, mut deliveries: mpsc::Receiver<Delivery>, shutdown
             }
         }
     }
+}
+
+/// The menu the tracker's next reading of the session's screen finds, if it still waits by then
+/// and within `wait`. The tracker reads the screen off this task; this only looks at its count
+/// of readings, every 50 ms.
+async fn menu_after(session: &crate::session::Session, checks: u64, wait: Duration) -> Option<Menu> {
+    let deadline = tokio::time::Instant::now() + wait;
+    while session.quiet_checks() == checks && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    session.menu()
 }

@@ -119,6 +119,10 @@ pub enum RunnerCommand {
         /// What the session is doing.
         #[arg(value_enum)]
         activity: ReportedActivity,
+        /// The agent's event that triggered the report (JSON, as Codex's notify passes it);
+        /// events about something other than the session's own conversation are ignored.
+        #[arg(hide = true)]
+        event: Option<String>,
     },
     /// Write a systemd unit that runs this runner with the flags given before this command
     /// (the token goes to a mode-0600 environment file, never into the unit).

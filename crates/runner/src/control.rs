@@ -16,7 +16,7 @@ use crate::backoff::Backoff;
 use crate::dial::{DialError, HqSocket};
 use crate::policy::{Launch, NotStarted};
 use crate::session::Session;
-use crate::{Runner, RunnerError, data, pty};
+use crate::{Runner, RunnerError, agent_hooks, data, pty};
 
 /// How long HQ may take to answer the hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,6 +141,10 @@ impl Runner {
         let launched = match self.policy.admit(&start, &self.presets) {
             Ok(mut launch) => {
                 self.wire_telemetry(&start, &mut launch, &session);
+                // Beside the report socket: the runner's state dir.
+                if let Some(state_dir) = self.report_socket.parent() {
+                    agent_hooks::wire(&mut launch, state_dir);
+                }
                 pty::spawn(&start, &launch, &self.host, &self.report_socket)
                     .map(|process| (process, launch))
                     .map_err(|e| NotStarted::Invalid(format!("{e:#}")))

@@ -4,6 +4,7 @@
 //! `main.rs` only parses flags and waits for a signal; everything here is testable through
 //! [`Runner::new`] and [`Runner::run`].
 
+pub mod agent_hooks;
 pub mod backoff;
 pub mod config;
 pub mod control;

@@ -23,7 +23,10 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Some(RunnerCommand::Report { activity }) => {
+        Some(RunnerCommand::Report { activity, event }) => {
+            if event.as_deref().is_some_and(|event| !agentrelay_runner::agent_hooks::event_counts(event)) {
+                return ExitCode::SUCCESS;
+            }
             return match agentrelay_runner::report::send((*activity).into()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error),

@@ -54,7 +54,6 @@ impl PresetDef {
     }
 }
 
-
 /// The `--presets` file: `[[preset]]` tables.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,7 +79,9 @@ struct FileEntry {
 }
 
 /// Agents the runner offers when their program is on `PATH`: name, argv, description, and the
-/// screen lines that mean the agent waits for a person (best effort; hooks are exact).
+/// screen lines that mean the agent waits for a person: its approval question and its ready
+/// input box (see docs/agents.md for the versions these were read from). Any program's selection
+/// menus are recognized by HQ itself; the agents' hooks, where wired (`agent_hooks`), are exact.
 const BUILT_IN: &[(&str, &[&str], &str, &[&str])] = &[
     (
         "claude",
@@ -89,9 +90,24 @@ const BUILT_IN: &[(&str, &[&str], &str, &[&str])] = &[
         &[r"Do you want to", r"❯\s*1\.\s*Yes", r"^\s*│\s*>\s", r"^>\s*$", r"\? for shortcuts"],
     ),
     ("copilot", &["copilot"], "GitHub Copilot CLI", &[r"Do you want to", r"❯\s*1\.\s*Yes", r"^\s*│\s*>\s"]),
-    ("codex", &["codex"], "OpenAI Codex CLI", &[r"Allow command\?", r"\(y/n\)", r"^\s*▌", r"send\s+⏎"]),
+    // Without --no-daemon, Codex leaves an app-server daemon running after the session ends.
+    (
+        "codex",
+        &["codex", "--no-daemon"],
+        "OpenAI Codex CLI",
+        &[
+            r"Would you like to run the following command\?",
+            r"Press enter to confirm or esc to cancel",
+            r"\? for shortcuts",
+        ],
+    ),
     ("aider", &["aider"], "Aider", &[r"\(Y\)es/\(N\)o", r"^\S*>\s*$"]),
-    ("gemini", &["gemini"], "Gemini CLI", &[r"Allow execution", r"Do you want to", r"^\s*│\s*>\s"]),
+    (
+        "gemini",
+        &["gemini"],
+        "Gemini CLI",
+        &[r"Allow execution of", r"\d\. Trust folder \(", r"Type your message or @path", r"\? for shortcuts"],
+    ),
 ];
 
 /// All presets of this runner, in the order they are advertised.
@@ -290,5 +306,32 @@ prompt_patterns = ["Approve\\?"]
         let presets = Presets::load(None, &[]).expect("loads");
         assert!(presets.get("shell").is_some());
         assert_eq!(expand_home("/abs"), "/abs");
+    }
+
+    /// The agents' ready input boxes and approval questions, on screens captured from them
+    /// (`crates/e2e/tests/real_agents.rs`), are matched by their presets' patterns within the
+    /// last 12 non-blank lines, as HQ reads them. (`claude-done` was caught while its `Stop` hook
+    /// ran, before the input box came back: there the hook said it waits.)
+    #[test]
+    fn built_in_patterns_match_the_agents_screens() {
+        let screens: &[(&str, &str)] = &[
+            ("claude", include_str!("../../hq/src/session/screens/claude-ready.txt")),
+            ("claude", include_str!("../../hq/src/session/screens/claude-approval.txt")),
+            ("codex", include_str!("../../hq/src/session/screens/codex-ready.txt")),
+            ("codex", include_str!("../../hq/src/session/screens/codex-approval.txt")),
+            ("codex", include_str!("../../hq/src/session/screens/codex-done.txt")),
+            ("gemini", include_str!("../../hq/src/session/screens/gemini-trust.txt")),
+            ("gemini", include_str!("../../hq/src/session/screens/gemini-ready.txt")),
+            ("gemini", include_str!("../../hq/src/session/screens/gemini-approval.txt")),
+            ("gemini", include_str!("../../hq/src/session/screens/gemini-done.txt")),
+        ];
+        for (name, screen) in screens {
+            let (_, _, _, patterns) = BUILT_IN.iter().find(|b| b.0 == *name).expect("a built-in");
+            let patterns: Vec<regex::Regex> =
+                patterns.iter().map(|p| regex::Regex::new(p).expect("valid")).collect();
+            let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+            let last = &lines[lines.len().saturating_sub(12)..];
+            assert!(last.iter().any(|l| patterns.iter().any(|p| p.is_match(l))), "{name}: {screen}");
+        }
     }
 }

@@ -1,19 +1,20 @@
 //! Live activity per session: `working` while output flows; when it has been quiet for
 //! `--idle-after`, the screen (from the terminal model) decides between `waiting_for_input` (a
-//! prompt pattern matches one of its last lines) and `idle`. A report from the process itself
-//! (`agentrelay-runner report`, see `ws::runner_data`) wins over both until someone types.
+//! prompt pattern or a selection menu ([`super::menu`]) is on its last lines) and `idle`. A report
+//! from the process itself (`agentrelay-runner report`, see `ws::runner_data`) wins over both until
+//! someone types, except that a menu on a quiet screen outranks a reported `working`.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use agentrelay_protocol::{Activity, ActivitySource, ActivityState, Preset};
+use agentrelay_protocol::{Activity, ActivitySource, ActivityState, Menu, Preset};
 use chrono::Utc;
 use regex::{Regex, RegexBuilder};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Session, terminal_model};
+use super::{Session, menu, terminal_model};
 use crate::lock;
 use crate::state::AppState;
 
@@ -52,6 +53,10 @@ static GENERIC: LazyLock<Vec<Regex>> = LazyLock::new(|| compile(GENERIC_PROMPTS.
 static COMPILED: LazyLock<Mutex<PatternCache>> = LazyLock::new(Mutex::default);
 type PatternCache = HashMap<Vec<String>, Arc<[Regex]>>;
 const MAX_COMPILED: usize = 256;
+
+/// Output of at most this much per `--idle-after` is a trickle: a dialog's blinking marker or a
+/// spinner, not work. The screen is then read for a menu even though the output never stops.
+const TRICKLE: u64 = 8 * 1024;
 
 /// How long a fresh terminal model may take to replay recent output before a check.
 const MODEL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -94,11 +99,27 @@ fn compile<'a>(patterns: impl Iterator<Item = &'a str>) -> Vec<Regex> {
 
 /// Whether the bottom of `screen` shows a prompt.
 pub fn shows_prompt(screen: &str, prompts: &Prompts) -> bool {
-    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    read_screen(&screen.lines().collect::<Vec<_>>(), prompts).waiting
+}
+
+/// What a quiet screen says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// A prompt or a menu is on it: the program waits for someone.
+    pub waiting: bool,
+    /// The selection menu on it, if any.
+    pub menu: Option<Menu>,
+}
+
+/// Reads a screen (its rows, top to bottom): the preset's patterns on the last [`PROMPT_LINES`]
+/// non-blank lines, the generic prompts on the last one, and a selection menu near the bottom.
+pub fn read_screen<S: AsRef<str>>(screen: &[S], prompts: &Prompts) -> Reading {
+    let lines: Vec<&str> = screen.iter().map(AsRef::as_ref).filter(|l| !l.trim().is_empty()).collect();
     let recent = &lines[lines.len().saturating_sub(PROMPT_LINES)..];
     let own = recent.iter().any(|line| prompts.own.iter().any(|p| p.is_match(line)));
     let generic = lines.last().is_some_and(|line| GENERIC.iter().any(|p| p.is_match(line)));
-    own || generic
+    let menu = menu::find(screen);
+    Reading { waiting: own || generic || menu.is_some(), menu }
 }
 
 /// A session's activity and what may change it.
@@ -107,6 +128,10 @@ pub(super) struct Tracked {
     pub(super) current: Option<ActivityState>,
     /// A report from the process wins over guesses until someone types into the session.
     held: bool,
+    /// The menu the last quiet screen showed; new output clears it.
+    menu: Option<Menu>,
+    /// Quiet screens read so far (a webhook waits for the next one to learn the menu).
+    checks: u64,
 }
 
 impl Session {
@@ -120,19 +145,39 @@ impl Session {
         &self.prompts
     }
 
-    /// New output: `working`, unless a report from the process holds the activity.
+    /// New output: `working`, unless a report from the process holds the activity, or a menu
+    /// that was seen waits on screen (a dialog that animates while it waits: the tracker's next
+    /// reading of the screen says whether it is still there).
     pub fn note_output_activity(&self) {
-        let held = lock(&self.activity).held;
+        let held = {
+            let mut tracked = lock(&self.activity);
+            if tracked.menu.is_some()
+                && tracked.current.is_some_and(|c| c.activity == Activity::WaitingForInput)
+            {
+                return;
+            }
+            tracked.menu = None;
+            tracked.held
+        };
         if !held {
             self.set_activity(Activity::Working, ActivitySource::Output, false);
         }
     }
 
     /// The output has been quiet: `waiting_for_input` if the screen shows a prompt, else `idle`;
-    /// unless a report holds the activity.
-    pub fn note_quiet(&self, prompt_on_screen: bool) {
-        if lock(&self.activity).held {
-            return;
+    /// unless a report holds the activity. A reported `working` gives way to a menu: the agent
+    /// said it started, and a question on a quiet screen is newer news.
+    pub fn note_quiet(&self, reading: Reading) {
+        let prompt_on_screen = reading.waiting;
+        {
+            let mut tracked = lock(&self.activity);
+            let outranked =
+                reading.menu.is_some() && tracked.current.is_some_and(|c| c.activity == Activity::Working);
+            tracked.menu = reading.menu;
+            tracked.checks += 1;
+            if tracked.held && !outranked {
+                return;
+            }
         }
         if prompt_on_screen {
             self.set_activity(Activity::WaitingForInput, ActivitySource::Screen, false);
@@ -146,9 +191,45 @@ impl Session {
         self.set_activity(activity, ActivitySource::Hook, true);
     }
 
-    /// Someone typed: guesses from output and screen apply again.
+    /// What a screen read while output trickles says: a menu there means waiting (output alone
+    /// does not change that until the menu is gone); none where one was means working again.
+    pub fn note_menu(&self, menu: Option<Menu>) {
+        let activity = {
+            let mut tracked = lock(&self.activity);
+            let had = tracked.menu.is_some();
+            let found = menu.is_some();
+            tracked.menu = menu;
+            tracked.checks += 1;
+            match (found, had) {
+                _ if tracked.held => None,
+                (true, _) => Some((Activity::WaitingForInput, ActivitySource::Screen)),
+                (false, true) => Some((Activity::Working, ActivitySource::Output)),
+                (false, false) => None,
+            }
+        };
+        if let Some((activity, source)) = activity {
+            self.set_activity(activity, source, false);
+        }
+    }
+
+    /// The menu on screen while the session waits for input (as of the last reading).
+    pub fn menu(&self) -> Option<Menu> {
+        let tracked = lock(&self.activity);
+        let waiting = tracked.current.is_some_and(|c| c.activity == Activity::WaitingForInput);
+        tracked.menu.clone().filter(|_| waiting)
+    }
+
+    /// How many quiet screens have been read so far.
+    pub fn quiet_checks(&self) -> u64 {
+        lock(&self.activity).checks
+    }
+
+    /// Someone typed: guesses from output and screen apply again, and the menu they may have
+    /// answered no longer holds `waiting_for_input` against output.
     pub fn note_input(&self) {
-        lock(&self.activity).held = false;
+        let mut tracked = lock(&self.activity);
+        tracked.held = false;
+        tracked.menu = None;
     }
 
     fn set_activity(&self, activity: Activity, source: ActivitySource, hold: bool) {
@@ -186,6 +267,8 @@ pub async fn track(state: AppState, session: Arc<Session>) {
     let mut seen = session.output_end();
     let mut quiet_from = Instant::now();
     let mut checked = false;
+    // Output since the window began: a trickle gets its screen read for menus.
+    let (mut window_from, mut window_start) = (seen, Instant::now());
     loop {
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
@@ -201,7 +284,21 @@ pub async fn track(state: AppState, session: Arc<Session>) {
             checked = true;
             check_screen(&state, &session, seen).await;
         }
+        if window_start.elapsed() >= idle_after {
+            let grown = end - window_from;
+            (window_from, window_start) = (end, Instant::now());
+            if grown > 0 && (grown <= TRICKLE || session.menu().is_some()) {
+                check_menu(&state, &session, end).await;
+            }
+        }
     }
+}
+
+/// Reads the screen for a menu while output trickles. The model stays: the trickle keeps it
+/// cheap to feed, and the next window reads it again.
+async fn check_menu(state: &AppState, session: &Arc<Session>, end: u64) {
+    let Some(model) = terminal_model::current(state, session, end, MODEL_WAIT, false).await else { return };
+    session.note_menu(menu::find(&model.screen().lines));
 }
 
 /// Reads the screen once output has stopped at `end`.
@@ -211,7 +308,7 @@ async fn check_screen(state: &AppState, session: &Arc<Session>, end: u64) {
     if session.output_end() != end {
         return;
     }
-    session.note_quiet(shows_prompt(&model.text(), session.prompts()));
+    session.note_quiet(read_screen(&model.screen().lines, session.prompts()));
     drop(model);
     session.retire_model_unless_watched(terminal_model::KEEP_WATCHED);
 }

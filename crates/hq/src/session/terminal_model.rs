@@ -165,8 +165,15 @@ impl TerminalModel {
         let (rows, cols) = screen.size();
         let (rows, cols) = (rows.get(), cols.get());
         let (row, col) = screen.cursor_position();
-        let lines = screen.rows(0, cols).map(|line| line.trim_end().to_owned()).collect();
-        agentrelay_protocol::Screen { rows, cols, cursor: agentrelay_protocol::Cursor { row, col }, lines }
+        let lines: Vec<String> = screen.rows(0, cols).map(|line| line.trim_end().to_owned()).collect();
+        let menu = super::menu::find(&lines);
+        agentrelay_protocol::Screen {
+            rows,
+            cols,
+            cursor: agentrelay_protocol::Cursor { row, col },
+            lines,
+            menu,
+        }
     }
 }
 
