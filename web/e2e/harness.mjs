@@ -4,6 +4,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -49,7 +50,12 @@ export async function waitFor(what, check, ms = 15000) {
   }
 }
 
-export async function startStack() {
+/**
+ * Options: `hqArgs`, more flags for HQ (e.g. `["--lost-after", "2s"]`); `webhook: true`, a
+ * receiver for HQ's `--webhook-url` whose deliveries collect in `stack.deliveries`; `publicUrl:
+ * true`, HQ's own address as its `--public-url`.
+ */
+export async function startStack(options = {}) {
   for (const name of ["agentrelay-hq", "agentrelay-runner"]) {
     if (!existsSync(join(BIN, name))) throw new Error(`${join(BIN, name)} is missing: run cargo build --bins`);
   }
@@ -69,13 +75,44 @@ export async function startStack() {
     children.push(child);
     return child;
   };
+  const deliveries = [];
+  let hookServer = null;
+  const hqArgs = [...(options.hqArgs ?? [])];
+  if (options.publicUrl) hqArgs.push("--public-url", url);
+  if (options.webhook) {
+    hookServer = createHttpServer((request, response) => {
+      let body = "";
+      request.on("data", (chunk) => (body += chunk));
+      request.on("end", () => {
+        try {
+          deliveries.push(JSON.parse(body));
+        } catch {
+          deliveries.push({ unreadable: body });
+        }
+        response.end();
+      });
+    });
+    await new Promise((done) => hookServer.listen(0, "127.0.0.1", done));
+    hqArgs.push("--webhook-url", `http://127.0.0.1:${hookServer.address().port}/hook`);
+  }
+  let hq = null;
   // --idle-after: quiet output turns into "idle" or "waiting_for_input" quickly.
-  start("agentrelay-hq", ["--listen", `127.0.0.1:${port}`, "--data-dir", join(dir, "data"), "--idle-after", "300ms"], {
-    AGENTRELAY_ADMIN_TOKEN: adminToken,
-    RUNNER_TOKEN: runnerToken,
-  });
-  await waitFor("HQ to answer /healthz", () => fetch(`${url}/healthz`).then((r) => r.ok, () => false));
-  start("agentrelay-runner", ["--hq", url, "--name", "e2e-runner", "--state-dir", join(dir, "runner")], {
+  async function startHq() {
+    hq = start(
+      "agentrelay-hq",
+      ["--listen", `127.0.0.1:${port}`, "--data-dir", join(dir, "data"), "--idle-after", "300ms", ...hqArgs],
+      { AGENTRELAY_ADMIN_TOKEN: adminToken, RUNNER_TOKEN: runnerToken },
+    );
+    await waitFor("HQ to answer /healthz", () => fetch(`${url}/healthz`).then((r) => r.ok, () => false));
+  }
+  const killed = (child) => {
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    const exited = new Promise((done) => child.once("exit", done));
+    child.kill("SIGKILL");
+    return exited;
+  };
+  await startHq();
+  const runner = start("agentrelay-runner", ["--hq", url, "--name", "e2e-runner", "--state-dir", join(dir, "runner")], {
     RUNNER_TOKEN: runnerToken,
   });
   const browser = await chromium.launch({
@@ -127,10 +164,17 @@ export async function startStack() {
     logs,
     dir,
     startRunner,
+    deliveries,
+    /** HQ dies as with `kill -9`; `startHq` brings it back on the same port and data. */
+    killHq: () => killed(hq),
+    startHq,
+    /** The first runner dies as with `kill -9`. */
+    killRunner: () => killed(runner),
     async stop() {
       await browser.close().catch(() => {});
       for (const child of children) child.kill("SIGTERM");
-      await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once("exit", r)) : null)));
+      await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once("exit", r)) : null)));
+      hookServer?.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

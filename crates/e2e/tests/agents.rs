@@ -412,3 +412,34 @@ async fn whoever_shares_can_unshare() {
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
     assert_eq!(login(token.to_owned()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_end_is_posted_once_whoever_opens_it_later_and_with_its_dashboard_link() {
+    let mut hook = WebhookReceiver::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let url = hook.url.clone();
+    let flags = ["--idle-after", "300ms", "--webhook-url", &url, "--public-url", "https://hq.example.com/"];
+    let hq = TestHq::start_in(data.path(), &flags).await;
+    let runner = TestRunner::start(&hq, "once").await;
+    let first = hq.start_session(runner.id, &["sh", "-c", "echo first"]).await;
+    let ended = hook.next_event("session.ended").await;
+    assert_eq!(ended["session"]["id"], first.id.to_string());
+    assert_eq!(ended["url"], format!("https://hq.example.com/sessions/{}", first.id));
+
+    // Opening the finished session (a replay, twice), and an HQ restart, are not news.
+    for _ in 0..2 {
+        hq.attach(first.id, None).await.read_to_exit().await.unwrap();
+    }
+    drop(runner);
+    hq.stop().await;
+    let hq = TestHq::start_in(data.path(), &flags).await;
+    hq.attach(first.id, None).await.read_to_exit().await.unwrap();
+    let runner = TestRunner::start(&hq, "once").await;
+    let second = hq.start_session(runner.id, &["sh", "-c", "exit 5"]).await;
+    // Deliveries keep their order: whatever was posted since is here, up to the second's end.
+    let since = hook.until("session.ended").await;
+    let ends: Vec<&Value> = since.iter().filter(|d| d["event"] == "session.ended").collect();
+    assert_eq!(ends.len(), 1, "{since:?}");
+    assert_eq!(ends[0]["session"]["id"], second.id.to_string());
+    assert!(since.iter().all(|d| d["session"]["id"] != first.id.to_string()), "{since:?}");
+}

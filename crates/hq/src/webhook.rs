@@ -41,6 +41,10 @@ pub struct Delivery {
     pub text: String,
     /// The session as the API shows it.
     pub session: Session,
+    /// The session in the dashboard (`--public-url` + `/sessions/{id}`), when HQ knows its
+    /// public address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// For `waiting_for_input`: the selection menu on screen, if there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub menu: Option<Menu>,
@@ -60,6 +64,12 @@ struct Seen {
     log_stopped: bool,
 }
 
+impl Seen {
+    fn of(session: &Session) -> Self {
+        Self { activity: session.activity, status: session.status, log_stopped: session.log_error.is_some() }
+    }
+}
+
 /// Follows `events` and posts changes to `url` until shutdown.
 pub async fn run(url: String, state: AppState) {
     let shutdown = state.shutdown.clone();
@@ -67,7 +77,12 @@ pub async fn run(url: String, state: AppState) {
     let menu_wait = state.config.idle_after * 2 + Duration::from_secs(1);
     let sender = tokio::spawn(deliver(url, deliveries, menu_wait, shutdown.clone()));
     let mut feed = state.events.subscribe();
-    let mut seen: HashMap<Uuid, Seen> = HashMap::new();
+    // What each session was when HQ started (restored sessions included): a restart, a replay
+    // or an attach is no news, only a change is. Finished sessions stay until they are removed,
+    // so their end is posted once.
+    let mut seen: HashMap<Uuid, Seen> =
+        state.sessions.list().iter().map(|s| (s.id, Seen::of(&s.view()))).collect();
+    let public = state.config.public_url.as_deref().map(|url| url.trim_end_matches('/').to_owned());
     loop {
         let event = tokio::select! {
             event = feed.recv() => event,
@@ -75,6 +90,10 @@ pub async fn run(url: String, state: AppState) {
         };
         let session = match event {
             Ok(Event::Session(session)) => session,
+            Ok(Event::SessionRemoved(id)) => {
+                seen.remove(&id);
+                continue;
+            }
             Ok(_) => continue,
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "webhook fell behind the event stream; some changes were not posted");
@@ -82,18 +101,18 @@ pub async fn run(url: String, state: AppState) {
             }
             Err(RecvError::Closed) => break,
         };
-        let now = Seen {
-            activity: session.activity,
-            status: session.status,
-            log_stopped: session.log_error.is_some(),
-        };
+        let now = Seen::of(&session);
         let before = seen.insert(session.id, now);
         if before == Some(now) {
             continue;
         }
         let wanted = describe(&session, before, &state.registry)
             .into_iter()
-            .filter(|delivery| state.config.webhook_events.contains(&delivery.kind));
+            .filter(|delivery| state.config.webhook_events.contains(&delivery.kind))
+            .map(|mut delivery| {
+                delivery.url = public.as_ref().map(|base| format!("{base}/sessions/{}", session.id));
+                delivery
+            });
         for mut delivery in wanted {
             if delivery.kind == WebhookEvent::WaitingForInput
                 && let Some(live) = state.sessions.get(session.id)
@@ -106,9 +125,6 @@ pub async fn run(url: String, state: AppState) {
             if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(delivery) {
                 tracing::warn!("webhook receiver is behind; dropping a delivery");
             }
-        }
-        if session.status.is_final() {
-            seen.remove(&session.id);
         }
     }
     drop(queue);
@@ -130,6 +146,7 @@ fn describe(session: &Session, before: Option<Seen>, registry: &Registry) -> Vec
             event: "session.log_stopped",
             text: format!("{name}: {error}"),
             session: session.clone(),
+            url: None,
             kind: WebhookEvent::LogStopped,
             menu: None,
             menu_from: None,
@@ -155,6 +172,7 @@ fn describe_life(session: &Session, before: Option<Seen>, name: &str) -> Option<
             event: "session.ended",
             text: format!("{name} {how}"),
             session: session.clone(),
+            url: None,
             kind: WebhookEvent::Ended,
             menu: None,
             menu_from: None,
@@ -173,6 +191,7 @@ fn describe_life(session: &Session, before: Option<Seen>, name: &str) -> Option<
         event: "session.activity",
         text: format!("{name} {doing}"),
         session: session.clone(),
+        url: None,
         kind,
         menu: None,
         menu_from: None,
