@@ -5,6 +5,8 @@ import { filterFromSearch, filterToSearch, type OverviewFilter } from "./lib/ove
 import type { Session } from "./lib/protocol";
 import { isPhone } from "./lib/device";
 import { useEvents } from "./hooks/useEvents";
+import { withRunnerState } from "./lib/activity";
+import { HqUnreachable } from "./components/HqUnreachable";
 import { useNotifications } from "./hooks/useNotifications";
 import { useNow } from "./hooks/useNow";
 import { useTabs } from "./hooks/useTabs";
@@ -76,7 +78,11 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
 
   const { selectIndex, closeTab, openTab, showOverview, active, overview, view } = tabs;
   const front = active;
-  const waiting = useWaitingAlerts(live.sessions, {
+  // A session whose runner is offline shows no activity, and nothing waits on it.
+  const sessions = withRunnerState(live.sessions, live.runners);
+  const stale = live.lostAt !== null;
+  const online = new Set(live.runners.filter((r) => r.status === "online").map((r) => r.id));
+  const waiting = useWaitingAlerts(sessions, {
     notify: notifications.setting === "on",
     runners: live.runners,
     frontId: front,
@@ -119,7 +125,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
   );
 
   const drawer = drawerAt === location.pathname;
-  const byId = new Map(live.sessions.map((s) => [s.id, s]));
+  const byId = new Map(sessions.map((s) => [s.id, s]));
   const openSessions = tabs.open.map((id) => byId.get(id)).filter((s): s is Session => s !== undefined);
   const sharedSession = sharing ? byId.get(sharing) : undefined;
 
@@ -150,8 +156,9 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
         />
         <button
           onClick={() => setCreating(true)}
-          title="New session (Alt+N)"
-          className="rounded-lg bg-emerald-500 px-3 py-1.5 text-sm font-semibold whitespace-nowrap text-slate-950 hover:bg-emerald-400"
+          disabled={stale}
+          title={stale ? "HQ is unreachable" : "New session (Alt+N)"}
+          className="rounded-lg bg-emerald-500 px-3 py-1.5 text-sm font-semibold whitespace-nowrap text-slate-950 hover:bg-emerald-400 disabled:opacity-50"
         >
           New session
         </button>
@@ -163,14 +170,17 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
         </button>
       </header>
 
+      {live.lostAt !== null && <HqUnreachable since={live.lostAt} />}
       <div className="relative flex min-h-0 flex-1">
         <aside
           className={`${
             drawer ? "absolute inset-y-0 left-0 z-20 flex" : "hidden"
-          } w-[min(20rem,85vw)] shrink-0 flex-col gap-6 overflow-y-auto border-r border-slate-800 bg-slate-950 p-3 md:static md:flex`}
+          } w-[min(20rem,85vw)] shrink-0 flex-col gap-6 overflow-y-auto border-r border-slate-800 bg-slate-950 p-3 md:static md:flex ${
+            stale ? "opacity-60 grayscale" : ""
+          }`}
         >
-          <RunnerList runners={live.runners} now={now} />
-          <SessionList sessions={live.sessions} runners={live.runners} activeId={front} now={now} />
+          <RunnerList runners={live.runners} now={now} stale={stale} />
+          <SessionList sessions={sessions} runners={live.runners} activeId={front} now={now} />
         </aside>
 
         <main className="flex min-w-0 flex-1 flex-col">
@@ -193,6 +203,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
                 sessionId={session.id}
                 active={session.id === front}
                 watch={phone}
+                runnerOnline={online.has(session.runner_id)}
                 now={now}
                 onError={toasts.error}
                 onClose={() => closeTab(session.id)}
@@ -200,9 +211,9 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
                 onAccessLost={() => void signedOut()}
               />
             ))}
-            <div className={overview ? "absolute inset-0" : "hidden"}>
+            <div className={overview ? `absolute inset-0 ${stale ? "opacity-60 grayscale" : ""}` : "hidden"}>
               <Overview
-                sessions={live.sessions}
+                sessions={sessions}
                 runners={live.runners}
                 filter={filter}
                 now={now}
@@ -211,9 +222,9 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
               />
             </div>
             {view.kind === "session" && !byId.has(view.id) && <SessionMissing id={view.id} />}
-            {view.kind === "runners" && <RunnersPage runners={live.runners} sessions={live.sessions} now={now} />}
+            {view.kind === "runners" && <RunnersPage runners={live.runners} sessions={sessions} now={now} />}
             {view.kind === "runner" && (
-              <RunnerPage id={view.id} runners={live.runners} sessions={live.sessions} now={now} />
+              <RunnerPage id={view.id} runners={live.runners} sessions={sessions} now={now} />
             )}
             {view.kind === "unknown" && <Navigate to="/" replace />}
           </div>
@@ -223,6 +234,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
       {creating && (
         <NewSessionDialog
           runners={live.runners}
+          unreachable={stale}
           onClose={() => setCreating(false)}
           onError={toasts.error}
           onStarted={(session) => {

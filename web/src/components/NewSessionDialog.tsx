@@ -6,12 +6,14 @@ import type { Preset, Runner, Session } from "../lib/protocol";
 
 interface Props {
   runners: Runner[];
+  /** HQ cannot be reached: nothing can start, and the runners listed may be gone. */
+  unreachable?: boolean;
   onClose(): void;
   onStarted(session: Session): void;
   onError(message: string): void;
 }
 
-export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props) {
+export function NewSessionDialog({ runners, unreachable = false, onClose, onStarted, onError }: Props) {
   const online = runners.filter((r) => r.status === "online");
   const [runnerId, setRunnerId] = useState(online[0]?.id ?? "");
   const chosen = online.find((r) => r.id === runnerId) ?? online[0] ?? null;
@@ -206,7 +208,7 @@ export function NewSessionDialog({ runners, onClose, onStarted, onError }: Props
           </button>
           <button
             type="submit"
-            disabled={busy || !launch || !chosen}
+            disabled={busy || !launch || !chosen || unreachable}
             className="rounded-lg bg-emerald-500 px-4 py-2 text-sm font-semibold text-slate-950 hover:bg-emerald-400 disabled:opacity-50"
           >
             {busy ? "Starting…" : "Start"}

@@ -4,7 +4,8 @@ import { runnerPath } from "../hooks/useTabs";
 import { elapsed, relativeTime } from "../lib/time";
 import { StatusBadge } from "./StatusBadge";
 
-export function RunnerList({ runners, now }: { runners: Runner[]; now: number }) {
+/** `stale`: HQ is unreachable, so statuses are as last heard (shown so, and no longer counting). */
+export function RunnerList({ runners, now, stale = false }: { runners: Runner[]; now: number; stale?: boolean }) {
   const sorted = [...runners].sort(
     (a, b) => Number(b.status === "online") - Number(a.status === "online") || a.name.localeCompare(b.name),
   );
@@ -36,7 +37,9 @@ export function RunnerList({ runners, now }: { runners: Runner[]; now: number })
               <div className="mt-1 flex flex-wrap items-center gap-1.5 text-xs text-slate-400">
                 <span>{runner.os}</span>
                 <span aria-hidden="true">·</span>
-                {runner.status === "online" ? (
+                {stale ? (
+                  <span title={`Last heard at ${runner.last_seen_at}`}>{runner.status} when HQ was last reached</span>
+                ) : runner.status === "online" ? (
                   <span title={`Connected at ${runner.connected_at}`}>online for {elapsed(runner.connected_at, now)}</span>
                 ) : (
                   <span title={runner.last_seen_at}>seen {relativeTime(runner.last_seen_at, now)}</span>

@@ -1,10 +1,21 @@
-import { activityOf } from "../lib/activity";
-import type { Session } from "../lib/protocol";
+import { activityOf, type ShownSession } from "../lib/activity";
 import { ActivityBadge } from "./ActivityBadge";
 import { StatusBadge } from "./StatusBadge";
 
 /** A running session's activity, or its status when it has none (starting, ended). */
-export function SessionBadge({ session, now, compact }: { session: Session; now: number; compact?: boolean }) {
+export function SessionBadge({ session, now, compact }: { session: ShownSession; now: number; compact?: boolean }) {
+  if (session.runnerOffline) {
+    return (
+      <span
+        data-testid="runner-offline"
+        title="The session's runner is disconnected: nothing it shows is current until it is back"
+        className="inline-flex shrink-0 items-center gap-1 rounded-full bg-slate-500/15 px-2 py-0.5 text-xs whitespace-nowrap text-slate-300 ring-1 ring-slate-500/40"
+      >
+        <span aria-hidden="true" className="h-1.5 w-1.5 rounded-full border border-current" />
+        runner offline
+      </span>
+    );
+  }
   const activity = activityOf(session);
   if (activity) {
     return (

@@ -9,11 +9,16 @@ import { WebLinksAddon } from "@xterm/addon-web-links";
 import { WebglAddon } from "@xterm/addon-webgl";
 import { signedOut } from "../lib/api";
 import { OutputFlow } from "../lib/outputFlow";
-import { SessionSocket, type ConnectionState } from "../lib/sessionSocket";
+import { SessionSocket, type ConnectionState, type KeyQueue } from "../lib/sessionSocket";
 import { describeExit, endsSession, type ActivityState, type ExitStatus, type Viewer } from "../lib/protocol";
 import { groupViewers, viewerLabel } from "../lib/presence";
 import { registerTerminal } from "../lib/testHooks";
 import { ActivityBadge } from "./ActivityBadge";
+
+/** "1 keystroke", "3 keystrokes". */
+function plural(count: number, word: string): string {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
 
 /** Opens http(s) links in a new tab; anything else (javascript:, file:, …) is ignored. */
 export function openLink(uri: string): void {
@@ -43,6 +48,8 @@ interface Props {
    * something is typed here, or "Fit to this window" is pressed.
    */
   watch?: boolean;
+  /** Whether the session's runner is connected, as the runner list says (absent: unknown). */
+  runnerOnline?: boolean;
   onError(message: string): void;
   /** Absent: no "Close tab" button on the exit banner. */
   onClose?(): void;
@@ -50,11 +57,23 @@ interface Props {
   onAccessLost?(): void;
 }
 
-export function Terminal({ sessionId, active, now, readOnly = false, watch = false, onError, onClose, onAccessLost }: Props) {
+export function Terminal({
+  sessionId,
+  active,
+  now,
+  readOnly = false,
+  watch = false,
+  runnerOnline,
+  onError,
+  onClose,
+  onAccessLost,
+}: Props) {
   const host = useRef<HTMLDivElement>(null);
   const refit = useRef<() => void>(() => {});
   const focus = useRef<() => void>(() => {});
   const activate = useRef<() => void>(() => {});
+  const runnerBack = useRef<() => void>(() => {});
+  const [keys, setKeys] = useState<KeyQueue>({ waiting: 0, awaitingRunner: 0, dropped: 0 });
   // Whether the PTY has this pane's size (else "Fit to this window" is offered).
   const [fits, setFits] = useState(true);
   const [state, setState] = useState<ConnectionState>("connecting");
@@ -139,6 +158,7 @@ export function Terminal({ sessionId, active, now, readOnly = false, watch = fal
         },
         onActivity: setActivity,
         onPresence: setViewers,
+        onQueue: setKeys,
         onSize: (size) => {
           pty = size;
           follow();
@@ -181,6 +201,7 @@ export function Terminal({ sessionId, active, now, readOnly = false, watch = fal
     };
     focus.current = () => term.focus();
     activate.current = () => socket.activate();
+    runnerBack.current = () => socket.runnerBack();
     const observer = new ResizeObserver(() => refit.current());
     observer.observe(element);
     measure();
@@ -197,6 +218,11 @@ export function Terminal({ sessionId, active, now, readOnly = false, watch = fal
       term.dispose();
     };
   }, [sessionId, readOnly, watch]);
+
+  // The runner list says the runner is back: what waited for it has gone through.
+  useEffect(() => {
+    if (runnerOnline) runnerBack.current();
+  }, [runnerOnline]);
 
   useEffect(() => {
     if (active) {
@@ -278,8 +304,25 @@ export function Terminal({ sessionId, active, now, readOnly = false, watch = fal
             Reconnecting…
           </div>
         )}
+        {(keys.waiting > 0 || keys.awaitingRunner > 0) && (
+          <div
+            role="status"
+            data-testid="keys-waiting"
+            className="absolute right-3 bottom-2 z-10 rounded-full bg-slate-800/95 px-3 py-1 text-xs font-medium text-amber-200 shadow ring-1 ring-amber-400/40"
+          >
+            {keys.waiting > 0
+              ? `${plural(keys.waiting, "keystroke")} waiting to be sent`
+              : `${plural(keys.awaitingRunner, "keystroke")} waiting for the runner`}
+          </div>
+        )}
         <div ref={host} className="terminal-host h-full overflow-auto bg-slate-950" />
       </div>
+      {keys.dropped > 0 && (
+        <div role="alert" data-testid="keys-dropped" className="border-t border-slate-800 bg-slate-900 px-4 py-2 text-sm text-amber-300">
+          {plural(keys.dropped, "keystroke")} never reached the session: {exit || ended ? "it ended" : "the connection ended"}{" "}
+          before {keys.dropped === 1 ? "it" : "they"} could be delivered.
+        </div>
+      )}
       {revoked && !exit && !ended && (
         <div role="status" data-testid="exit-banner" className="border-t border-slate-800 bg-slate-900 px-4 py-2 text-sm text-amber-300">
           Disconnected: this sign-in no longer has access to the session.

@@ -9,6 +9,11 @@ export interface LiveState {
   runners: Runner[];
   sessions: Session[];
   connected: boolean;
+  /**
+   * When the stream to HQ was lost after it had worked (ms since the epoch), until it is back:
+   * what the lists show is what HQ said before then, and may be stale.
+   */
+  lostAt: number | null;
 }
 
 function upsert<T extends { id: string }>(list: T[], item: T): T[] {
@@ -20,7 +25,7 @@ function upsert<T extends { id: string }>(list: T[], item: T): T[] {
 }
 
 export function useEvents(enabled: boolean): LiveState {
-  const [state, setState] = useState<LiveState>({ runners: [], sessions: [], connected: false });
+  const [state, setState] = useState<LiveState>({ runners: [], sessions: [], connected: false, lostAt: null });
   useEffect(() => {
     if (!enabled) return;
     let source: EventSource | null = null;
@@ -29,9 +34,9 @@ export function useEvents(enabled: boolean): LiveState {
     const connect = () => {
       const current = new EventSource("/api/events");
       source = current;
-      current.onopen = () => setState((s) => ({ ...s, connected: true }));
+      current.onopen = () => setState((s) => ({ ...s, connected: true, lostAt: null }));
       current.onerror = () => {
-        setState((s) => ({ ...s, connected: false }));
+        setState((s) => ({ ...s, connected: false, lostAt: s.lostAt ?? (s.connected ? Date.now() : null) }));
         // EventSource retries a dropped stream itself but gives up on an error status (a 401 once
         // the sign-in expired, a 502 from a proxy): find out which, and retry unless signed out
         // (signedOut() tells the app, which leaves the dashboard).
@@ -42,11 +47,11 @@ export function useEvents(enabled: boolean): LiveState {
       };
       current.addEventListener("runner", (event) => {
         const runner = JSON.parse((event as MessageEvent<string>).data) as Runner;
-        setState((s) => ({ ...s, connected: true, runners: upsert(s.runners, runner) }));
+        setState((s) => ({ ...s, connected: true, lostAt: null, runners: upsert(s.runners, runner) }));
       });
       current.addEventListener("session", (event) => {
         const session = JSON.parse((event as MessageEvent<string>).data) as Session;
-        setState((s) => ({ ...s, connected: true, sessions: upsert(s.sessions, session) }));
+        setState((s) => ({ ...s, connected: true, lostAt: null, sessions: upsert(s.sessions, session) }));
       });
       // Retention deleted a finished session: it leaves the lists.
       current.addEventListener("session_removed", (event) => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { activityTooltip, documentTitle, shortSince, waitingCount, WaitingWatch } from "./activity";
-import type { Activity, Session, SessionStatus } from "./protocol";
+import { activityTooltip, documentTitle, shortSince, waitingCount, WaitingWatch, withRunnerState } from "./activity";
+import type { Activity, Runner, Session, SessionStatus } from "./protocol";
 import { makeSession } from "./testSessions";
 
 function session(id: string, status: SessionStatus, activity: Activity | null): Session {
@@ -55,5 +55,22 @@ describe("activity", () => {
     expect(watch.update([session("a", "running", "waiting_for_input")]).map((s) => s.id)).toEqual(["a"]);
     // A session first seen while already waiting (it appeared between two updates) is not news.
     expect(watch.update([session("new", "running", "waiting_for_input")])).toEqual([]);
+  });
+});
+
+describe("runner state", () => {
+  it("takes a session's activity away while its runner is offline, and says why", () => {
+    const runners = [
+      { id: "up", status: "online" },
+      { id: "down", status: "offline" },
+    ] as Runner[];
+    const sessions = [
+      makeSession({ id: "a", runner_id: "up", activity: "waiting_for_input" }),
+      makeSession({ id: "b", runner_id: "down", activity: "waiting_for_input" }),
+      makeSession({ id: "c", runner_id: "down", status: "exited" }),
+    ];
+    const shown = withRunnerState(sessions, runners);
+    expect(waitingCount(shown)).toBe(1);
+    expect(shown.map((s) => s.runnerOffline ?? false)).toEqual([false, true, false]);
   });
 });

@@ -1,7 +1,23 @@
 // What sessions are doing, for people: badge labels, the "(2) AgentRelay" title, and which
 // sessions just started waiting for someone (for notifications).
 
-import type { Activity, ActivitySource, Session } from "./protocol";
+import type { Activity, ActivitySource, Runner, Session } from "./protocol";
+
+/** A session as the dashboard shows it: `runnerOffline` when its runner is disconnected now. */
+export type ShownSession = Session & { runnerOffline?: boolean };
+
+/**
+ * The sessions as they may be shown: a live session whose runner is offline has no activity
+ * (what it last did may be long over, and it needs nobody until the runner is back), and says so.
+ */
+export function withRunnerState(sessions: readonly Session[], runners: readonly Runner[]): ShownSession[] {
+  const offline = new Set(runners.filter((r) => r.status !== "online").map((r) => r.id));
+  return sessions.map((session) =>
+    isLive(session) && offline.has(session.runner_id)
+      ? { ...session, activity: null, activity_since: null, activity_source: null, runnerOffline: true }
+      : session,
+  );
+}
 
 export const ACTIVITY_LABEL: Record<Activity, string> = {
   working: "working",

@@ -51,6 +51,7 @@ function harness(readOnly = false, probe?: () => Promise<boolean>, watch = false
     onPresence: (viewers) => events.push(`presence ${viewers.map((v) => v.name + (v.read_only ? "(ro)" : "")).join(",")}`),
     onAccessLost: () => events.push("access lost"),
     onSize: (size) => events.push(`size ${size.rows}x${size.cols}`),
+    onQueue: (q) => events.push(`queue ${q.waiting} waiting ${q.awaitingRunner} away ${q.dropped} dropped`),
   };
   const socket = new SessionSocket("s1", handlers, {
     base: "ws://hq",
@@ -85,6 +86,41 @@ describe("SessionSocket", () => {
     h.last().drop();
     h.runTimers();
     expect(h.last().url).toBe("ws://hq/api/v1/ws/session/s1?from=3&watch=true");
+  });
+
+  it("says how many keystrokes wait while disconnected, and how many were given up", () => {
+    const h = harness();
+    h.last().attach(0);
+    h.last().drop();
+    h.socket.sendInput("a");
+    h.socket.sendInput("b");
+    expect(h.events.slice(-2)).toEqual(["queue 1 waiting 0 away 0 dropped", "queue 2 waiting 0 away 0 dropped"]);
+    h.runTimers();
+    h.last().attach(0);
+    expect(h.events.at(-1)).toBe("queue 0 waiting 0 away 0 dropped");
+    h.last().drop();
+    h.socket.sendInput("c");
+    h.runTimers();
+    // The session ends before the reconnect attaches: the keystroke will never go.
+    h.last().text({ type: "exit", payload: { code: 0, signal: null } });
+    expect(h.events.slice(-2)).toEqual(["queue 0 waiting 0 away 1 dropped", "exit 0"]);
+    h.socket.sendInput("d");
+    expect(h.events.at(-1)).toBe("queue 0 waiting 0 away 2 dropped");
+  });
+
+  it("counts keystrokes sent while the runner is offline, until it is back or the session is lost", () => {
+    const h = harness();
+    h.last().attach(0);
+    h.last().text({ type: "error", payload: { code: "runner_offline", message: "the runner is offline" } });
+    h.socket.sendInput("x");
+    h.socket.sendInput("y");
+    expect(h.events.at(-1)).toBe("queue 0 waiting 2 away 0 dropped");
+    h.socket.runnerBack();
+    expect(h.events.at(-1)).toBe("queue 0 waiting 0 away 0 dropped");
+    h.last().text({ type: "error", payload: { code: "runner_offline", message: "the runner is offline" } });
+    h.socket.sendInput("z");
+    h.last().text({ type: "error", payload: { code: "session_lost", message: "lost" } });
+    expect(h.events).toContain("queue 0 waiting 0 away 1 dropped");
   });
 
   it("never activates when read-only", () => {
@@ -255,7 +291,7 @@ describe("SessionSocket", () => {
     h.last().bytes("more");
     expect(h.output).toEqual(["flood", "[snapshot]SCREEN", "more"]);
     // No gap: skipping was asked for.
-    expect(h.events).toEqual([]);
+    expect(h.events.filter((e) => !e.startsWith("queue"))).toEqual([]);
     expect(h.socket.offset).toBe(9004);
     expect(h.states).toEqual(["open", "catching-up", "open"]);
     expect(h.last().sent.map((f) => (typeof f === "string" ? f : new TextDecoder().decode(f)))).toEqual([

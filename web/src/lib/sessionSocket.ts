@@ -5,12 +5,12 @@
 import {
   activateFrame,
   endsSession,
+  FrameErrorCode,
   parseServerFrame,
   resizeFrame,
   type ActivityState,
   type Attached,
   type ExitStatus,
-  type FrameErrorCode,
   type TermSize,
   type Viewer,
 } from "./protocol";
@@ -38,8 +38,20 @@ export interface SessionHandlers {
   onSize?(size: TermSize): void;
   /** After each `attached` frame, before the output that follows it. */
   onAttached?(attached: Attached): void;
+  /** Keystrokes that wait or were given up: after every change. */
+  onQueue?(queue: KeyQueue): void;
   /** HQ closed with 1008 (the token was revoked), or `probe` said the sign-in is gone. */
   onAccessLost?(): void;
+}
+
+/** Keystrokes (one per `sendInput`) that have not reached the session's process. */
+export interface KeyQueue {
+  /** Held here while there is no connection; sent after the reconnect. */
+  waiting: number;
+  /** Sent while HQ said the session's runner is offline: they wait at HQ for the runner. */
+  awaitingRunner: number;
+  /** Given up: over the queue's bound, or the session ended (or was lost) before they could go. */
+  dropped: number;
 }
 
 /** The subset of the browser's WebSocket this module uses (so tests can substitute it). */
@@ -119,6 +131,12 @@ export class SessionSocket {
   private size: { rows: number; cols: number } | null = null;
   private queued: Array<string | Uint8Array> = [];
   private queuedBytes = 0;
+  /** Keystrokes (sendInput calls) queued now, waiting for the runner, and given up so far. */
+  private waitingKeys = 0;
+  private awayKeys = 0;
+  private droppedKeys = 0;
+  /** HQ said the runner is offline, and nobody has said it is back. */
+  private runnerAway = false;
   private stopped = false;
   /** During a resync: the offset reached before `suspend`. */
   private resyncFrom: number | null = null;
@@ -161,15 +179,30 @@ export class SessionSocket {
 
   /** Sends keystrokes; queued (bounded) while reconnecting. */
   sendInput(data: string | Uint8Array): void {
-    if (this.options.readOnly || this.stopped) return;
+    if (this.options.readOnly) return;
+    if (this.stopped) {
+      // Typed into a session that is over, or a socket closed for good: said, not swallowed.
+      this.droppedKeys++;
+      this.reportQueue();
+      return;
+    }
     const bytes = typeof data === "string" ? this.encoder.encode(data) : data;
     if (this.socket && this.socket.readyState === OPEN && this.attached) {
       for (let at = 0; at < bytes.length; at += MAX_INPUT_FRAME) {
         this.socket.send(bytes.subarray(at, at + MAX_INPUT_FRAME));
       }
+      if (this.runnerAway) {
+        this.awayKeys++;
+        this.reportQueue();
+      }
     } else if (this.queuedBytes + bytes.length <= MAX_QUEUED_INPUT) {
       this.queued.push(bytes);
       this.queuedBytes += bytes.length;
+      this.waitingKeys++;
+      this.reportQueue();
+    } else {
+      this.droppedKeys++;
+      this.reportQueue();
     }
   }
 
@@ -180,6 +213,16 @@ export class SessionSocket {
     this.size = { rows, cols };
     if (this.socket && this.socket.readyState === OPEN && this.attached) {
       this.socket.send(resizeFrame(rows, cols));
+    }
+  }
+
+  /** The session's runner is connected again (the runner list says so): what waited has gone. */
+  runnerBack(): void {
+    if (!this.runnerAway) return;
+    this.runnerAway = false;
+    if (this.awayKeys > 0) {
+      this.awayKeys = 0;
+      this.reportQueue();
     }
   }
 
@@ -219,6 +262,20 @@ export class SessionSocket {
     if (this.state === state) return;
     this.state = state;
     this.handlers.onState(state);
+    if (this.stopped && this.waitingKeys + this.awayKeys > 0) {
+      // Stopped for good with keystrokes still here, or still waiting for a runner that never
+      // came back: they will never reach the process.
+      this.droppedKeys += this.waitingKeys + this.awayKeys;
+      this.waitingKeys = 0;
+      this.awayKeys = 0;
+      this.queued = [];
+      this.queuedBytes = 0;
+      this.reportQueue();
+    }
+  }
+
+  private reportQueue(): void {
+    this.handlers.onQueue?.({ waiting: this.waitingKeys, awaitingRunner: this.awayKeys, dropped: this.droppedKeys });
   }
 
   private open(): void {
@@ -276,6 +333,7 @@ export class SessionSocket {
           this.handlers.onExit(frame.payload);
           break;
         case "error":
+          if (frame.payload.code === FrameErrorCode.RunnerOffline) this.runnerAway = true;
           if (endsSession(frame.payload.code)) {
             this.stopped = true;
             this.setState("ended");
@@ -335,6 +393,11 @@ export class SessionSocket {
     for (const chunk of this.queued) socket.send(chunk);
     this.queued = [];
     this.queuedBytes = 0;
+    if (this.waitingKeys > 0) {
+      if (this.runnerAway) this.awayKeys += this.waitingKeys;
+      this.waitingKeys = 0;
+      this.reportQueue();
+    }
   }
 
   private loseAccess(): void {
