@@ -146,7 +146,7 @@ test("the overview shows ten live sessions with their screens, filters them, and
   );
   assert.deepEqual(
     notes.map((n) => n.title),
-    [`Needs input: ${PROMPT_ARGV.join(" ")}`],
+    [`Needs input: ${PROMPT}`],
   );
 
   // Filters: by state, and by a runner label nobody has.

@@ -87,3 +87,33 @@ test("runners have addresses too", async () => {
   await page.getByRole("heading", { name: "e2e-runner" }).waitFor();
   await page.getByText("Presets").waitFor();
 });
+
+test("sessions have names: given at the start, changed later; unnamed ones read as their quoted command line", async () => {
+  await page.goto(stack.url);
+  await page.getByRole("button", { name: "New session" }).first().click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByLabel("Command").fill("sleep 301");
+  await dialog.getByLabel(/^Name/).fill("nightly build");
+  await dialog.getByRole("button", { name: "Start" }).click();
+  const tab = page.getByRole("tab", { selected: true });
+  await tab.filter({ hasText: "nightly build" }).waitFor();
+  // Tabs say where the session runs.
+  assert.equal((await tab.getByTestId("tab-runner").innerText()).trim(), "e2e-runner");
+  const id = new URL(page.url()).pathname.split("/").pop();
+  assert.equal((await stack.api("GET", `/api/sessions/${id}`)).json.name, "nightly build");
+
+  await page.getByRole("button", { name: "Rename" }).click();
+  await page.getByLabel("Session name").fill("release build");
+  await page.getByLabel("Session name").press("Enter");
+  await page.getByTestId("session-list").getByRole("link").filter({ hasText: "release build" }).waitFor();
+  await tab.filter({ hasText: "release build" }).waitFor();
+  assert.equal((await stack.api("GET", `/api/sessions/${id}`)).json.name, "release build");
+
+  // Without a name: the command line as a shell would quote it, the script whole.
+  const { json: script } = await stack.api("POST", "/api/sessions", {
+    runner_id: runner.id,
+    command: ["sh", "-c", 'echo "Done"; sleep 302'],
+  });
+  await page.getByTestId("session-list").getByRole("link").filter({ hasText: `sh -c 'echo "Done"; sleep 302'` }).waitFor();
+  for (const sid of [id, script.id]) await stack.api("DELETE", `/api/sessions/${sid}`);
+});

@@ -126,6 +126,12 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
 
   const drawer = drawerAt === location.pathname;
   const byId = new Map(sessions.map((s) => [s.id, s]));
+  const runnerNames = new Map(live.runners.map((r) => [r.id, r.name]));
+  const rename = (id: string, name: string | null) =>
+    api.renameSession(id, name).then(
+      () => {},
+      (e: ApiError) => toasts.error(e.message),
+    );
   const openSessions = tabs.open.map((id) => byId.get(id)).filter((s): s is Session => s !== undefined);
   const sharedSession = sharing ? byId.get(sharing) : undefined;
 
@@ -195,6 +201,8 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
             onClose={closeTab}
             onKill={kill}
             onShare={setSharing}
+            runnerNames={runnerNames}
+            onRename={rename}
           />
           <div className="relative min-h-0 flex-1">
             {openSessions.map((session) => (

@@ -22,6 +22,7 @@ export function NewSessionDialog({ runners, unreachable = false, onClose, onStar
   const [presetName, setPresetName] = useState<string | null>(initial?.name ?? null);
   const [command, setCommand] = useState(initial ? presetLine(initial) : "");
   const [cwd, setCwd] = useState("");
+  const [name, setName] = useState("");
   const [busy, setBusy] = useState(false);
   const [fieldError, setFieldError] = useState<{ field: string; message: string } | null>(null);
   const dialog = useRef<HTMLDialogElement>(null);
@@ -70,6 +71,7 @@ export function NewSessionDialog({ runners, unreachable = false, onClose, onStar
         runner_id: chosen.id,
         ...launch,
         ...(cwd.trim() && !locked ? { cwd: cwd.trim() } : {}),
+        ...(name.trim() ? { name: name.trim() } : {}),
       });
       onStarted(session);
     } catch (e) {
@@ -201,6 +203,21 @@ export function NewSessionDialog({ runners, unreachable = false, onClose, onStar
             </label>
           </>
         )}
+
+        <label className="block space-y-1.5">
+          <span className="text-sm font-medium text-slate-300">
+            Name <span className="font-normal text-slate-400">(optional)</span>
+          </span>
+          <input
+            value={name}
+            onChange={(e) => setName(e.target.value)}
+            maxLength={100}
+            placeholder={preset ? preset.name : "the command line"}
+            className={input}
+            aria-invalid={fieldError?.field === "name"}
+          />
+          {fieldError?.field === "name" && <p className="text-xs text-red-400">{fieldError.message}</p>}
+        </label>
 
         <div className="flex justify-end gap-2 pt-2">
           <button type="button" onClick={onClose} className="rounded-lg px-4 py-2 text-sm text-slate-300 hover:bg-slate-800">

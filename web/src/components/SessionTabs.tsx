@@ -12,11 +12,15 @@ interface Props {
   /** Live sessions waiting for input, shown on the Overview switch. */
   waiting: number;
   now: number;
+  /** Runner names by id, for each tab. */
+  runnerNames: ReadonlyMap<string, string>;
   onOverview(): void;
   onSelect(id: string): void;
   onClose(id: string): void;
   onKill(id: string): void;
   onShare(id: string): void;
+  /** Names a session (`null`: takes its name away); resolves once HQ has it. */
+  onRename(id: string, name: string | null): Promise<void>;
 }
 
 function TabIndicator({ tab, now }: { tab: Session; now: number }) {
@@ -33,10 +37,25 @@ function TabIndicator({ tab, now }: { tab: Session; now: number }) {
   );
 }
 
-export function SessionTabs({ tabs, activeId, overview, waiting, now, onOverview, onSelect, onClose, onKill, onShare }: Props) {
+export function SessionTabs({
+  tabs,
+  activeId,
+  overview,
+  waiting,
+  now,
+  runnerNames,
+  onOverview,
+  onSelect,
+  onClose,
+  onKill,
+  onShare,
+  onRename,
+}: Props) {
   const active = overview ? undefined : tabs.find((t) => t.id === activeId);
   // The session whose End is waiting for a yes; another tab in front forgets it.
   const [confirming, setConfirming] = useState<string | null>(null);
+  // The session being renamed, and the name typed so far.
+  const [renaming, setRenaming] = useState<{ id: string; name: string } | null>(null);
   return (
     <div className="flex items-stretch border-b border-slate-800 bg-slate-900/60">
       <button
@@ -67,6 +86,7 @@ export function SessionTabs({ tabs, activeId, overview, waiting, now, onOverview
       <div role="tablist" aria-label="Open sessions" className="flex min-w-0 flex-1 overflow-x-auto">
         {tabs.map((tab, index) => {
           const { title, command } = sessionTitle(tab);
+          const runner = runnerNames.get(tab.runner_id) ?? tab.runner_id.slice(0, 8);
           return (
             <div
               key={tab.id}
@@ -77,12 +97,15 @@ export function SessionTabs({ tabs, activeId, overview, waiting, now, onOverview
               <button
                 role="tab"
                 aria-selected={tab.id === active?.id}
-                title={`${command} (Alt+${index + 1})`}
+                title={`${command} on ${runner} (Alt+${index + 1})`}
                 onClick={() => onSelect(tab.id)}
                 className="flex max-w-64 items-center gap-2 py-2 pr-1 pl-3 text-sm"
               >
                 <TabIndicator tab={tab} now={now} />
                 <code className="truncate">{title}</code>
+                <span className="shrink-0 text-xs text-slate-400" data-testid="tab-runner">
+                  {runner}
+                </span>
               </button>
               <button
                 onClick={() => onClose(tab.id)}
@@ -124,7 +147,45 @@ export function SessionTabs({ tabs, activeId, overview, waiting, now, onOverview
           </button>
         </div>
       )}
-      {active && isLive(active) && confirming !== active.id && (
+      {active && renaming?.id === active.id && (
+        <form
+          className="flex shrink-0 items-center gap-1 px-2 text-xs"
+          onSubmit={(event) => {
+            event.preventDefault();
+            const name = renaming.name.trim();
+            void onRename(active.id, name === "" ? null : name).then(() => setRenaming(null));
+          }}
+          onKeyDown={(event) => {
+            if (event.key === "Escape") setRenaming(null);
+          }}
+        >
+          <input
+            autoFocus
+            aria-label="Session name"
+            value={renaming.name}
+            maxLength={100}
+            placeholder={sessionTitle({ ...active, name: null }).title}
+            onChange={(event) => setRenaming({ id: active.id, name: event.target.value })}
+            className="w-40 rounded border border-slate-700 bg-slate-950 px-2 py-1 text-slate-100 outline-none focus:border-emerald-400"
+          />
+          <button type="submit" className="rounded px-2 py-1 font-semibold text-emerald-300 hover:bg-emerald-500/10">
+            Save
+          </button>
+          <button type="button" onClick={() => setRenaming(null)} className="rounded px-2 py-1 text-slate-300 hover:bg-slate-800">
+            Cancel
+          </button>
+        </form>
+      )}
+      {active && renaming?.id !== active.id && confirming !== active.id && (
+        <button
+          onClick={() => setRenaming({ id: active.id, name: active.name ?? "" })}
+          className="shrink-0 px-3 text-xs text-slate-400 hover:text-slate-200"
+          title="Give this session a name"
+        >
+          Rename
+        </button>
+      )}
+      {active && isLive(active) && confirming !== active.id && renaming?.id !== active.id && (
         <>
           <button
             onClick={() => onShare(active.id)}

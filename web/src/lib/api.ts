@@ -77,6 +77,7 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 /** Either a command, or the name of one of the runner's presets. */
 export type CreateSession = {
   runner_id: string;
+  name?: string;
   cwd?: string;
   rows?: number;
   cols?: number;
@@ -92,6 +93,8 @@ export const api = {
   session: (id: string) => request<Session>("GET", sessionPath(id)),
   createSession: (body: CreateSession) => request<Session>("POST", "/api/sessions", body),
   killSession: (id: string) => request<void>("DELETE", sessionPath(id)),
+  /** Names a session; `null` takes its name away. */
+  renameSession: (id: string, name: string | null) => request<Session>("PATCH", sessionPath(id), { name }),
   screen: (id: string) => request<Screen>("GET", `${sessionPath(id)}/screen?format=json`),
   /** A read-only link to one session; `expiresIn` like "1h" (HQ's default is 24h). */
   createShare: (id: string, expiresIn?: string) =>

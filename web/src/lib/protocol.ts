@@ -67,6 +67,8 @@ export interface Session {
   activity_since: string | null;
   activity_source: ActivitySource | null;
   preset: string | null;
+  /** The name people gave it, if any. */
+  name?: string | null;
   viewers: Viewer[];
   /** Why HQ stopped writing the output log (a full disk); the live stream went on. */
   log_error?: string | null;
