@@ -46,6 +46,9 @@ fn agent_bin(program: &str) -> Option<PathBuf> {
     None
 }
 
+/// A moment, on HQ's clock (the same machine's).
+type Since = chrono::DateTime<chrono::Utc>;
+
 /// One agent's isolated world: its home, its working directory, the runner's state.
 struct World {
     _root: tempfile::TempDir,
@@ -176,13 +179,24 @@ impl Stack {
         self.hq.start_session_with(body).await.id
     }
 
-    /// Waits until the session waits for input with (or without) a menu on screen.
-    async fn wait_for_waiting(&self, id: Uuid, with_menu: bool, stage: &str) -> (Session, Screen) {
+    /// Waits until the session waits for input with (or without) a menu on screen, since a
+    /// moment after `since` (typing does not end a wait by itself: the output it brings does).
+    async fn wait_for_waiting(
+        &self,
+        id: Uuid,
+        with_menu: bool,
+        since: Since,
+        stage: &str,
+    ) -> (Session, Screen) {
         let deadline = tokio::time::Instant::now() + AGENT_TIMEOUT;
         loop {
             let session = self.hq.session(id).await;
             let screen = screen(&self.hq, id).await;
-            if session.activity == Some(Activity::WaitingForInput) && screen.menu.is_some() == with_menu {
+            let new = session.activity_since.is_some_and(|at| at > since);
+            if session.activity == Some(Activity::WaitingForInput)
+                && screen.menu.is_some() == with_menu
+                && new
+            {
                 save_screen(self.name, stage, &screen);
                 return (session, screen);
             }
@@ -286,14 +300,15 @@ struct Expect {
 }
 
 /// The common flow from a ready agent to a finished task.
-async fn task_with_approval(stack: &mut Stack, id: Uuid, expect: Expect) {
-    let ready = stack.wait_for_waiting(id, false, "ready").await;
+async fn task_with_approval(stack: &mut Stack, id: Uuid, since: Since, expect: Expect) {
+    let ready = stack.wait_for_waiting(id, false, since, "ready").await;
     assert_eq!(ready.0.activity_source, Some(ActivitySource::Screen), "the ready box is read off the screen");
     // Deliveries so far (start-up, the ready box) are not what this test counts.
     until_waiting(&mut stack.hooks).await;
 
+    let typed = chrono::Utc::now();
     stack.type_text(id, TASK, true).await;
-    let (session, approval) = stack.wait_for_waiting(id, true, "approval").await;
+    let (session, approval) = stack.wait_for_waiting(id, true, typed, "approval").await;
     let menu: Menu = approval.menu.clone().unwrap();
     assert_eq!(menu.prompt, expect.question, "{}", approval.lines.join("\n"));
     assert_eq!(menu.options[0].key, "1");
@@ -309,9 +324,10 @@ async fn task_with_approval(stack: &mut Stack, id: Uuid, expect: Expect) {
     );
     assert!(!stack.world.work.join("made-by-agent").exists(), "ran before it was approved");
 
+    let answered = chrono::Utc::now();
     stack.type_text(id, &menu.options[0].key, false).await;
     let made = stack.world.work.join("made-by-agent");
-    let (done, screen) = stack.wait_for_waiting(id, false, "done").await;
+    let (done, screen) = stack.wait_for_waiting(id, false, answered, "done").await;
     assert!(made.exists(), "the approved command did not run");
     assert!(screen.lines.iter().any(|l| l.contains(ANSWER)), "{}", screen.lines.join("\n"));
     assert_eq!(done.activity_source, Some(expect.done_source));
@@ -336,7 +352,7 @@ async fn claude_code_asks_waits_and_finishes() {
         approval_source: ActivitySource::Hook,
         done_source: ActivitySource::Hook,
     };
-    task_with_approval(&mut stack, id, expect).await;
+    task_with_approval(&mut stack, id, Since::MIN_UTC, expect).await;
     let requests = stack.model.requests();
     assert!(requests.iter().any(|r| r.path.starts_with("/v1/messages")), "{}", stack.model.summary());
     stack.finish(id).await;
@@ -354,7 +370,7 @@ async fn codex_asks_waits_and_finishes() {
         // Its notify program, at the end of the turn.
         done_source: ActivitySource::Hook,
     };
-    task_with_approval(&mut stack, id, expect).await;
+    task_with_approval(&mut stack, id, Since::MIN_UTC, expect).await;
     stack.finish(id).await;
 }
 
@@ -364,7 +380,7 @@ async fn gemini_cli_asks_about_the_folder_then_about_the_command() {
     let mut stack = Stack::start("gemini", &bin, gemini).await;
     let id = stack.start_agent().await;
     // First run in a new folder: the trust menu, a boxed menu with `●`.
-    let (session, trust) = stack.wait_for_waiting(id, true, "trust").await;
+    let (session, trust) = stack.wait_for_waiting(id, true, Since::MIN_UTC, "trust").await;
     let menu = trust.menu.unwrap();
     assert_eq!(menu.prompt, "Do you trust the files in this folder?");
     let labels: Vec<&str> = menu.options.iter().map(|o| o.label.as_str()).collect();
@@ -373,6 +389,7 @@ async fn gemini_cli_asks_about_the_folder_then_about_the_command() {
     let told = until_waiting(&mut stack.hooks).await;
     assert_eq!(told.last().unwrap()["menu"]["prompt"], menu.prompt.as_str());
     // Not trusting it goes on in this process (trusting restarts it).
+    let answered = chrono::Utc::now();
     stack.type_text(id, &menu.options[2].key, false).await;
     let expect = Expect {
         question: "Allow execution of [Shell]?",
@@ -380,6 +397,6 @@ async fn gemini_cli_asks_about_the_folder_then_about_the_command() {
         approval_source: ActivitySource::Screen,
         done_source: ActivitySource::Screen,
     };
-    task_with_approval(&mut stack, id, expect).await;
+    task_with_approval(&mut stack, id, answered, expect).await;
     stack.finish(id).await;
 }
