@@ -147,3 +147,22 @@ async function kioskOption(dialog) {
   assert.ok(label, `no kiosk runner among ${labels}`);
   return label;
 }
+
+test("a program that cannot start says why in the dialog, which stays open to fix the typo", async () => {
+  await page.goto(stack.url);
+  await page.getByRole("button", { name: "New session" }).first().click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByLabel("Command").fill("no-such-program-xyz --flag");
+  await dialog.getByRole("button", { name: "Start" }).click();
+  await dialog.getByTestId("start-error").filter({ hasText: "cannot start 'no-such-program-xyz'" }).waitFor();
+  // Still open, the command still there to fix.
+  assert.equal(await dialog.getByLabel("Command").inputValue(), "no-such-program-xyz --flag");
+  await dialog.getByLabel("Command").fill("sh -c 'echo fixed-$((6*7)); sleep 60'");
+  await dialog.getByRole("button", { name: "Start" }).click();
+  await page.locator("dialog").waitFor({ state: "detached" });
+  const id = await waitFor("a session address", async () => /\/sessions\/([^/]+)$/.exec(new URL(page.url()).pathname)?.[1]);
+  await waitFor("its output", async () =>
+    (await page.evaluate((sid) => window.__agentrelay?.screenText(sid) ?? "", id)).includes("fixed-42"),
+  );
+  await stack.api("DELETE", `/api/sessions/${id}`);
+});

@@ -242,6 +242,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
       {creating && (
         <NewSessionDialog
           runners={live.runners}
+          sessions={sessions}
           unreachable={stale}
           onClose={() => setCreating(false)}
           onError={toasts.error}

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use agentrelay_protocol::{Activity, CreatedToken, Runner, Session, TokenInfo};
+use agentrelay_protocol::{Activity, CreatedToken, Runner, Session, SessionStatus, TokenInfo};
 use anyhow::Context;
 use serde_json::{Value, json};
 
@@ -214,6 +214,9 @@ pub async fn start(api: &Api, args: &RunArgs) -> Result<Session, CliError> {
     if let Some(cwd) = &args.cwd {
         body["cwd"] = json!(cwd);
     }
+    if let Some(repo) = &args.repo {
+        body["workspace"] = json!({ "repo": repo, "branch": args.branch, "base": args.base });
+    }
     if let Some(prompt) = &args.prompt {
         body["prompt"] = json!(prompt);
     }
@@ -228,6 +231,36 @@ pub async fn start(api: &Api, args: &RunArgs) -> Result<Session, CliError> {
         body["cols"] = json!(size.cols);
     }
     api.post("/api/sessions", &body).await
+}
+
+/// How long `run --detach` waits for the runner to start the session.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until the session runs (or has already ended); a session that failed to start is an
+/// error saying why, in the runner's words.
+pub async fn wait_until_started(api: &Api, mut session: Session) -> Result<Session, CliError> {
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    let mut pause = std::time::Duration::from_millis(20);
+    while session.status == SessionStatus::Starting {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::Config(format!(
+                "session {} has not started after {}s; see `agentrelay sessions --all`",
+                session.id,
+                START_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(250));
+        session = api.get(&format!("/api/sessions/{}", session.id)).await?;
+    }
+    match session.status {
+        SessionStatus::Failed | SessionStatus::Lost => Err(CliError::Config(format!(
+            "session {} could not start: {}",
+            session.id,
+            session.error.as_deref().unwrap_or("no reason given")
+        ))),
+        _ => Ok(session),
+    }
 }
 
 /// `agentrelay kill`.

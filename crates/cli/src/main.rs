@@ -9,6 +9,7 @@ mod console;
 mod credentials;
 mod error;
 mod logs;
+mod review;
 mod stream;
 mod table;
 mod terminal;
@@ -84,6 +85,8 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Run(args) => {
             let session = commands::start(&api, &args).await?;
             if args.detach {
+                // Only once it runs: a program that cannot start is an error here, with the reason.
+                let session = commands::wait_until_started(&api, session).await?;
                 console::out(&format!("{}\n", session.id))?;
                 return Ok(0);
             }
@@ -93,6 +96,13 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Attach(args) => {
             let session = api.resolve_session(&args.id).await?;
             return finish(attach::attach(&api, session.id, None, cli.keepalive).await?, session.id);
+        }
+        Command::Diff(args) => {
+            review::diff(&api, &api.resolve_session(&args.id).await?, args.path.as_deref()).await?;
+        }
+        Command::Review(args) => {
+            let session = api.resolve_session(&args.id).await?;
+            review::review(&api, &session, &args.comments, args.summary.as_deref(), args.when_waiting).await?;
         }
         Command::Kill(arg) => commands::kill(&api, &api.resolve_session(&arg.id).await?).await?,
         Command::Rename(args) => {

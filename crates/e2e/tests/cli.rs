@@ -223,7 +223,21 @@ async fn run_starts_at_the_local_size_and_exits_with_the_remote_code() {
         run(cli(&hq.url(""), None, &["run", "--runner", "cli-run", "--detach", "--", "sleep", "30"])).await;
     assert_eq!(detached.code, 0, "{}", detached.stderr);
     let id: Uuid = detached.stdout.trim().parse().expect("a session id on stdout");
-    hq.wait_for_session(id, SessionStatus::Running).await;
+    assert_eq!(hq.session(id).await.status, SessionStatus::Running, "--detach returns once it runs");
+
+    // A program that cannot start: --detach prints no id, says why in the runner's words, and
+    // exits non-zero.
+    let _lenient = TestRunner::start_with(&hq, "cli-lenient", &["--allow", "no-such-program"]).await;
+    let failed =
+        run(cli(&hq.url(""), None, &["run", "--runner", "cli-lenient", "--detach", "--", "no-such-program"]))
+            .await;
+    assert_eq!(failed.code, 255, "{}", failed.stderr);
+    assert_eq!(failed.stdout, "");
+    assert!(
+        failed.stderr.contains("could not start") && failed.stderr.contains("cannot start 'no-such-program'"),
+        "{}",
+        failed.stderr
+    );
 }
 
 /// Attaches through a proxy to a session printing `lines` numbered lines and exiting 3, lets

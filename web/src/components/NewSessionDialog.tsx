@@ -6,6 +6,8 @@ import type { Preset, Runner, Session } from "../lib/protocol";
 
 interface Props {
   runners: Runner[];
+  /** The live session list: the dialog watches the session it started until it runs or fails. */
+  sessions: Session[];
   /** HQ cannot be reached: nothing can start, and the runners listed may be gone. */
   unreachable?: boolean;
   onClose(): void;
@@ -13,7 +15,7 @@ interface Props {
   onError(message: string): void;
 }
 
-export function NewSessionDialog({ runners, unreachable = false, onClose, onStarted, onError }: Props) {
+export function NewSessionDialog({ runners, sessions, unreachable = false, onClose, onStarted, onError }: Props) {
   const online = runners.filter((r) => r.status === "online");
   const [runnerId, setRunnerId] = useState(online[0]?.id ?? "");
   const chosen = online.find((r) => r.id === runnerId) ?? online[0] ?? null;
@@ -24,6 +26,12 @@ export function NewSessionDialog({ runners, unreachable = false, onClose, onStar
   const [cwd, setCwd] = useState("");
   const [name, setName] = useState("");
   const [busy, setBusy] = useState(false);
+  // The session this form started, until it runs (the dialog closes) or fails (it says why here).
+  const [pending, setPending] = useState<Session | null>(null);
+  const current = pending ? (sessions.find((s) => s.id === pending.id) ?? pending) : null;
+  const failed = current && (current.status === "failed" || current.status === "lost") ? current : null;
+  const started = current && !failed && current.status !== "starting" ? current : null;
+  const starting = current !== null && current.status === "starting";
   const [fieldError, setFieldError] = useState<{ field: string; message: string } | null>(null);
   const dialog = useRef<HTMLDialogElement>(null);
   const split = useMemo(() => splitCommand(command), [command]);
@@ -41,6 +49,30 @@ export function NewSessionDialog({ runners, unreachable = false, onClose, onStar
     // showModal focuses the first focusable element, the close button: start at the first field.
     element?.querySelector<HTMLElement>("select, input")?.focus();
   }, []);
+
+  // Running (or already over, having run): open it. Failed: stay, and show why beside the fields.
+  const onStartedRef = useRef(onStarted);
+  useEffect(() => {
+    onStartedRef.current = onStarted;
+  });
+  useEffect(() => {
+    if (started) onStartedRef.current(started);
+  }, [started]);
+  // The live list normally says it first; this covers a slow or broken event stream.
+  const pendingId = pending?.id;
+  const [polled, setPolled] = useState<Session | null>(null);
+  useEffect(() => {
+    if (!pendingId) return;
+    const timer = window.setInterval(() => {
+      api.session(pendingId).then(setPolled, () => {});
+    }, 1000);
+    return () => window.clearInterval(timer);
+  }, [pendingId]);
+  const latest = polled && polled.id === pendingId && polled.status !== "starting" ? polled : null;
+  useEffect(() => {
+    if (latest && latest.status !== "failed" && latest.status !== "lost") onStartedRef.current(latest);
+  }, [latest]);
+  const failure = failed ?? (latest && (latest.status === "failed" || latest.status === "lost") ? latest : null);
 
   function pickPreset(next: Preset) {
     setPresetName(next.name);
@@ -66,6 +98,8 @@ export function NewSessionDialog({ runners, unreachable = false, onClose, onStar
     if (!launch || !chosen) return;
     setBusy(true);
     setFieldError(null);
+    setPending(null);
+    setPolled(null);
     try {
       const session = await api.createSession({
         runner_id: chosen.id,
@@ -73,7 +107,7 @@ export function NewSessionDialog({ runners, unreachable = false, onClose, onStar
         ...(cwd.trim() && !locked ? { cwd: cwd.trim() } : {}),
         ...(name.trim() ? { name: name.trim() } : {}),
       });
-      onStarted(session);
+      setPending(session);
     } catch (e) {
       const error = e as ApiError;
       if (error.field) setFieldError({ field: error.field, message: error.message });
@@ -219,16 +253,22 @@ export function NewSessionDialog({ runners, unreachable = false, onClose, onStar
           {fieldError?.field === "name" && <p className="text-xs text-red-400">{fieldError.message}</p>}
         </label>
 
+        {failure && (
+          <p role="alert" data-testid="start-error" className="rounded-lg border border-red-500/40 bg-red-500/10 px-3 py-2 text-sm text-red-200">
+            It did not start: {failure.error ?? `the session is ${failure.status}`}. Change the command and start again.
+          </p>
+        )}
+
         <div className="flex justify-end gap-2 pt-2">
           <button type="button" onClick={onClose} className="rounded-lg px-4 py-2 text-sm text-slate-300 hover:bg-slate-800">
             Cancel
           </button>
           <button
             type="submit"
-            disabled={busy || !launch || !chosen || unreachable}
+            disabled={busy || (starting && !failure) || !launch || !chosen || unreachable}
             className="rounded-lg bg-emerald-500 px-4 py-2 text-sm font-semibold text-slate-950 hover:bg-emerald-400 disabled:opacity-50"
           >
-            {busy ? "Starting…" : "Start"}
+            {busy || (starting && !failure) ? "Starting…" : "Start"}
           </button>
         </div>
       </form>
