@@ -126,6 +126,9 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
 
   const drawer = drawerAt === location.pathname;
   const byId = new Map(sessions.map((s) => [s.id, s]));
+  // DELETE on a finished session removes it and its output; the event stream takes it off the lists.
+  const clearFinished = (ids: string[]) =>
+    void Promise.all(ids.map((id) => api.killSession(id).catch((e: ApiError) => toasts.error(e.message))));
   const runnerNames = new Map(live.runners.map((r) => [r.id, r.name]));
   const rename = (id: string, name: string | null) =>
     api.renameSession(id, name).then(
@@ -186,7 +189,14 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
           }`}
         >
           <RunnerList runners={live.runners} now={now} stale={stale} />
-          <SessionList sessions={sessions} runners={live.runners} activeId={front} now={now} />
+          <SessionList
+            sessions={sessions}
+            runners={live.runners}
+            activeId={front}
+            now={now}
+            phone={phone}
+            onClearFinished={clearFinished}
+          />
         </aside>
 
         <main className="flex min-w-0 flex-1 flex-col">

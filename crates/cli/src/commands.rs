@@ -214,9 +214,6 @@ pub async fn start(api: &Api, args: &RunArgs) -> Result<Session, CliError> {
     if let Some(cwd) = &args.cwd {
         body["cwd"] = json!(cwd);
     }
-    if let Some(repo) = &args.repo {
-        body["workspace"] = json!({ "repo": repo, "branch": args.branch, "base": args.base });
-    }
     if let Some(prompt) = &args.prompt {
         body["prompt"] = json!(prompt);
     }
@@ -265,12 +262,13 @@ pub async fn wait_until_started(api: &Api, mut session: Session) -> Result<Sessi
 
 /// `agentrelay kill`.
 pub async fn kill(api: &Api, session: &Session) -> Result<(), CliError> {
-    api.delete(&format!("/api/sessions/{}", session.id)).await?;
+    // DELETE on a finished session removes it and its recording: not what `kill` means.
     if session.status.is_final() {
         say(&format!("Session {} had already ended.", session.id));
-    } else {
-        say(&format!("Session {} is being hung up.", session.id));
+        return Ok(());
     }
+    api.delete(&format!("/api/sessions/{}", session.id)).await?;
+    say(&format!("Session {} is being hung up.", session.id));
     Ok(())
 }
 

@@ -242,3 +242,30 @@ async fn a_session_is_named_at_the_start_renamed_later_and_keeps_its_name_across
     let hq = TestHq::start_in(data.path(), &[]).await;
     assert_eq!(hq.session(started.id).await.name.as_deref(), Some("kept"));
 }
+
+#[tokio::test]
+async fn delete_hangs_up_a_live_session_and_removes_a_finished_one_with_its_log() {
+    let data = tempfile::tempdir().unwrap();
+    let hq = TestHq::start_in(data.path(), &[]).await;
+    let runner = TestRunner::start(&hq, "box").await;
+    let live = hq.start_session(runner.id, &["sleep", "60"]).await;
+    hq.wait_for_session(live.id, SessionStatus::Running).await;
+    let delete = |id: Uuid| hq.request(Method::DELETE, &format!("/api/sessions/{id}")).send();
+    assert_eq!(delete(live.id).await.unwrap().status(), StatusCode::ACCEPTED);
+    hq.wait_for_end(live.id).await;
+    let log = data.path().join("sessions").join(format!("{}.out", live.id));
+    assert!(log.exists(), "a hung-up session keeps its log");
+
+    // Finished: DELETE removes it, its log and its timing index.
+    assert_eq!(delete(live.id).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let gone = hq.request(Method::GET, &format!("/api/sessions/{}", live.id)).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert!(!log.exists() && !log.with_extension("timing").exists());
+    assert_eq!(delete(live.id).await.unwrap().status(), StatusCode::NOT_FOUND);
+    // And it stays gone after a restart.
+    drop(runner);
+    hq.stop().await;
+    let hq = TestHq::start_in(data.path(), &[]).await;
+    let sessions: Vec<Value> = hq.get_json("/api/sessions").await.as_array().cloned().unwrap_or_default();
+    assert!(sessions.iter().all(|s| s["id"] != live.id.to_string()));
+}

@@ -3,13 +3,15 @@
 //! `--retention-size`. Live sessions are never touched.
 //!
 //! It runs when a session ends (the size limit) and on a timer (the age limit), off the data
-//! path; deleting files happens on the blocking pool.
+//! path; deleting files happens on the blocking pool. [`remove`] also serves `DELETE` on a
+//! finished session.
 
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::events::Event;
+use crate::session::Session;
 use crate::state::AppState;
 
 /// Prunes until HQ shuts down.
@@ -52,15 +54,21 @@ pub async fn prune(state: &AppState) {
         }
         let size = session.log().map_or(0, |log| log.len());
         total = total.saturating_sub(size);
-        state.sessions.remove(session.id);
-        if let Some(log) = session.log().cloned() {
-            let removed = tokio::task::spawn_blocking(move || log.remove()).await;
-            if let Ok(Err(error)) = removed {
-                tracing::warn!(session = %session.id, error = format!("{error:#}"), "could not delete an output log");
-            }
-        }
-        state.events.publish(Event::SessionRemoved(session.id));
+        remove(state, &session).await;
         let why = if too_old { "older than --retention" } else { "over --retention-size" };
         tracing::info!(session = %session.id, bytes = size, why, "pruned a finished session");
     }
+}
+
+/// Forgets a finished session: its row, its output log and timing index, and tells everyone
+/// (`session_removed`). Retention calls it, and so does `DELETE` on a finished session.
+pub async fn remove(state: &AppState, session: &Session) {
+    state.sessions.remove(session.id);
+    if let Some(log) = session.log().cloned() {
+        let removed = tokio::task::spawn_blocking(move || log.remove()).await;
+        if let Ok(Err(error)) = removed {
+            tracing::warn!(session = %session.id, error = format!("{error:#}"), "could not delete an output log");
+        }
+    }
+    state.events.publish(Event::SessionRemoved(session.id));
 }

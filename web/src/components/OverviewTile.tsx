@@ -14,6 +14,9 @@ interface Props {
   now: number;
 }
 
+/** The smallest font a preview is drawn at. */
+const PREVIEW_MIN_PX = 10;
+
 /** One live session in the overview: a small live preview of its screen, where and what it runs. */
 export function OverviewTile({ session, runnerName, now }: Props) {
   const preview = useRef<HTMLDivElement>(null);
@@ -53,8 +56,9 @@ export function OverviewTile({ session, runnerName, now }: Props) {
             ref={pre}
             data-testid="overview-preview"
             className="h-full overflow-hidden px-1.5 py-1 font-mono leading-[1.2] text-slate-300"
-            // Sized so the widest line fills the tile: a monospace cell is ~0.6 em wide.
-            style={{ fontSize: `min(12px, calc((100cqw - 12px) / ${(columns * 0.61).toFixed(2)}))` }}
+            // Sized so the widest line fills the tile (a monospace cell is ~0.6 em wide), but never
+            // below a readable 10 px: a wide screen shows its bottom-left, where prompts are.
+            style={{ fontSize: `clamp(${PREVIEW_MIN_PX}px, calc((100cqw - 12px) / ${(columns * 0.61).toFixed(2)}), 12px)` }}
           >
             {screen === null ? (
               <span className="text-slate-600">…</span>

@@ -1,5 +1,6 @@
 import { activityOf, type ShownSession } from "../lib/activity";
 import { ActivityBadge } from "./ActivityBadge";
+import { ExitBadge } from "./ExitBadge";
 import { StatusBadge } from "./StatusBadge";
 
 /** A running session's activity, or its status when it has none (starting, ended). */
@@ -28,5 +29,6 @@ export function SessionBadge({ session, now, compact }: { session: ShownSession;
       />
     );
   }
+  if (session.status === "exited") return <ExitBadge session={session} />;
   return <StatusBadge status={session.status} />;
 }

@@ -14,7 +14,7 @@ export function StatusBadge({ status }: { status: RunnerStatus | SessionStatus }
   return (
     <span className={`inline-flex items-center gap-1 rounded-full px-2 py-0.5 text-xs font-medium ring-1 ${STYLES[status]}`}>
       <span className={`h-1.5 w-1.5 rounded-full bg-current ${status === "running" || status === "online" ? "animate-pulse" : ""}`} />
-      {status}
+      {status === "failed" ? "did not start" : status}
     </span>
   );
 }

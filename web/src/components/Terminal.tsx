@@ -10,10 +10,18 @@ import { WebglAddon } from "@xterm/addon-webgl";
 import { signedOut } from "../lib/api";
 import { OutputFlow } from "../lib/outputFlow";
 import { SessionSocket, type ConnectionState, type KeyQueue } from "../lib/sessionSocket";
+import { exitKind, type ExitKind } from "../lib/exit";
 import { describeExit, endsSession, type ActivityState, type ExitStatus, type Viewer } from "../lib/protocol";
 import { groupViewers, viewerLabel } from "../lib/presence";
 import { registerTerminal } from "../lib/testHooks";
 import { ActivityBadge } from "./ActivityBadge";
+
+/** The exit banner's text colour: green, red, violet, as the exit badges. */
+const EXIT_TEXT: Record<ExitKind, string> = {
+  success: "text-emerald-300",
+  failure: "text-red-300",
+  signal: "text-violet-300",
+};
 
 /** "1 keystroke", "3 keystrokes". */
 function plural(count: number, word: string): string {
@@ -334,7 +342,10 @@ export function Terminal({
           data-testid="exit-banner"
           className="flex items-center justify-between gap-3 border-t border-slate-800 bg-slate-900 px-4 py-2 text-sm"
         >
-          <span className={exit && exit.code === 0 ? "text-slate-300" : "text-amber-300"}>
+          <span
+            data-exit={exit ? exitKind(exit) : "ended"}
+            className={exit ? EXIT_TEXT[exitKind(exit)] : "text-amber-300"}
+          >
             {exit ? `Process ${describeExit(exit)}` : `Session ended: ${ended}`}
           </span>
           {onClose && (

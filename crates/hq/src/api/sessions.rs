@@ -349,7 +349,8 @@ pub async fn update(
     Ok(Json(session.view()))
 }
 
-/// `DELETE /api/sessions/{id}`: hang the process group up, then kill it → 202.
+/// `DELETE /api/sessions/{id}`: a live session's process group is hung up, then killed → 202; a
+/// finished session is removed, with its output log → 204.
 #[utoipa::path(
     delete,
     path = "/api/sessions/{id}",
@@ -357,8 +358,9 @@ pub async fn update(
     operation_id = "end_session",
     params(("id" = Uuid, Path, description = "Session id")),
     responses(
-        (status = 202, description = "Hang-up sent (none if it has ended); SIGKILL follows after the \
-            runner's grace period. The session stays listed, with its recording"),
+        (status = 202, description = "A live session: hang-up sent; SIGKILL follows after the runner's \
+            grace period. The session stays listed, with its recording, once it has ended"),
+        (status = 204, description = "A finished session: removed, with its output log and recording"),
         (status = 401, description = "No valid token", body = ErrorResponse),
         (status = 403, description = "A share or runner token, or a sign-in cookie from another origin",
             body = ErrorResponse),
@@ -371,11 +373,14 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     let session = find(&state, &id)?;
-    audit::by_principal(&state, &principal, "session.killed", session.id.to_string(), None);
-    if !session.status().is_final() {
-        // Queued behind any input already sent, so the runner sees them in order.
-        let _ = session.to_runner().send(ToRunner::Kill).await;
+    if session.status().is_final() {
+        audit::by_principal(&state, &principal, "session.removed", session.id.to_string(), None);
+        crate::retention::remove(&state, &session).await;
+        return Ok(StatusCode::NO_CONTENT);
     }
+    audit::by_principal(&state, &principal, "session.killed", session.id.to_string(), None);
+    // Queued behind any input already sent, so the runner sees them in order.
+    let _ = session.to_runner().send(ToRunner::Kill).await;
     Ok(StatusCode::ACCEPTED)
 }
 
