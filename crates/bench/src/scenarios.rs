@@ -276,6 +276,7 @@ async fn simulated_runner(addr: String, index: usize) -> anyhow::Result<stack::S
         presets: vec![],
         sessions: vec![],
         policy: Default::default(),
+        ended: Vec::new(),
     };
     socket.send(Message::text(serde_json::to_string(&RunnerMessage::Hello(hello))?)).await?;
     match socket.next().await {

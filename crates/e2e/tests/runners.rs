@@ -126,6 +126,7 @@ fn hello(name: &str) -> Hello {
         presets: vec![],
         sessions: vec![],
         policy: Default::default(),
+        ended: Vec::new(),
     }
 }
 

@@ -62,6 +62,10 @@ pub struct Hello {
     /// in its own flags; HQ then checks nothing ahead and hears the runner's refusals).
     #[serde(default)]
     pub policy: RunnerPolicy,
+    /// Sessions a previous runner process held whose process is gone, and why (a reboot, a
+    /// killed session host): HQ marks them lost with that reason.
+    #[serde(default)]
+    pub ended: Vec<EndedSession>,
 }
 
 /// What a runner lets HQ start, from its flags. The runner enforces it whatever HQ asks; HQ reads
@@ -107,6 +111,15 @@ pub fn env_pattern_matches(pattern: &str, name: &str) -> bool {
         Some(prefix) => name.starts_with(prefix),
         None => pattern == name,
     }
+}
+
+/// A session that ended while no runner process was there to see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndedSession {
+    /// Session id.
+    pub id: Uuid,
+    /// What happened, for people.
+    pub reason: String,
 }
 
 /// A session the runner still holds, with the output offsets its ring covers.
@@ -215,6 +228,16 @@ pub enum DataUp {
     /// The session's tokens and cost so far (totals, from the agent's OpenTelemetry export to
     /// the runner), sent when they change and again after a reconnect.
     Usage(crate::Usage),
+    /// The session's host went without the exit (killed): the session is lost; sent after the
+    /// last output byte, instead of `exit`.
+    Lost(LostReport),
+}
+
+/// Payload of [`DataUp::Lost`] and [`DataDown::Ended`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LostReport {
+    /// Why, for people.
+    pub reason: String,
 }
 
 /// Payload of [`DataUp::Activity`].
@@ -247,6 +270,9 @@ pub enum DataDown {
     Resize(TermSize),
     /// Hang the process group up, then kill it after the grace period.
     Kill,
+    /// HQ has already ended this session (it was lost while the runner was away): the runner
+    /// ends its process and forgets it; nothing more is wanted from it.
+    Ended(LostReport),
 }
 
 /// Payload of [`DataDown::Resume`].

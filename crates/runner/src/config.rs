@@ -77,6 +77,27 @@ pub struct RunnerConfig {
     #[arg(long, env = "AGENTRELAY_KILL_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub kill_grace: Duration,
 
+    /// Per session, the output its host keeps on disk while no runner reads it (e.g. 64MiB);
+    /// past it the oldest goes, and HQ is told of the gap.
+    #[arg(long, env = "AGENTRELAY_SPOOL_SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub spool_size: usize,
+
+    /// How long a session outlives its runner: its host ends it when no runner has come back
+    /// for this long.
+    #[arg(long, env = "AGENTRELAY_ORPHAN_AFTER", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub orphan_after: Duration,
+
+    /// End every session when the runner stops (hang up, then kill), as runners did before
+    /// sessions outlived them. By default a stopping runner leaves its sessions running for the
+    /// next runner process with the same --state-dir to take back.
+    #[arg(long, env = "AGENTRELAY_END_SESSIONS_ON_EXIT")]
+    pub end_sessions_on_exit: bool,
+
+    /// The protocol versions new session hosts announce, as MIN-MAX (tests of adoption across
+    /// versions only).
+    #[arg(long, env = "AGENTRELAY_SESSION_HOST_VERSIONS", hide = true, value_parser = parse_versions)]
+    pub session_host_versions: Option<(u32, u32)>,
+
     /// A PEM file of extra CA certificates to trust for wss:// (a private CA), besides the
     /// system's roots.
     #[arg(long, env = "AGENTRELAY_CA_CERT")]
@@ -103,9 +124,33 @@ pub enum RunnerCommand {
     /// subreaper and, when it ends, ends every process it left, then exits as it did.
     #[command(hide = true)]
     SessionHost {
-        /// How long leftovers get between the hang-up and the kill.
+        /// The session it holds.
+        #[arg(long)]
+        session: uuid::Uuid,
+        /// Its socket's path (the listening socket itself is standard input).
+        #[arg(long)]
+        socket: PathBuf,
+        /// Its spool file.
+        #[arg(long)]
+        spool: PathBuf,
+        /// The spool's size in bytes.
+        #[arg(long, default_value = "67108864")]
+        spool_size: u64,
+        /// Between the hang-up and the kill.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         grace: Duration,
+        /// How long to wait for a runner before ending the session.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        orphan_after: Duration,
+        /// The PTY's first size.
+        #[arg(long, default_value = "24")]
+        rows: u16,
+        /// The PTY's first size.
+        #[arg(long, default_value = "80")]
+        cols: u16,
+        /// The protocol versions to announce, MIN-MAX.
+        #[arg(long, value_parser = parse_versions)]
+        versions: Option<(u32, u32)>,
         /// The session's command line.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -193,4 +238,14 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 fn parse_size(text: &str) -> Result<usize, String> {
     let size: bytesize::ByteSize = text.trim().parse().map_err(|e| format!("bad size '{text}': {e}"))?;
     usize::try_from(size.as_u64()).map_err(|_| format!("size '{text}' is too large"))
+}
+
+fn parse_versions(text: &str) -> Result<(u32, u32), String> {
+    let (min, max) = text.split_once('-').ok_or_else(|| format!("'{text}' is not MIN-MAX"))?;
+    let parse = |part: &str| part.trim().parse::<u32>().map_err(|e| format!("'{text}': {e}"));
+    let (min, max) = (parse(min)?, parse(max)?);
+    if min > max {
+        return Err(format!("'{text}': MIN is above MAX"));
+    }
+    Ok((min, max))
 }

@@ -8,6 +8,7 @@ use agentrelay_protocol::PROTOCOL_VERSION;
 use agentrelay_protocol::runner::{Hello, HqMessage, RunnerMessage, SessionFailed, StartSession};
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, interval_at, timeout};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::Instrument;
@@ -15,8 +16,8 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::dial::{DialError, HqSocket};
 use crate::policy::{Launch, NotStarted};
-use crate::session::Session;
-use crate::{Runner, RunnerError, agent_hooks, data, pty};
+use crate::session::{PtyOrder, Session};
+use crate::{Runner, RunnerError, agent_hooks, data, host};
 
 /// How long HQ may take to answer the hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +60,7 @@ impl Runner {
     }
 
     async fn serve_control(&self, mut socket: HqSocket) -> Result<Ended, RunnerError> {
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let hello = Hello {
             id: self.id,
             name: self.name.clone(),
@@ -70,6 +72,7 @@ impl Runner {
             presets: self.presets.advertised(),
             sessions: self.sessions.live(),
             policy: self.policy.advertised(),
+            ended,
         };
         if let Err(e) = send(&mut socket, &RunnerMessage::Hello(hello)).await {
             return Ok(Ended::Dropped(e));
@@ -87,6 +90,8 @@ impl Runner {
             Err(_) => return Ok(Ended::Dropped(anyhow::anyhow!("no welcome within {WELCOME_TIMEOUT:?}"))),
         };
         tracing::info!(hq = self.hq.base(), id = %self.id, name = %self.name, "connected to HQ");
+        // HQ has heard of them now.
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Ok(match self.control_session(&mut socket, beat_every).await {
             Ok(()) => Ended::Shutdown,
             Err(e) => Ended::Dropped(e),
@@ -109,7 +114,7 @@ impl Runner {
                     last_heard = Instant::now();
                     match serde_json::from_str::<HqMessage>(text.as_str()) {
                         Ok(HqMessage::Start(start)) => {
-                            if let Some(failed) = self.start_session(start) {
+                            if let Some(failed) = self.start_session(start).await {
                                 send(socket, &RunnerMessage::SessionFailed(failed)).await?;
                             }
                         }
@@ -132,50 +137,69 @@ impl Runner {
         }
     }
 
-    /// Starts a session's process and its data connection; returns why it could not.
-    fn start_session(&self, start: StartSession) -> Option<SessionFailed> {
+    /// Starts a session's process (under a host of its own) and its data connection; returns
+    /// why it could not.
+    async fn start_session(&self, start: StartSession) -> Option<SessionFailed> {
         if self.sessions.contains(start.session_id) {
             return None;
         }
-        let (session, orders) = Session::new(start.session_id, self.config.buffer_size);
-        let launched = match self.policy.admit(&start, &self.presets) {
-            Ok(mut launch) => {
-                self.wire_telemetry(&start, &mut launch, &session);
-                // Beside the report socket: the runner's state dir.
-                if let Some(state_dir) = self.report_socket.parent() {
-                    agent_hooks::wire(&mut launch, state_dir);
-                }
-                pty::spawn(&start, &launch, &self.host, &self.report_socket)
-                    .map(|process| (process, launch))
-                    .map_err(|e| NotStarted::Invalid(format!("{e:#}")))
-            }
-            Err(not_started) => Err(not_started),
+        let failed = |not_started: NotStarted| {
+            let refused = matches!(not_started, NotStarted::Refused(_));
+            let error = not_started.to_string();
+            // One line per refusal: what was refused and the flag that would allow it.
+            tracing::warn!(session = %start.session_id, refused, %error, "refusing to start session");
+            Some(SessionFailed { session_id: start.session_id, error, refused })
         };
-        let (process, launch) = match launched {
-            Ok(launched) => launched,
-            Err(not_started) => {
-                let refused = matches!(not_started, NotStarted::Refused(_));
-                let error = not_started.to_string();
-                // One line per refusal: what was refused and the flag that would allow it.
-                tracing::warn!(session = %start.session_id, refused, %error, "refusing to start session");
-                return Some(SessionFailed { session_id: start.session_id, error, refused });
-            }
+        let (session, orders) = Session::new(start.session_id, self.config.buffer_size);
+        let mut launch = match self.policy.admit(&start, &self.presets) {
+            Ok(launch) => launch,
+            Err(not_started) => return failed(not_started),
+        };
+        self.wire_telemetry(&start, &mut launch, &session);
+        // Beside the report socket: the runner's state dir.
+        if let Some(state_dir) = self.report_socket.parent() {
+            agent_hooks::wire(&mut launch, state_dir);
+        }
+        let link = match self.host.spawn(&start, &launch, &self.report_socket).await {
+            Ok(link) => link,
+            Err(e) => return failed(NotStarted::Invalid(format!("{e:#}"))),
         };
         tracing::info!(session = %start.session_id, command = ?launch.command, "session started");
+        self.run_session(session, link, orders);
+        None
+    }
+
+    /// A session's two tasks: its host link (output in, orders out) and its data connection.
+    fn run_session(&self, session: Arc<Session>, link: host::link::Link, orders: mpsc::Receiver<PtyOrder>) {
         self.sessions.insert(session.clone());
         // Every log line of a session's tasks carries its id.
-        let span = tracing::info_span!("session", id = %start.session_id);
-        let pty = pty::run(session.clone(), process, orders, self.config.kill_grace, self.shutdown.clone());
-        self.tasks.spawn(pty.instrument(span.clone()));
+        let span = tracing::info_span!("session", id = %session.id);
+        let end_on_exit = self.config.end_sessions_on_exit;
+        let hosted = host::link::run(session.clone(), link, orders, self.shutdown.clone(), end_on_exit);
+        self.tasks.spawn(hosted.instrument(span.clone()));
         let data = data::stream(
             self.hq.clone(),
             self.id,
             session,
             Arc::clone(&self.sessions),
             self.shutdown.clone(),
+            !end_on_exit,
         );
         self.tasks.spawn(data.instrument(span));
-        None
+    }
+
+    /// Takes back the sessions a previous runner process left running in their hosts, and notes
+    /// those whose host is gone for the next hello.
+    pub(crate) async fn take_back_sessions(&self) {
+        let (adopted, ended) = self.host.adopt().await;
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = ended;
+        for link in adopted {
+            let hello = &link.hello;
+            tracing::info!(session = %hello.session_id, end = hello.end, "took a session back from its host");
+            let (session, orders) =
+                Session::adopted(hello.session_id, self.config.buffer_size, hello.start, hello.end);
+            self.run_session(session, link, orders);
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentrelay_protocol::runner::{ActivityReport, DataDown, DataUp, OpenData};
+use agentrelay_protocol::runner::{ActivityReport, DataDown, DataUp, LostReport, OpenData};
 use agentrelay_protocol::viewer::Gap;
 use agentrelay_ring::Read;
 use anyhow::{Context, bail};
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::backoff::Backoff;
 use crate::dial::{DialError, HqEndpoint, HqSocket, data_frame};
-use crate::session::{PtyOrder, Session, SessionTable};
+use crate::session::{Outcome, PtyOrder, Session, SessionTable};
 
 /// Largest binary frame sent to HQ.
 const MAX_OUTPUT_FRAME: usize = 64 * 1024;
@@ -29,16 +29,22 @@ enum Ended {
     Delivered,
     /// The connection dropped first; dial again.
     Interrupted,
+    /// HQ has given the session up (lost while the runner was away): stop it, forget it.
+    GivenUp,
+    /// The runner is stopping and leaves the session running in its host.
+    Detached,
 }
 
-/// Streams one session to HQ until its exit is recorded, then forgets it. On runner shutdown the
-/// PTY task hangs the process up, so the exit still comes; only redialing stops.
+/// Streams one session to HQ until its exit (or loss) is recorded, then forgets it. On runner
+/// shutdown it stops at once when `detach_on_shutdown` (the session runs on in its host, for the
+/// next runner process); otherwise the host link ends the session and the exit still comes.
 pub async fn stream(
     hq: HqEndpoint,
     runner_id: Uuid,
     session: Arc<Session>,
     table: Arc<SessionTable>,
     shutdown: CancellationToken,
+    detach_on_shutdown: bool,
 ) {
     let path = format!("/api/v1/ws/runner/session/{}", session.id);
     let mut backoff = Backoff::default();
@@ -46,19 +52,37 @@ pub async fn stream(
         let attempt = async {
             let socket = hq.dial(&path).await?;
             backoff.reset();
-            pump(socket, runner_id, &session).await.map_err(|e| DialError::Unreachable(format!("{e:#}")))
+            let detach = async {
+                if detach_on_shutdown {
+                    shutdown.cancelled().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                pumped = pump(socket, runner_id, &session) => pumped.map_err(|e| DialError::Unreachable(format!("{e:#}"))),
+                () = detach => Ok(Ended::Detached),
+            }
         };
         let ended = attempt.await;
         // Disconnected: the ring may drop old bytes again rather than stall the process.
         session.mark_sent(None);
         match ended {
-            Ok(Ended::Delivered) => break,
+            Ok(Ended::Delivered) => {
+                session.set_outcome(Outcome::Recorded);
+                break;
+            }
+            Ok(Ended::GivenUp) => {
+                session.set_outcome(Outcome::GivenUp);
+                break;
+            }
+            Ok(Ended::Detached) => return,
             Ok(Ended::Interrupted) => tracing::debug!(session = %session.id, "data connection interrupted"),
             Err(e) => tracing::debug!(session = %session.id, error = %e, "data connection failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => return,
         }
     }
     table.remove(session.id);
@@ -66,19 +90,26 @@ pub async fn stream(
 
 /// Says which session this connection carries and what output the ring holds; HQ answers with
 /// the offset it wants output from (`ws::runner_data::resume` on HQ's side).
-async fn open(socket: &mut HqSocket, runner_id: Uuid, session: &Session) -> anyhow::Result<u64> {
+async fn open(socket: &mut HqSocket, runner_id: Uuid, session: &Session) -> anyhow::Result<Option<u64>> {
     let (start, end) = session.output_range();
     socket
         .send(data_frame(&DataUp::Open(OpenData { runner_id, session_id: session.id, start, end })))
         .await?;
     let from =
         tokio::time::timeout(RESUME_TIMEOUT, read_resume(socket)).await.context("no resume in time")??;
-    Ok(from.min(end))
+    let Some(from) = from else { return Ok(None) };
+    // An adopted session's output starts where HQ wants it (its host holds it from `start`).
+    session.attach_from(from);
+    Ok(Some(from.min(end)))
 }
 
 /// Output from HQ's offset on, orders from HQ to the PTY, the exit once the output is all sent.
 async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyhow::Result<Ended> {
-    let mut offset = open(&mut socket, runner_id, session).await?;
+    let Some(mut offset) = open(&mut socket, runner_id, session).await? else {
+        tracing::info!(session = %session.id, "HQ has ended this session; ending its process");
+        let _ = session.orders().send(PtyOrder::Kill).await;
+        return Ok(Ended::GivenUp);
+    };
     session.mark_sent(Some(offset));
     let mut progress = session.subscribe();
     let mut reports = session.subscribe_activity();
@@ -113,6 +144,11 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
             socket.send(data_frame(&DataUp::Exit(exit))).await?;
             exit_sent = true;
         }
+        if let (Some(reason), false) = (now.lost, exit_sent) {
+            // Its host went without the exit: HQ marks the session lost, and that is its end.
+            socket.send(data_frame(&DataUp::Lost(LostReport { reason }))).await?;
+            exit_sent = true;
+        }
         tokio::select! {
             changed = progress.changed() => {
                 if changed.is_err() {
@@ -142,6 +178,10 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<DataDown>(text.as_str()) {
                     Ok(DataDown::Resize(size)) if size.is_valid() => order(session, PtyOrder::Resize(size)).await,
                     Ok(DataDown::Kill) => order(session, PtyOrder::Kill).await,
+                    Ok(DataDown::Ended(_)) => {
+                        order(session, PtyOrder::Kill).await;
+                        return Ok(Ended::GivenUp);
+                    }
                     Ok(other) => tracing::warn!(?other, "ignoring an unexpected data frame"),
                     Err(e) => tracing::warn!(error = %e, "ignoring a bad data frame"),
                 },
@@ -155,11 +195,14 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
     }
 }
 
-async fn read_resume(socket: &mut HqSocket) -> anyhow::Result<u64> {
+/// HQ's answer to `open`: the offset it wants output from, or `None` when HQ has ended the
+/// session already.
+async fn read_resume(socket: &mut HqSocket) -> anyhow::Result<Option<u64>> {
     loop {
         match socket.next().await.context("HQ closed before resume")?? {
             Message::Text(text) => match serde_json::from_str(text.as_str()).context("bad resume frame")? {
-                DataDown::Resume(resume) => return Ok(resume.from),
+                DataDown::Resume(resume) => return Ok(Some(resume.from)),
+                DataDown::Ended(_) => return Ok(None),
                 other => bail!("expected resume, got {other:?}"),
             },
             Message::Close(frame) => bail!("HQ refused the data connection: {frame:?}"),

@@ -13,11 +13,10 @@ pub mod dial;
 pub mod identity;
 pub mod policy;
 pub mod presets;
-pub mod pty;
 pub mod report;
 pub mod service;
 pub mod session;
-pub mod session_host;
+pub mod host;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -59,7 +58,9 @@ pub struct Runner {
     /// What it lets HQ start.
     policy: policy::Policy,
     /// How each session's process is started.
-    host: pty::Host,
+    host: host::link::HostConfig,
+    /// Sessions a previous runner process held whose process is gone: said in the next hello.
+    ended: std::sync::Mutex<Vec<agentrelay_protocol::runner::EndedSession>>,
     /// Where agents send their OpenTelemetry (tokens and cost); `None` if the port would not bind.
     telemetry: Option<Arc<telemetry::Collector>>,
     /// Where sessions report their activity (`agentrelay-runner report`).
@@ -106,7 +107,14 @@ impl Runner {
             None => std::env::current_exe()
                 .map_err(|e| RunnerError::Config(format!("cannot find the runner's own binary: {e}")))?,
         };
-        let host = pty::Host { binary, grace: config.kill_grace };
+        let host = host::link::HostConfig {
+            binary,
+            dir: state_dir.join("sessions"),
+            grace: config.kill_grace,
+            spool_size: config.spool_size as u64,
+            orphan_after: config.orphan_after,
+            versions: config.session_host_versions,
+        };
         let telemetry = telemetry::Collector::bind()
             .inspect_err(|e| tracing::warn!(error = format!("{e:#}"), "no usage figures from agents"))
             .ok();
@@ -123,6 +131,7 @@ impl Runner {
             presets,
             policy,
             host,
+            ended: Default::default(),
             telemetry,
             report_socket,
             shutdown: CancellationToken::new(),
@@ -154,6 +163,7 @@ impl Runner {
         if let Some(collector) = self.telemetry.clone() {
             self.tasks.spawn(collector.serve(self.tasks.clone(), self.shutdown.clone()));
         }
+        self.take_back_sessions().await;
         let result = self.control_loop().await;
         self.shutdown.cancel();
         self.tasks.close();

@@ -13,15 +13,35 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> ExitCode {
     let config = agentrelay_config::parse::<RunnerConfig>(&[("token", "RUNNER_TOKEN")]);
     match &config.command {
-        Some(RunnerCommand::SessionHost { grace, command }) => {
-            match agentrelay_runner::session_host::run(command, *grace).await {
-                Ok(status) => agentrelay_runner::session_host::exit_like(status),
-                // The PTY is this process's terminal: the message lands in the session's output.
-                Err(error) => {
-                    eprintln!("agentrelay-runner: {error:#}");
-                    return ExitCode::from(127);
-                }
-            }
+        Some(RunnerCommand::SessionHost {
+            session,
+            socket,
+            spool,
+            spool_size,
+            grace,
+            orphan_after,
+            rows,
+            cols,
+            versions,
+            command,
+        }) => {
+            use agentrelay_runner::host;
+            let args = host::HostArgs {
+                session_id: *session,
+                socket: socket.clone(),
+                spool: spool.clone(),
+                spool_size: *spool_size,
+                grace: *grace,
+                orphan_after: *orphan_after,
+                size: agentrelay_protocol::TermSize { rows: *rows, cols: *cols },
+                versions: versions.unwrap_or((host::wire::MIN_VERSION, host::wire::VERSION)),
+                command: command.clone(),
+            };
+            // It writes nowhere: what goes wrong reaches the runner as a lost session.
+            return match host::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            };
         }
         Some(RunnerCommand::Report { activity, event }) => {
             if event.as_deref().is_some_and(|event| !agentrelay_runner::agent_hooks::event_counts(event)) {

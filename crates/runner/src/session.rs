@@ -29,6 +29,32 @@ pub struct Progress {
     pub end: u64,
     /// Set once the process has exited and its output is fully drained.
     pub exit: Option<ExitStatus>,
+    /// Set when the session's host went without its exit: the session is lost, and why.
+    pub lost: Option<String>,
+}
+
+/// Where the session's output starts, for the runner that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Taken from this offset on (from 0 for a session this runner started).
+    At(u64),
+    /// A session adopted from a previous runner process: its host holds `[start, end)`, and the
+    /// first data connection says from where HQ wants it.
+    Pending {
+        /// The oldest offset the host's spool holds.
+        start: u64,
+        /// One past the newest.
+        end: u64,
+    },
+}
+
+/// What became of a session at HQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// HQ recorded how it ended: its host may go.
+    Recorded,
+    /// HQ has given it up (it was lost there): its host ends it and goes.
+    GivenUp,
 }
 
 /// One session on this runner.
@@ -50,27 +76,108 @@ pub struct Session {
     report_sent: std::sync::atomic::AtomicU64,
     /// Tokens and cost the agent reported through OpenTelemetry (totals; see `telemetry`).
     usage: watch::Sender<Option<Usage>>,
+    /// Where its output starts; set by the first data connection for an adopted session.
+    attach: watch::Sender<Attach>,
+    /// What became of it at HQ; the host link waits for it before it lets the host go.
+    outcome: watch::Sender<Option<Outcome>>,
 }
 
 impl Session {
     /// A new session and the receiving end of its PTY orders.
     pub fn new(id: Uuid, buffer_size: usize) -> (Arc<Self>, mpsc::Receiver<PtyOrder>) {
+        Self::with_attach(id, buffer_size, Attach::At(0))
+    }
+
+    /// A session a previous runner process started, whose host holds `[start, end)`.
+    pub fn adopted(id: Uuid, buffer_size: usize, start: u64, end: u64) -> (Arc<Self>, mpsc::Receiver<PtyOrder>) {
+        Self::with_attach(id, buffer_size, Attach::Pending { start, end })
+    }
+
+    fn with_attach(id: Uuid, buffer_size: usize, attach: Attach) -> (Arc<Self>, mpsc::Receiver<PtyOrder>) {
         let (orders, rx) = mpsc::channel(256);
-        let mut ring = OutputRing::new(buffer_size);
+        let from = match attach {
+            Attach::At(offset) => offset,
+            Attach::Pending { end, .. } => end,
+        };
+        let mut ring = OutputRing::starting_at(from, buffer_size);
         // Nothing is sent yet: keep it all until the first data connection takes it (or fails
         // to open, which counts as an outage).
-        ring.pin_at(Some(0));
+        ring.pin_at(Some(from));
         let session = Self {
             id,
             output: Mutex::new(ring),
-            progress: watch::Sender::new(Progress { end: 0, exit: None }),
+            progress: watch::Sender::new(Progress { end: from, exit: None, lost: None }),
             orders,
             room: Notify::new(),
             activity: watch::Sender::new((0, None)),
             report_sent: Default::default(),
             usage: watch::Sender::new(None),
+            attach: watch::Sender::new(attach),
+            outcome: watch::Sender::new(None),
         };
         (Arc::new(session), rx)
+    }
+
+    /// Where the output starts, or the host's range while an adopted session waits for HQ.
+    pub fn attach_state(&self) -> Attach {
+        *self.attach.borrow()
+    }
+
+    /// HQ wants an adopted session's output from `from`: the ring starts there, and the host
+    /// link asks the host for it. Later calls (reconnects) change nothing.
+    pub fn attach_from(&self, from: u64) {
+        self.attach.send_if_modified(|attach| match *attach {
+            Attach::Pending { start, end } => {
+                let from = from.clamp(start.min(end), end);
+                let mut ring = lock(&self.output);
+                *ring = OutputRing::starting_at(from, ring.capacity());
+                ring.pin_at(Some(from));
+                drop(ring);
+                self.progress.send_modify(|p| p.end = from);
+                *attach = Attach::At(from);
+                true
+            }
+            Attach::At(_) => false,
+        });
+    }
+
+    /// Waits until the output's start is known.
+    pub async fn attached_at(&self) -> u64 {
+        let mut attach = self.attach.subscribe();
+        let decided = attach.wait_for(|a| matches!(a, Attach::At(_))).await;
+        match decided.as_deref() {
+            Ok(Attach::At(offset)) => *offset,
+            _ => 0,
+        }
+    }
+
+    /// Continues the output at `offset` after bytes the host no longer holds.
+    pub fn skip_to(&self, offset: u64) {
+        let end = {
+            let mut ring = lock(&self.output);
+            ring.skip_to(offset);
+            ring.end()
+        };
+        self.progress.send_modify(|p| p.end = end);
+    }
+
+    /// The session's host went without its exit.
+    pub fn mark_lost(&self, reason: String) {
+        self.progress.send_modify(|p| p.lost = Some(reason));
+    }
+
+    /// Says what became of the session at HQ (the first word counts).
+    pub fn set_outcome(&self, outcome: Outcome) {
+        self.outcome.send_if_modified(|current| current.is_none() && { *current = Some(outcome); true });
+    }
+
+    /// Waits until HQ has recorded the session's end or given it up.
+    pub async fn outcome(&self) -> Outcome {
+        let mut outcome = self.outcome.subscribe();
+        match outcome.wait_for(Option::is_some).await.as_deref() {
+            Ok(Some(outcome)) => *outcome,
+            _ => Outcome::GivenUp,
+        }
     }
 
     /// Appends PTY output.
@@ -119,6 +226,10 @@ impl Session {
 
     /// The output offsets held: `(oldest, one past newest)`.
     pub fn output_range(&self) -> (u64, u64) {
+        // An adopted session's output is in its host until HQ says from where it wants it.
+        if let Attach::Pending { start, end } = *self.attach.borrow() {
+            return (start, end);
+        }
         let ring = lock(&self.output);
         (ring.start(), ring.end())
     }
@@ -193,6 +304,11 @@ impl SessionTable {
     /// Whether the session is held.
     pub fn contains(&self, id: Uuid) -> bool {
         lock(&self.map).contains_key(&id)
+    }
+
+    /// Every session held.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        lock(&self.map).values().cloned().collect()
     }
 
     /// Sessions to announce in a hello.

@@ -233,8 +233,11 @@ fn take_back_sessions(state: &AppState, hello: &Hello, said_hello_at: chrono::Da
     for session in state.sessions.live_on_runner(hello.id) {
         session.note_runner_away(false);
         if !announced.contains(&session.id) && session.created_at < said_hello_at {
-            tracing::info!(session = %session.id, "session vanished with a previous runner process");
-            session.mark_lost("the runner restarted and no longer has this session's process".to_owned());
+            // The runner may say what became of it (a reboot, a killed session host).
+            let reason = hello.ended.iter().find(|e| e.id == session.id).map(|e| e.reason.clone());
+            let reason = reason.unwrap_or_else(|| "the runner restarted and no longer has this session's process".to_owned());
+            tracing::info!(session = %session.id, %reason, "session vanished with a previous runner process");
+            session.mark_lost(reason);
         }
     }
 }

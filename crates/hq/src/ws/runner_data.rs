@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentrelay_protocol::runner::{DataDown, DataUp, OpenData, Resume};
+use agentrelay_protocol::runner::{DataDown, DataUp, LostReport, OpenData, Resume};
 use anyhow::{Context, bail};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -70,6 +70,13 @@ async fn serve(
         close(&mut socket, Close::Policy, "wrong session").await;
         bail!("runner {} opened session {} that is not its own", open.runner_id, open.session_id);
     }
+    if session.status().is_final() {
+        // Lost while its runner was away (or recorded already): the runner ends what is left.
+        let reason = session.error().unwrap_or_else(|| "the session has ended".to_owned());
+        send_json(&mut socket, &DataDown::Ended(LostReport { reason })).await?;
+        close(&mut socket, Close::Done, "session ended").await;
+        return Ok(());
+    }
     let Some(mut rx) = session.take_runner_rx().await else {
         bail!("another data connection still holds the session");
     };
@@ -122,6 +129,13 @@ async fn pump(
                     }
                     Ok(DataUp::Activity(report)) => session.report_activity(report.activity),
                     Ok(DataUp::Usage(total)) => crate::session::usage::record(state, session, total),
+                    Ok(DataUp::Lost(lost)) => {
+                        tracing::warn!(reason = %lost.reason, "session lost on the runner");
+                        session.mark_lost(lost.reason);
+                        // Like an exit: recorded, and the runner may forget the session.
+                        close(socket, Close::Done, "loss recorded").await;
+                        return Ok(());
+                    }
                     Ok(DataUp::Open(_)) => tracing::warn!("ignoring a second open"),
                     Err(e) => tracing::warn!(error = %e, "ignoring a bad data frame"),
                 },
