@@ -86,3 +86,25 @@ test("an overview preview of a 150-column screen stays readable, showing its bot
   assert.ok(size >= 10, `the preview's font is ${size}px`);
   await stack.api("DELETE", `/api/sessions/${wide.id}`);
 });
+
+test("past the terminal's 10,000 lines it says where the history stops, and the whole output downloads", async () => {
+  const long = await start(["sh", "-c", "seq 1 12000; echo long-done; sleep 300"], "long-one");
+  await page.goto(`${stack.url}/sessions/${long.id}`);
+  await waitFor("the end of the output", async () =>
+    (await page.evaluate((sid) => window.__agentrelay?.screenText(sid) ?? "", long.id)).includes("long-done"),
+  );
+  const note = page.getByTestId("scrollback-limit");
+  await note.waitFor();
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    note.getByRole("link", { name: "Download the whole output" }).click(),
+  ]);
+  assert.equal(download.suggestedFilename(), `${long.id}.txt`);
+  const { readFile } = await import("node:fs/promises");
+  const text = await readFile(await download.path(), "utf8");
+  const lines = text.split("\n");
+  assert.equal(lines[0], "1");
+  assert.equal(lines[11999], "12000");
+  assert.equal(lines[12000], "long-done");
+  await stack.api("DELETE", `/api/sessions/${long.id}`);
+});

@@ -269,3 +269,28 @@ async fn delete_hangs_up_a_live_session_and_removes_a_finished_one_with_its_log(
     let sessions: Vec<Value> = hq.get_json("/api/sessions").await.as_array().cloned().unwrap_or_default();
     assert!(sessions.iter().all(|s| s["id"] != live.id.to_string()));
 }
+
+#[tokio::test]
+async fn the_whole_output_downloads_raw_or_as_text_for_its_creator_and_admins() {
+    let hq = TestHq::start().await;
+    let runner = TestRunner::start(&hq, "box").await;
+    let session =
+        hq.start_session(runner.id, &["sh", "-c", "printf '\\033[31mred\\033[0m\\r\\n'; seq 1 3"]).await;
+    hq.wait_for_end(session.id).await;
+    let path = format!("/api/sessions/{}/log", session.id);
+    let raw = hq.request(Method::GET, &path).send().await.unwrap();
+    assert_eq!(raw.status(), StatusCode::OK);
+    assert_eq!(raw.headers()["content-type"], "application/octet-stream");
+    let disposition = raw.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert_eq!(disposition, format!("attachment; filename=\"{}.log\"", session.id));
+    assert_eq!(&raw.bytes().await.unwrap()[..], b"\x1b[31mred\x1b[0m\r\r\n1\r\n2\r\n3\r\n");
+    let text = hq.request(Method::GET, &format!("{path}?format=text")).send().await.unwrap();
+    assert_eq!(text.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(text.text().await.unwrap(), "red\n1\n2\n3\n");
+
+    let bad = hq.request(Method::GET, &format!("{path}?format=html")).send().await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let other = hq.create_token("someone-else", "user").await;
+    let refused = hq.http.get(hq.url(&path)).bearer_auth(other).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}

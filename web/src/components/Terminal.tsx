@@ -16,6 +16,14 @@ import { groupViewers, viewerLabel } from "../lib/presence";
 import { registerTerminal } from "../lib/testHooks";
 import { ActivityBadge } from "./ActivityBadge";
 
+/** Lines of scrollback xterm.js keeps; the whole output is a download away. */
+const SCROLLBACK = 10_000;
+
+/** `GET /api/sessions/{id}/log`: the whole output, as text or as the bytes printed. */
+function logUrl(sessionId: string, format: "text" | "raw"): string {
+  return `/api/sessions/${encodeURIComponent(sessionId)}/log?format=${format}`;
+}
+
 /** The exit banner's text colour: green, red, violet, as the exit badges. */
 const EXIT_TEXT: Record<ExitKind, string> = {
   success: "text-emerald-300",
@@ -81,6 +89,8 @@ export function Terminal({
   const focus = useRef<() => void>(() => {});
   const activate = useRef<() => void>(() => {});
   const runnerBack = useRef<() => void>(() => {});
+  // Earlier output is not in this terminal (its scrollback filled up, or it began from a snapshot).
+  const [clipped, setClipped] = useState(false);
   const [keys, setKeys] = useState<KeyQueue>({ waiting: 0, awaitingRunner: 0, dropped: 0 });
   // Whether the PTY has this pane's size (else "Fit to this window" is offered).
   const [fits, setFits] = useState(true);
@@ -103,7 +113,7 @@ export function Terminal({
       cursorBlink: true,
       fontFamily: '"JetBrains Mono", "Fira Code", "DejaVu Sans Mono", ui-monospace, monospace',
       fontSize: 13,
-      scrollback: 10000,
+      scrollback: SCROLLBACK,
       theme: THEME,
       linkHandler: { activate: (_event, uri) => openLink(uri) },
       disableStdin: readOnly,
@@ -149,6 +159,8 @@ export function Terminal({
         },
         // Replayed from the start (short output, no snapshot): the notice goes first.
         onAttached: (attached) => {
+          // Drawn from a snapshot: what came before it is not in this terminal.
+          if (attached.snapshot) setClipped(true);
           if (skipped && !attached.snapshot) {
             skipped = false;
             term.write(SKIPPED_NOTICE);
@@ -214,6 +226,10 @@ export function Terminal({
     observer.observe(element);
     measure();
     const unregister = registerTerminal(sessionId, term);
+    // Scrollback full: the oldest lines are going; say where the history stops.
+    const scrolled = term.onScroll(() => {
+      if (term.buffer.normal.length >= term.rows + SCROLLBACK) setClipped(true);
+    });
 
     return () => {
       disposed = true;
@@ -223,6 +239,7 @@ export function Terminal({
       binary.dispose();
       socket.close();
       unregister();
+      scrolled.dispose();
       term.dispose();
     };
   }, [sessionId, readOnly, watch]);
@@ -271,6 +288,17 @@ export function Terminal({
           </span>
         )}
         <span className="flex-1" />
+        {!readOnly && (
+          <a
+            href={logUrl(sessionId, "text")}
+            download
+            data-testid="download-output"
+            title="The session's whole output as text (the raw bytes: add ?format=raw)"
+            className="rounded px-1.5 py-0.5 text-slate-300 hover:bg-slate-800 hover:text-white"
+          >
+            Download
+          </a>
+        )}
         {live && !readOnly && !fits && (
           <button
             onClick={() => {
@@ -301,6 +329,20 @@ export function Terminal({
           </span>
         )}
       </div>
+      {clipped && (
+        <div
+          role="note"
+          data-testid="scrollback-limit"
+          className="flex flex-wrap items-center gap-x-2 border-b border-slate-800 bg-slate-900 px-3 py-1 text-xs text-slate-300"
+        >
+          <span>This terminal keeps the last {SCROLLBACK.toLocaleString("en")} lines; earlier output is not shown here.</span>
+          {!readOnly && (
+            <a href={logUrl(sessionId, "text")} download className="font-medium text-sky-300 underline hover:text-sky-200">
+              Download the whole output
+            </a>
+          )}
+        </div>
+      )}
       {/* The pill floats over the terminal only, never over the banners above it. */}
       <div className="relative min-h-0 flex-1">
         {state === "reconnecting" && (

@@ -2,6 +2,7 @@
 
 pub mod openapi;
 pub mod runner_policy;
+pub mod session_log;
 pub mod sessions;
 pub(crate) mod tokens;
 pub mod usage;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sessions", post(sessions::create).get(sessions::list))
         .route("/api/sessions/{id}", get(sessions::get).patch(sessions::update).delete(sessions::delete))
         .route("/api/sessions/{id}/recording", get(sessions::recording))
+        .route("/api/sessions/{id}/log", get(session_log::log))
         .route("/api/sessions/{id}/screen", get(sessions::screen))
         .route("/api/usage", get(usage::usage))
         .route("/api/sessions/{id}/input", post(sessions::input))
