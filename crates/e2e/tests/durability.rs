@@ -253,7 +253,8 @@ async fn with_end_sessions_on_exit_sigterm_on_the_runner_ends_its_sessions_and_r
     let hq = TestHq::start().await;
     let state = tempfile::tempdir().unwrap();
     // Sessions outlive the runner by default; this flag is the old behaviour, on request.
-    let mut child = runner_command(&hq, "leaving", state.path()).arg("--end-sessions-on-exit").spawn().unwrap();
+    let mut child =
+        runner_command(&hq, "leaving", state.path()).arg("--end-sessions-on-exit").spawn().unwrap();
     let runner = hq.wait_for_runner("leaving", RunnerStatus::Online).await;
     let session = hq.start_session(runner.id, &["sh", "-c", "echo up; exec sleep 600"]).await;
     let mut viewer = hq.attach(session.id, None).await;

@@ -89,7 +89,12 @@ impl Session {
     }
 
     /// A session a previous runner process started, whose host holds `[start, end)`.
-    pub fn adopted(id: Uuid, buffer_size: usize, start: u64, end: u64) -> (Arc<Self>, mpsc::Receiver<PtyOrder>) {
+    pub fn adopted(
+        id: Uuid,
+        buffer_size: usize,
+        start: u64,
+        end: u64,
+    ) -> (Arc<Self>, mpsc::Receiver<PtyOrder>) {
         Self::with_attach(id, buffer_size, Attach::Pending { start, end })
     }
 
@@ -168,7 +173,12 @@ impl Session {
 
     /// Says what became of the session at HQ (the first word counts).
     pub fn set_outcome(&self, outcome: Outcome) {
-        self.outcome.send_if_modified(|current| current.is_none() && { *current = Some(outcome); true });
+        self.outcome.send_if_modified(|current| {
+            current.is_none() && {
+                *current = Some(outcome);
+                true
+            }
+        });
     }
 
     /// Waits until HQ has recorded the session's end or given it up.

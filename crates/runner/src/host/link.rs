@@ -57,7 +57,12 @@ pub struct Link {
 
 impl HostConfig {
     /// Starts a host for the admitted `launch` of `start`, and connects to it.
-    pub async fn spawn(&self, start: &StartSession, launch: &Launch, report_socket: &Path) -> anyhow::Result<Link> {
+    pub async fn spawn(
+        &self,
+        start: &StartSession,
+        launch: &Launch,
+        report_socket: &Path,
+    ) -> anyhow::Result<Link> {
         use std::os::unix::fs::PermissionsExt;
         self.ensure_dir()?;
         let (socket, spool, note) = super::paths(&self.dir, start.session_id);
@@ -67,7 +72,8 @@ impl HostConfig {
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot restrict {}", socket.display()))?;
         let noted = Note { session_id: start.session_id, boot_id: super::boot_id() };
-        std::fs::write(&note, serde_json::to_vec(&noted)?).with_context(|| format!("cannot write {}", note.display()))?;
+        std::fs::write(&note, serde_json::to_vec(&noted)?)
+            .with_context(|| format!("cannot write {}", note.display()))?;
         let versions = self.versions.unwrap_or((wire::MIN_VERSION, wire::VERSION));
         let mut command = tokio::process::Command::new(&self.binary);
         command
@@ -108,7 +114,9 @@ impl HostConfig {
             command.current_dir(cwd);
         }
         // Dropped at once: tokio reaps it when it exits, and it outlives this runner anyway.
-        command.spawn().with_context(|| format!("cannot start the session host {}", self.binary.display()))?;
+        command
+            .spawn()
+            .with_context(|| format!("cannot start the session host {}", self.binary.display()))?;
         let link = Link::connect(&socket).await?;
         if let Some(failed) = link.hello.failed.clone() {
             bail!(failed);
@@ -127,13 +135,16 @@ impl HostConfig {
             if path.extension().is_none_or(|ext| ext != "json") {
                 continue;
             }
-            let Some(note) = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<Note>(&bytes).ok())
+            let Some(note) =
+                std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<Note>(&bytes).ok())
             else {
                 continue;
             };
             let (socket, spool, _) = super::paths(&self.dir, note.session_id);
             match Link::connect(&socket).await {
-                Ok(link) if wire::compatible(link.hello.min_version, link.hello.version) => adopted.push(link),
+                Ok(link) if wire::compatible(link.hello.min_version, link.hello.version) => {
+                    adopted.push(link)
+                }
                 Ok(link) => {
                     let reason = format!(
                         "its session host speaks protocol {}–{}, and this runner {}–{}: it is left running for a runner that speaks it",
@@ -150,7 +161,8 @@ impl HostConfig {
                     let reason = if rebooted {
                         "the machine restarted, and the session's process ended with it".to_owned()
                     } else {
-                        "its session host is gone (it was killed, or ended while no runner was there)".to_owned()
+                        "its session host is gone (it was killed, or ended while no runner was there)"
+                            .to_owned()
                     };
                     tracing::warn!(session = %note.session_id, "{reason}");
                     for stale in [&socket, &spool, &path] {
@@ -179,7 +191,9 @@ impl HostConfig {
 impl Link {
     /// Connects to the host listening on `socket` and reads its hello.
     async fn connect(socket: &Path) -> anyhow::Result<Self> {
-        let mut stream = UnixStream::connect(socket).await.with_context(|| format!("cannot reach {}", socket.display()))?;
+        let mut stream = UnixStream::connect(socket)
+            .await
+            .with_context(|| format!("cannot reach {}", socket.display()))?;
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, FromHost::read(&mut stream)).await {
             Ok(Ok(Some(FromHost::Hello(hello)))) => hello,
             Ok(Ok(other)) => bail!("the session host said {other:?} before its hello"),

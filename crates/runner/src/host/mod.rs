@@ -467,7 +467,9 @@ pub fn describe_exit(status: std::process::ExitStatus) -> ExitStatus {
         (None, Some(signal)) => ExitStatus {
             code: None,
             signal: Some(
-                Signal::try_from(signal).map(|s| s.as_str().to_owned()).unwrap_or_else(|_| format!("SIG{signal}")),
+                Signal::try_from(signal)
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_else(|_| format!("SIG{signal}")),
             ),
         },
         (None, None) => ExitStatus { code: None, signal: None },

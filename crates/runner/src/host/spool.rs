@@ -54,7 +54,9 @@ impl Spool {
             let at = self.end % self.capacity;
             let room = (self.capacity - at) as usize;
             let (now, rest) = data.split_at(room.min(data.len()));
-            self.file.write_all_at(now, at).with_context(|| format!("writing the spool {}", self.path.display()))?;
+            self.file
+                .write_all_at(now, at)
+                .with_context(|| format!("writing the spool {}", self.path.display()))?;
             self.end += now.len() as u64;
             data = rest;
         }

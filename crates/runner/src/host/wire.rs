@@ -143,7 +143,9 @@ impl FromHost {
         let (kind, payload) = match self {
             Self::Hello(hello) => (kind::HELLO, serde_json::to_vec(hello)?.into()),
             Self::Output(bytes) => (kind::OUTPUT, bytes.clone()),
-            Self::Gap { from, to } => (kind::GAP, serde_json::to_vec(&GapFrame { from: *from, to: *to })?.into()),
+            Self::Gap { from, to } => {
+                (kind::GAP, serde_json::to_vec(&GapFrame { from: *from, to: *to })?.into())
+            }
             Self::Exit(exit) => (kind::EXIT, serde_json::to_vec(exit)?.into()),
         };
         write_frame(writer, kind, &payload).await.context("writing to the runner")
