@@ -91,8 +91,8 @@ test("a session stopped on a prompt shows 'needs input' and counts in the title"
   await screenContains(page, waitingId, "Proceed? (y/n)");
 
   // The tab and the session list both flag it; the title counts it.
-  await page.getByRole("tablist").locator('[data-activity="waiting_for_input"]').waitFor();
-  await page.getByTestId("session-list").getByText("needs input").waitFor();
+  await page.getByRole("navigation", { name: "Open sessions" }).locator('[data-activity="waiting_for_input"]').waitFor();
+  await page.getByTestId("session-list").locator('[data-activity="waiting_for_input"]').waitFor();
   await waitFor("the title to count one waiting session", async () => (await page.title()) === "(1) AgentRelay");
   const session = await getSession(waitingId);
   assert.equal(session.activity, "waiting_for_input");
@@ -154,7 +154,7 @@ test("the overview shows ten live sessions with their screens, filters them, and
   await waitFor("two waiting tiles", async () => (await grid.getByTestId("overview-tile").count()) === 2);
   await page.getByLabel("State").selectOption("idle");
   await waitFor("eight idle tiles", async () => (await grid.getByTestId("overview-tile").count()) === 8);
-  await page.getByRole("button", { name: "Clear" }).click();
+  await page.getByRole("button", { name: "Clear", exact: true }).click();
   await waitFor("ten tiles again", async () => (await grid.getByTestId("overview-tile").count()) === 10);
 
   // A phone: tiles stack, nothing wider than the screen.
@@ -168,7 +168,7 @@ test("the overview shows ten live sessions with their screens, filters them, and
 
   // A tile opens its session's tab.
   await tile(waitingId).click();
-  await page.getByRole("tab", { selected: true }).filter({ hasText: "Proceed" }).waitFor();
+  await page.getByRole("navigation", { name: "Open sessions" }).locator("a[aria-current=page]").filter({ hasText: "Proceed" }).waitFor();
   await page.locator(`[data-session="${waitingId}"] .xterm`).waitFor({ state: "visible" });
 
   for (const id of more) assert.equal((await stack.api("DELETE", `/api/sessions/${id}`)).status, 202);

@@ -89,7 +89,7 @@ const screen = (p, id) => p.evaluate((sid) => window.__agentrelay?.screenText(si
 function recordBadges() {
   window.__badges = [];
   setInterval(() => {
-    const now = document.querySelector('[role="tablist"] [data-activity]')?.getAttribute("data-activity") ?? null;
+    const now = document.querySelector('nav[aria-label="Open sessions"] [data-activity]')?.getAttribute("data-activity") ?? null;
     if (window.__badges.at(-1) !== now) window.__badges.push(now);
   }, 20);
 }
@@ -122,8 +122,8 @@ test("Claude Code asks in the dashboard, the badge says so once, and the approve
   await page.keyboard.press("Enter");
 
   await waitFor("the approval dialog", async () => (await screen(page, id)).includes("Do you want to proceed?"), AGENT_WAIT);
-  await page.getByRole("tablist").locator('[data-activity="waiting_for_input"]').waitFor();
-  await page.getByTestId("session-list").getByText("needs input").waitFor();
+  await page.getByRole("navigation", { name: "Open sessions" }).locator('[data-activity="waiting_for_input"]').waitFor();
+  await page.getByTestId("session-list").locator('[data-activity="waiting_for_input"]').waitFor();
   const { json: shown } = await stack.api("GET", `/api/sessions/${id}/screen?format=json`);
   assert.equal(shown.menu.prompt, "Do you want to proceed?");
   assert.deepEqual(shown.menu.options[0], { key: "1", label: "Yes" });

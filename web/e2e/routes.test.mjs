@@ -95,7 +95,7 @@ test("sessions have names: given at the start, changed later; unnamed ones read 
   await dialog.getByLabel("Command").fill("sleep 301");
   await dialog.getByLabel(/^Name/).fill("nightly build");
   await dialog.getByRole("button", { name: "Start" }).click();
-  const tab = page.getByRole("tab", { selected: true });
+  const tab = page.getByRole("navigation", { name: "Open sessions" }).locator("a[aria-current=page]");
   await tab.filter({ hasText: "nightly build" }).waitFor();
   // Tabs say where the session runs.
   assert.equal((await tab.getByTestId("tab-runner").innerText()).trim(), "e2e-runner");

@@ -68,13 +68,13 @@ test("with the runner dead: its sessions say so at once, need nobody, and keystr
   await page.getByTestId("runner-list").getByText(/^online for/).waitFor({ timeout: 40000 });
   const { json: asking } = await stack.api("POST", "/api/sessions", { runner_id: runner.id, command: ASKING });
   await page.goto(`${stack.url}/sessions/${asking.id}`);
-  await page.getByRole("tablist").locator('[data-activity="waiting_for_input"]').waitFor();
+  await page.getByRole("navigation", { name: "Open sessions" }).locator('[data-activity="waiting_for_input"]').waitFor();
   await waitFor("the title to count it", async () => (await page.title()) === "(1) AgentRelay");
 
   await stack.killRunner();
   await page.getByTestId("session-list").getByTestId("runner-offline").waitFor();
   await waitFor("the title to count none", async () => (await page.title()) === "AgentRelay");
-  assert.equal(await page.getByTestId("session-list").getByText("needs input").count(), 0);
+  assert.equal(await page.getByTestId("session-list").locator('[data-activity="waiting_for_input"]').count(), 0);
 
   await typeIn(asking.id, "yes");
   await page.getByTestId("keys-waiting").filter({ hasText: /waiting for the runner/ }).waitFor();

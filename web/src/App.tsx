@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { api, ApiError, onSignedOut, signedOut } from "./lib/api";
 import { Navigate, useLocation, useNavigate } from "react-router";
 import { filterFromSearch, filterToSearch, type OverviewFilter } from "./lib/overview";
@@ -6,6 +6,8 @@ import type { Session } from "./lib/protocol";
 import { isPhone } from "./lib/device";
 import { useEvents } from "./hooks/useEvents";
 import { withRunnerState } from "./lib/activity";
+import { isPrefix, shortcutFor, type ShortcutAction } from "./lib/shortcuts";
+import { ShortcutsDialog } from "./components/ShortcutsDialog";
 import { HqUnreachable } from "./components/HqUnreachable";
 import { useNotifications } from "./hooks/useNotifications";
 import { useNow } from "./hooks/useNow";
@@ -89,22 +91,58 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
     onOpen: openTab,
   });
 
-  // Alt+N: new session; Alt+O: overview; Alt+1…9: switch tab; Alt+W: close tab. Captured before
-  // xterm.js sees them.
+  // Shortcuts (lib/shortcuts.ts): Alt+key outside a terminal, and `?`; inside one, where every
+  // key is the program's, Ctrl+] then the key. Captured before xterm.js sees them.
+  const [help, setHelp] = useState(false);
+  const [prefixed, setPrefixed] = useState(false);
+  const prefix = useRef(false);
   useEffect(() => {
-    const onKey = (event: KeyboardEvent) => {
-      if (!event.altKey || event.ctrlKey || event.metaKey) return;
-      // A modal dialog is in front: nothing behind it opens, switches or closes.
-      if (document.querySelector("dialog[open]")) return;
-      const key = event.key.toLowerCase();
-      const digit = /^Digit([1-9])$/.exec(event.code);
-      if (event.code === "KeyN" || key === "n") setCreating(true);
-      else if (event.code === "KeyO" || key === "o") showOverview();
-      else if (digit) selectIndex(Number(digit[1]) - 1);
-      else if ((event.code === "KeyW" || key === "w") && front) closeTab(front);
-      else return;
+    const act = (action: ShortcutAction) => {
+      if (action === "new") setCreating(true);
+      else if (action === "overview") showOverview();
+      else if (action === "close") {
+        if (front) closeTab(front);
+      } else if (action === "help") setHelp(true);
+      else selectIndex(action.tab);
+    };
+    const stop = (event: KeyboardEvent) => {
       event.preventDefault();
       event.stopPropagation();
+    };
+    const onKey = (event: KeyboardEvent) => {
+      // A modal dialog is in front: nothing behind it opens, switches or closes.
+      if (document.querySelector("dialog[open], [role='dialog']")) return;
+      const target = event.target instanceof Element ? event.target : null;
+      if (target?.closest(".xterm")) {
+        if (prefix.current) {
+          if (["Control", "Shift", "Alt", "Meta"].includes(event.key)) return;
+          prefix.current = false;
+          setPrefixed(false);
+          // Ctrl+] twice: the program gets one.
+          if (isPrefix(event)) return;
+          const action = shortcutFor(event);
+          stop(event);
+          if (action) act(action);
+          return;
+        }
+        if (isPrefix(event)) {
+          prefix.current = true;
+          setPrefixed(true);
+          stop(event);
+        }
+        return;
+      }
+      const typing = target?.closest("input, textarea, select, [contenteditable='true']");
+      if (event.key === "?" && !typing && !event.ctrlKey && !event.altKey && !event.metaKey) {
+        act("help");
+        stop(event);
+        return;
+      }
+      if (!event.altKey || event.ctrlKey || event.metaKey) return;
+      const action = shortcutFor(event);
+      if (!action) return;
+      act(action);
+      stop(event);
     };
     window.addEventListener("keydown", onKey, true);
     return () => window.removeEventListener("keydown", onKey, true);
@@ -158,6 +196,14 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
           title={live.connected ? "Live updates connected" : "Live updates reconnecting"}
         />
         <div className="flex-1" />
+        <button
+          onClick={() => setHelp(true)}
+          aria-label="Keyboard shortcuts and accessibility"
+          title="Keyboard shortcuts (?)"
+          className="rounded-md px-2 py-1 text-sm text-slate-300 hover:bg-slate-800"
+        >
+          ?
+        </button>
         <NotificationToggle
           setting={notifications.setting}
           onEnable={notifications.enable}
@@ -207,7 +253,6 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
             waiting={waiting}
             now={now}
             onOverview={showOverview}
-            onSelect={openTab}
             onClose={closeTab}
             onKill={kill}
             onShare={setSharing}
@@ -236,6 +281,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
                 filter={filter}
                 now={now}
                 onFilter={setFilter}
+                phone={phone}
                 onNew={() => setCreating(true)}
               />
             </div>
@@ -261,6 +307,16 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
             openTab(session.id);
           }}
         />
+      )}
+      <ShortcutsDialog open={help} onOpenChange={setHelp} />
+      {prefixed && (
+        <div
+          role="status"
+          data-testid="prefix-pending"
+          className="fixed bottom-4 left-1/2 z-50 -translate-x-1/2 rounded-full bg-slate-800 px-3 py-1 text-xs text-slate-100 shadow ring-1 ring-slate-600"
+        >
+          Ctrl+] … then N, O, W, 1–9 or ? (Ctrl+] again sends it to the program)
+        </div>
       )}
       {sharedSession && <ShareDialog session={sharedSession} onClose={() => setSharing(null)} onError={toasts.error} />}
     </div>

@@ -36,7 +36,7 @@ export function ActivityBadge({ activity, since, source, now, compact = false }:
       />
       <span className={showLabel ? "" : "sr-only"}>{ACTIVITY_LABEL[activity]}</span>
       {age && !compact && (
-        <span className="opacity-70">
+        <span>
           <span aria-hidden="true">·</span> {age}
         </span>
       )}

@@ -74,7 +74,7 @@ export function LoginPage({ notice, onSignedIn }: { notice?: string; onSignedIn:
         </button>
         <div className="space-y-1 text-xs">
           <p className="text-slate-400">Sign in with an admin or user token.</p>
-          <p className="text-slate-500">
+          <p className="text-slate-400">
             A new HQ started without an admin token prints a bootstrap admin token on its first start.
           </p>
         </div>

@@ -156,7 +156,7 @@ export function NewSessionDialog({ runners, sessions, unreachable = false, onClo
         {presets.length > 0 && (
           <fieldset className="space-y-1.5">
             <legend className="mb-1.5 text-sm font-medium text-slate-300">
-              Presets <span className="font-normal text-slate-500">on {chosen?.name}</span>
+              Presets <span className="font-normal text-slate-400">on {chosen?.name}</span>
             </legend>
             <div className="grid grid-cols-2 gap-2 sm:grid-cols-3" data-testid="presets">
               {presets.map((p) => (
@@ -196,7 +196,7 @@ export function NewSessionDialog({ runners, sessions, unreachable = false, onClo
             <label className="block space-y-1.5">
               <span className="text-sm font-medium text-slate-300">
                 Command{" "}
-                <span className="font-normal text-slate-500">{preset ? `preset ${preset.name}` : "custom"}</span>
+                <span className="font-normal text-slate-400">{preset ? `preset ${preset.name}` : "custom"}</span>
               </span>
               <input
                 value={command}
@@ -225,7 +225,7 @@ export function NewSessionDialog({ runners, sessions, unreachable = false, onClo
 
             <label className="block space-y-1.5">
               <span className="text-sm font-medium text-slate-300">
-                Working directory <span className="font-normal text-slate-500">(optional)</span>
+                Working directory <span className="font-normal text-slate-400">(optional)</span>
               </span>
               <input
                 value={cwd}

@@ -12,7 +12,7 @@ export function NotificationToggle({ setting, onEnable, onDisable }: Props) {
   const base = "rounded-lg px-2.5 py-1.5 text-sm whitespace-nowrap";
   if (setting === "blocked") {
     return (
-      <span className={`${base} hidden text-slate-500 lg:inline`} title="Notifications are blocked in this browser's site settings">
+      <span className={`${base} hidden text-slate-400 lg:inline`} title="Notifications are blocked in this browser's site settings">
         Notifications blocked
       </span>
     );

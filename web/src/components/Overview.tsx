@@ -9,10 +9,12 @@ interface Props {
   now: number;
   onFilter(filter: OverviewFilter): void;
   onNew(): void;
+  /** A phone: no keyboard shortcut hints. */
+  phone?: boolean;
 }
 
 /** Every live session as a tile with a live preview, filtered by runner, label and state. */
-export function Overview({ sessions, runners, filter, now, onFilter, onNew }: Props) {
+export function Overview({ sessions, runners, filter, now, onFilter, onNew, phone = false }: Props) {
   const shown = filterSessions(sessions, runners, filter);
   const counts = stateCounts(sessions);
   const summary = overviewSummary(sessions, shown);
@@ -72,7 +74,7 @@ export function Overview({ sessions, runners, filter, now, onFilter, onNew }: Pr
             Clear
           </button>
         )}
-        <span className="ml-auto text-xs text-slate-500" aria-live="polite">
+        <span className="ml-auto text-xs text-slate-400" aria-live="polite">
           {summary.live}
           {summary.waiting && <span className="text-amber-300"> · {summary.waiting}</span>}
         </span>
@@ -86,7 +88,7 @@ export function Overview({ sessions, runners, filter, now, onFilter, onNew }: Pr
               onClick={onNew}
               className="rounded-lg border border-slate-700 px-4 py-2 text-sm text-slate-200 hover:border-emerald-400"
             >
-              New session <span className="text-slate-500">Alt+N</span>
+              New session {!phone && <span className="text-slate-400">Alt+N</span>}
             </button>
           )}
         </div>

@@ -36,7 +36,6 @@ export function OverviewTile({ session, runnerName, now }: Props) {
         to={sessionPath(session.id)}
         data-testid="overview-tile"
         data-session={session.id}
-        aria-label={`Open ${title} on ${runnerName}`}
         className={`flex w-full flex-col overflow-hidden rounded-xl border text-left transition hover:border-slate-500 focus-visible:outline-2 focus-visible:outline-emerald-400 ${
           waiting ? "border-amber-400 bg-amber-400/5 ring-2 ring-amber-400/40" : "border-slate-800 bg-slate-900/60"
         }`}
@@ -61,7 +60,7 @@ export function OverviewTile({ session, runnerName, now }: Props) {
             style={{ fontSize: `clamp(${PREVIEW_MIN_PX}px, calc((100cqw - 12px) / ${(columns * 0.61).toFixed(2)}), 12px)` }}
           >
             {screen === null ? (
-              <span className="text-slate-600">…</span>
+              <span className="text-slate-400">…</span>
             ) : (
               lines.map((line, i) => (
                 <span key={i} className="block min-h-[1.2em] whitespace-pre">

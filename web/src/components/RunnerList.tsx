@@ -11,13 +11,13 @@ export function RunnerList({ runners, now, stale = false }: { runners: Runner[];
   );
   return (
     <section aria-labelledby="runners-heading" className="space-y-2">
-      <h2 id="runners-heading" className="px-1 text-xs font-semibold uppercase tracking-wider text-slate-500">
+      <h2 id="runners-heading" className="px-1 text-xs font-semibold uppercase tracking-wider text-slate-400">
         <Link to="/runners" className="hover:text-slate-300">
           Runners
         </Link>
       </h2>
       {sorted.length === 0 ? (
-        <p className="rounded-lg border border-dashed border-slate-800 px-3 py-4 text-sm text-slate-500">
+        <p className="rounded-lg border border-dashed border-slate-800 px-3 py-4 text-sm text-slate-400">
           No runners yet. Start one with <code className="text-slate-300">agentrelay-runner --hq …</code>
         </p>
       ) : (

@@ -1,4 +1,6 @@
 import { useState } from "react";
+import { Link } from "react-router";
+import { sessionPath } from "../hooks/useTabs";
 import { activityOf, isLive } from "../lib/activity";
 import type { Session } from "../lib/protocol";
 import { sessionTitle } from "../lib/sessionTitle";
@@ -15,7 +17,6 @@ interface Props {
   /** Runner names by id, for each tab. */
   runnerNames: ReadonlyMap<string, string>;
   onOverview(): void;
-  onSelect(id: string): void;
   onClose(id: string): void;
   onKill(id: string): void;
   onShare(id: string): void;
@@ -45,7 +46,6 @@ export function SessionTabs({
   now,
   runnerNames,
   onOverview,
-  onSelect,
   onClose,
   onKill,
   onShare,
@@ -83,41 +83,44 @@ export function SessionTabs({
           </span>
         )}
       </button>
-      <div role="tablist" aria-label="Open sessions" className="flex min-w-0 flex-1 overflow-x-auto">
-        {tabs.map((tab, index) => {
-          const { title, command } = sessionTitle(tab);
-          const runner = runnerNames.get(tab.runner_id) ?? tab.runner_id.slice(0, 8);
-          return (
-            <div
-              key={tab.id}
-              className={`group flex shrink-0 items-center border-r border-slate-800 ${
-                tab.id === active?.id ? "bg-slate-950 text-white" : "text-slate-400 hover:text-slate-200"
-              }`}
-            >
-              <button
-                role="tab"
-                aria-selected={tab.id === active?.id}
-                title={`${command} on ${runner} (Alt+${index + 1})`}
-                onClick={() => onSelect(tab.id)}
-                className="flex max-w-64 items-center gap-2 py-2 pr-1 pl-3 text-sm"
+      {/* Each tab is a link to its session's address: navigation, with a close button beside it. */}
+      <nav aria-label="Open sessions" className="min-w-0 flex-1 overflow-x-auto">
+        <ul className="flex">
+          {tabs.map((tab, index) => {
+            const { title, command } = sessionTitle(tab);
+            const runner = runnerNames.get(tab.runner_id) ?? tab.runner_id.slice(0, 8);
+            return (
+              <li
+                key={tab.id}
+                data-tab={tab.id}
+                className={`group flex shrink-0 items-center border-r border-slate-800 ${
+                  tab.id === active?.id ? "bg-slate-950 text-white" : "text-slate-400 hover:text-slate-200"
+                }`}
               >
-                <TabIndicator tab={tab} now={now} />
-                <code className="truncate">{title}</code>
-                <span className="shrink-0 text-xs text-slate-400" data-testid="tab-runner">
-                  {runner}
-                </span>
-              </button>
-              <button
-                onClick={() => onClose(tab.id)}
-                aria-label={`Close tab ${title}`}
-                className="px-2 text-slate-500 hover:text-white"
-              >
-                ×
-              </button>
-            </div>
-          );
-        })}
-      </div>
+                <Link
+                  to={sessionPath(tab.id)}
+                  aria-current={tab.id === active?.id ? "page" : undefined}
+                  title={`${command} on ${runner} (Alt+${index + 1})`}
+                  className="flex max-w-64 items-center gap-2 py-2 pr-1 pl-3 text-sm"
+                >
+                  <TabIndicator tab={tab} now={now} />
+                  <code className="truncate">{title}</code>
+                  <span className="shrink-0 text-xs text-slate-400" data-testid="tab-runner">
+                    {runner}
+                  </span>
+                </Link>
+                <button
+                  onClick={() => onClose(tab.id)}
+                  aria-label={`Close tab ${title}`}
+                  className="px-2 text-slate-400 hover:text-white"
+                >
+                  ×
+                </button>
+              </li>
+            );
+          })}
+        </ul>
+      </nav>
       {active && isLive(active) && confirming === active.id && (
         <div
           role="group"

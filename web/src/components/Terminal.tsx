@@ -13,6 +13,7 @@ import { SessionSocket, type ConnectionState, type KeyQueue } from "../lib/sessi
 import { exitKind, type ExitKind } from "../lib/exit";
 import { describeExit, endsSession, type ActivityState, type ExitStatus, type Viewer } from "../lib/protocol";
 import { groupViewers, viewerLabel } from "../lib/presence";
+import { onSettingsChange, screenReaderMode } from "../lib/settings";
 import { registerTerminal } from "../lib/testHooks";
 import { ActivityBadge } from "./ActivityBadge";
 
@@ -117,6 +118,10 @@ export function Terminal({
       theme: THEME,
       linkHandler: { activate: (_event, uri) => openLink(uri) },
       disableStdin: readOnly,
+      screenReaderMode: screenReaderMode(),
+    });
+    const settings = onSettingsChange(() => {
+      term.options.screenReaderMode = screenReaderMode();
     });
     const fit = new FitAddon();
     term.loadAddon(fit);
@@ -240,6 +245,7 @@ export function Terminal({
       socket.close();
       unregister();
       scrolled.dispose();
+      settings();
       term.dispose();
     };
   }, [sessionId, readOnly, watch]);
