@@ -277,6 +277,8 @@ async fn simulated_runner(addr: String, index: usize) -> anyhow::Result<stack::S
         sessions: vec![],
         policy: Default::default(),
         ended: Vec::new(),
+        repos: vec![],
+        workspaces: false,
     };
     socket.send(Message::text(serde_json::to_string(&RunnerMessage::Hello(hello))?)).await?;
     match socket.next().await {

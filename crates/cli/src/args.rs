@@ -71,6 +71,17 @@ Examples:
 Exit status: the remote process's code; 128+N when signal N ended it; 255 when agentrelay
 itself failed or the session was lost.")]
     Run(RunArgs),
+    /// Show what a workspace session changed, as a unified diff against its base commit.
+    #[command(
+        after_help = "Examples:\n  agentrelay diff 019a…\n  agentrelay diff 019a… src/lib.rs | less -R"
+    )]
+    Diff(DiffArgs),
+    /// Send review comments to a workspace session's agent, as one message typed into it.
+    #[command(
+        after_help = "Example:\n  agentrelay review 019a… --comment src/lib.rs:12:'Use a constant here' \\\n    \
+        --summary 'Nearly there' --when-waiting"
+    )]
+    Review(ReviewArgs),
     /// Attach this terminal to a session (Ctrl-] then d detaches).
     #[command(after_help = "\
 While attached, Ctrl-] then d detaches and leaves the session running; Ctrl-] twice sends one
@@ -157,9 +168,44 @@ pub struct RunArgs {
     /// the agent as it starts.
     #[arg(long, requires = "preset")]
     pub prompt: Option<String>,
+    /// Run in a new git worktree of this repository of the runner (see `agentrelay runners
+    /// --json`), on a branch of its own.
+    #[arg(long, conflicts_with = "cwd")]
+    pub repo: Option<String>,
+    /// The worktree's new branch (default agentrelay/<the session id's last 8 hex digits>).
+    #[arg(long, requires = "repo")]
+    pub branch: Option<String>,
+    /// What the branch starts from (default: the branch the repository is on).
+    #[arg(long, requires = "repo")]
+    pub base: Option<String>,
     /// The command and its arguments, after `--`.
     #[arg(required_unless_present = "preset", last = true, num_args = 1..)]
     pub command: Vec<String>,
+}
+
+/// `agentrelay diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The session id, or a unique prefix of it.
+    pub id: String,
+    /// One file; all changed files without it.
+    pub path: Option<String>,
+}
+
+/// `agentrelay review`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The session id, or a unique prefix of it.
+    pub id: String,
+    /// A comment on a line, as path:line:text (repeatable).
+    #[arg(long = "comment", value_name = "PATH:LINE:TEXT")]
+    pub comments: Vec<String>,
+    /// A word on the whole change.
+    #[arg(long)]
+    pub summary: Option<String>,
+    /// Hold it until the agent next waits for input, instead of typing it now.
+    #[arg(long)]
+    pub when_waiting: bool,
 }
 
 /// `agentrelay attach`.

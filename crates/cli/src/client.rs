@@ -68,6 +68,11 @@ impl Api {
         response.json().await.map_err(|e| self.bad_answer(path, &e))
     }
 
+    /// `POST path` with a JSON body, when the answer says nothing but its status.
+    pub async fn post_no_answer(&self, path: &str, body: &serde_json::Value) -> Result<(), CliError> {
+        self.send(self.http.post(self.url(path)).json(body)).await.map(drop)
+    }
+
     /// `PATCH path` with a JSON body, decoded as `T`.
     pub async fn patch<T: DeserializeOwned>(
         &self,

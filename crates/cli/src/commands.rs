@@ -214,6 +214,9 @@ pub async fn start(api: &Api, args: &RunArgs) -> Result<Session, CliError> {
     if let Some(cwd) = &args.cwd {
         body["cwd"] = json!(cwd);
     }
+    if let Some(repo) = &args.repo {
+        body["workspace"] = json!({ "repo": repo, "branch": args.branch, "base": args.base });
+    }
     if let Some(prompt) = &args.prompt {
         body["prompt"] = json!(prompt);
     }

@@ -9,6 +9,7 @@ mod console;
 mod credentials;
 mod error;
 mod logs;
+mod review;
 mod stream;
 mod table;
 mod terminal;
@@ -95,6 +96,14 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Attach(args) => {
             let session = api.resolve_session(&args.id).await?;
             return finish(attach::attach(&api, session.id, None, cli.keepalive).await?, session.id);
+        }
+        Command::Diff(args) => {
+            review::diff(&api, &api.resolve_session(&args.id).await?, args.path.as_deref()).await?;
+        }
+        Command::Review(args) => {
+            let session = api.resolve_session(&args.id).await?;
+            review::review(&api, &session, &args.comments, args.summary.as_deref(), args.when_waiting)
+                .await?;
         }
         Command::Kill(arg) => commands::kill(&api, &api.resolve_session(&arg.id).await?).await?,
         Command::Rename(args) => {

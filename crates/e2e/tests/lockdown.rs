@@ -22,6 +22,7 @@ fn order(command: &[&str], env: &[(&str, &str)], cwd: Option<&Path>, preset: Opt
         size: TermSize::DEFAULT,
         preset: preset.map(str::to_owned),
         prompt: None,
+        workspace: false,
     }
 }
 

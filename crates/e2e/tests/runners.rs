@@ -127,6 +127,8 @@ fn hello(name: &str) -> Hello {
         sessions: vec![],
         policy: Default::default(),
         ended: Vec::new(),
+        repos: vec![],
+        workspaces: false,
     }
 }
 

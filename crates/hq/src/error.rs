@@ -46,6 +46,24 @@ pub enum AppError {
     /// 413: the request body is too large.
     #[error("{0}")]
     TooLarge(String),
+    /// 409: the request conflicts with how things are (a dirty repository, an existing branch,
+    /// nothing to commit); `code` says which.
+    #[error("{message}")]
+    Conflict {
+        /// The stable code, e.g. `branch_exists`.
+        code: &'static str,
+        /// What is in the way.
+        message: String,
+    },
+    /// 501: the runner is too old for what was asked.
+    #[error("{0}")]
+    NotImplemented(String),
+    /// 502: the runner tried and failed (git failed, a push was refused).
+    #[error("{0}")]
+    RunnerFailed(String),
+    /// 504: the runner did not answer in time.
+    #[error("{0}")]
+    RunnerTimeout(String),
     /// 500: a bug or an I/O failure; the details go to the log, not the client.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -70,6 +88,10 @@ impl AppError {
             Self::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
             Self::SessionEnded(_) => (StatusCode::CONFLICT, "session_ended"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, *code),
+            Self::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
+            Self::RunnerFailed(_) => (StatusCode::BAD_GATEWAY, "runner_failed"),
+            Self::RunnerTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "runner_timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

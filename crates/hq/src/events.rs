@@ -26,11 +26,20 @@ use crate::store::StoreHandle;
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A runner connected, disconnected or changed.
-    Runner(Runner),
-    /// A session was created or changed state.
-    Session(Session),
+    Runner(Box<Runner>),
+    /// A session was created or changed state (boxed, like runners: they are many times larger
+    /// than the other events, which would all take their size).
+    Session(Box<Session>),
     /// A finished session was pruned by retention: its row and log are gone.
     SessionRemoved(uuid::Uuid),
+    /// A workspace session's changed-file summary moved (the store keeps it with the session's
+    /// next save).
+    Changes {
+        /// The session.
+        session_id: uuid::Uuid,
+        /// Its changes now.
+        summary: agentrelay_protocol::workspace::ChangeSummary,
+    },
 }
 
 /// Publishes every change to the store (durably, in order) and to events subscribers (live).
@@ -78,6 +87,7 @@ impl EventBus {
 const RUNNER: &str = "runner";
 const SESSION: &str = "session";
 const SESSION_REMOVED: &str = "session_removed";
+const CHANGES: &str = "changes";
 
 fn to_sse(event: &Event) -> SseEvent {
     let (name, data) = match event {
@@ -86,6 +96,15 @@ fn to_sse(event: &Event) -> SseEvent {
         Event::SessionRemoved(id) => {
             (SESSION_REMOVED, serde_json::to_string(&serde_json::json!({ "id": id })))
         }
+        Event::Changes { session_id, summary } => (
+            CHANGES,
+            serde_json::to_string(&serde_json::json!({
+                "session_id": session_id,
+                "files": summary.files,
+                "additions": summary.additions,
+                "deletions": summary.deletions,
+            })),
+        ),
     };
     SseEvent::default().event(name).data(data.unwrap_or_default())
 }
@@ -126,6 +145,12 @@ impl utoipa::PartialSchema for StreamEvent {
                 serde_json::to_value(removed.build()).unwrap_or_default(),
                 "Retention deleted a finished session",
             ))
+            .item(event(
+                CHANGES,
+                serde_json::to_value(changes_schema().build()).unwrap_or_default(),
+                "A workspace session's changed files moved (their summary; `GET /api/sessions/{id}/changes` \
+                 lists them)",
+            ))
             .into()
     }
 }
@@ -140,14 +165,30 @@ impl utoipa::ToSchema for StreamEvent {
     }
 }
 
+/// The data of a `changes` event: the session and its change summary.
+fn changes_schema() -> ObjectBuilder {
+    let count = || ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .required("session_id")
+        .property("session_id", ObjectBuilder::new().schema_type(Type::String).format(Some(uuid_format())))
+        .required("files")
+        .property("files", count())
+        .required("additions")
+        .property("additions", count())
+        .required("deletions")
+        .property("deletions", count())
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+}
+
 fn uuid_format() -> SchemaFormat {
     SchemaFormat::KnownFormat(KnownFormat::Uuid)
 }
 
 /// Every runner and session as events: the start of each subscription, and the resync after lag.
 fn snapshot(state: &AppState) -> Vec<SseEvent> {
-    let runners = state.registry.list().into_iter().map(Event::Runner);
-    let sessions = state.sessions.list().into_iter().map(|s| Event::Session(s.view()));
+    let runners = state.registry.list().into_iter().map(|r| Event::Runner(Box::new(r)));
+    let sessions = state.sessions.list().into_iter().map(|s| Event::Session(Box::new(s.view())));
     runners.chain(sessions).map(|e| to_sse(&e)).collect()
 }
 

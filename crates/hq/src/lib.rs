@@ -21,6 +21,7 @@ pub mod state;
 pub mod store;
 pub mod tokens;
 pub mod webhook;
+pub mod workspace;
 pub mod ws;
 
 /// Locks a mutex of plain data. A poisoned lock means a panic mid-update; the data itself is

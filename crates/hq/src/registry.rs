@@ -33,6 +33,8 @@ struct Link {
 struct Entry {
     info: Runner,
     link: Option<Link>,
+    /// Its hello said it answers workspace requests.
+    workspaces: bool,
 }
 
 /// All runners known to HQ. Locks are held only to read or update a map entry, never across I/O.
@@ -40,6 +42,8 @@ pub struct Registry {
     runners: Mutex<HashMap<Uuid, Entry>>,
     next_connection: std::sync::atomic::AtomicU64,
     events: EventBus,
+    /// Workspace requests sent to runners and not answered yet.
+    pub requests: crate::workspace::Pending,
 }
 
 /// What a runner's socket task gets back when its hello is accepted.
@@ -55,7 +59,12 @@ pub struct Registration {
 impl Registry {
     /// An empty registry that publishes runner changes on `events`.
     pub fn new(events: EventBus) -> Self {
-        Self { runners: Mutex::default(), next_connection: Default::default(), events }
+        Self {
+            runners: Mutex::default(),
+            next_connection: Default::default(),
+            events,
+            requests: Default::default(),
+        }
     }
 
     /// Marks a runner online with a fresh control link, replacing any older link it had.
@@ -81,13 +90,14 @@ impl Registry {
             version: hello.version.clone(),
             presets: hello.presets.clone(),
             policy: hello.policy.clone(),
+            repos: hello.repos.clone(),
             connected_at: now,
             last_seen_at: now,
         };
         let link = Link { connection, tx, replaced: replaced.clone() };
-        self.events.publish(Event::Runner(info.clone()));
+        self.events.publish(Event::Runner(Box::new(info.clone())));
         if let Some(Entry { link: Some(old_link), .. }) =
-            runners.insert(hello.id, Entry { info, link: Some(link) })
+            runners.insert(hello.id, Entry { info, link: Some(link), workspaces: hello.workspaces })
         {
             old_link.replaced.cancel();
         }
@@ -97,7 +107,7 @@ impl Registry {
     /// Adds a runner remembered from the store, offline until it dials in.
     pub fn restore(&self, mut runner: Runner) {
         runner.status = RunnerStatus::Offline;
-        self.lock().entry(runner.id).or_insert(Entry { info: runner, link: None });
+        self.lock().entry(runner.id).or_insert(Entry { info: runner, link: None, workspaces: false });
     }
 
     /// Records that the runner was heard from.
@@ -116,14 +126,20 @@ impl Registry {
         }
         entry.link = None;
         entry.info.status = RunnerStatus::Offline;
+        self.requests.drop_runner(id);
         entry.info.last_seen_at = Utc::now();
-        self.events.publish(Event::Runner(entry.info.clone()));
+        self.events.publish(Event::Runner(Box::new(entry.info.clone())));
         true
     }
 
     /// Whether the runner is online now.
     pub fn is_online(&self, id: Uuid) -> bool {
         self.lock().get(&id).is_some_and(|e| e.link.is_some())
+    }
+
+    /// Whether the runner's connection answers workspace requests.
+    pub fn speaks_workspaces(&self, id: Uuid) -> bool {
+        self.lock().get(&id).is_some_and(|e| e.link.is_some() && e.workspaces)
     }
 
     /// One runner.

@@ -1,6 +1,6 @@
-//! Retention: finished sessions (rows and output logs) are deleted `--retention` after they
-//! end, and the oldest finished ones go first whenever all logs together exceed
-//! `--retention-size`. Live sessions are never touched.
+//! Retention: finished sessions (rows and output logs, and their worktrees on the runner) are
+//! deleted `--retention` after they end, and the oldest finished ones go first whenever all logs
+//! together exceed `--retention-size`. Live sessions are never touched.
 //!
 //! It runs when a session ends (the size limit) and on a timer (the age limit), off the data
 //! path; deleting files happens on the blocking pool. [`remove`] also serves `DELETE` on a
@@ -50,6 +50,13 @@ pub async fn prune(state: &AppState) {
         let too_old = now - ended > max_age;
         let too_big = total > state.config.retention_size;
         if !too_old && !too_big {
+            continue;
+        }
+        // Its worktree goes first; while its runner cannot remove it (offline), the session stays.
+        if session.workspace().is_some_and(|w| !w.removed)
+            && let Err(error) = crate::api::workspaces::remove_worktree(state, &session).await
+        {
+            tracing::info!(session = %session.id, %error, "keeping a finished session until its runner removes its worktree");
             continue;
         }
         let size = session.log().map_or(0, |log| log.len());

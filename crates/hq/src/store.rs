@@ -158,6 +158,9 @@ const MIGRATIONS: &[&str] = &[
         cost_usd REAL,
         PRIMARY KEY (day, runner_id, user)
     );",
+    // 8: a session's git worktree on its runner (JSON: repo, branch, base, base commit, path,
+    // last change summary, whether it was removed).
+    "ALTER TABLE sessions ADD COLUMN workspace TEXT;",
 ];
 
 /// SQLite in WAL mode.
@@ -247,8 +250,9 @@ impl Store for SqliteStore {
                 os: row.get(4)?,
                 version: row.get(5)?,
                 presets: parse_presets(&row.get::<_, String>(6)?),
-                // Its next hello says what it allows; until then it is offline anyway.
+                // Its next hello says what it allows and offers; until then it is offline anyway.
                 policy: Default::default(),
+                repos: Vec::new(),
                 connected_at: parse_time(&row.get::<_, String>(7)?)?,
                 last_seen_at: parse_time(&row.get::<_, String>(8)?)?,
             })
@@ -261,7 +265,8 @@ impl Store for SqliteStore {
         let mut sessions = Vec::new();
         let mut statement = self.conn.prepare(
             "SELECT id, runner_id, command, status, exit_code, signal, error, created_by, created_at,
-                    ended_at, output_bytes, preset, log_error, name, usage FROM sessions ORDER BY id",
+                    ended_at, output_bytes, preset, log_error, name, usage, workspace
+             FROM sessions ORDER BY id",
         )?;
         let rows = statement.query_map([], |row| {
             Ok(Session {
@@ -281,6 +286,10 @@ impl Store for SqliteStore {
                 name: row.get(13)?,
                 // Figures for people: a row whose usage cannot be read still loads, without them.
                 usage: row.get::<_, Option<String>>(14)?.and_then(|u| serde_json::from_str(&u).ok()),
+                workspace: row
+                    .get::<_, Option<String>>(15)?
+                    .map(|w| parse_json(&w, "workspace"))
+                    .transpose()?,
                 // Live state, rebuilt as the session goes on.
                 activity: None,
                 activity_since: None,
@@ -317,6 +326,8 @@ impl Store for SqliteStore {
                         r.last_seen_at.to_rfc3339(),
                     ])?;
                 }
+                // Kept with the session's next save (its `workspace`), not on its own.
+                Change::Changes { .. } => {}
                 Change::SessionRemoved(id) => {
                     tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
                         .execute(params![id.to_string()])?;
@@ -324,11 +335,12 @@ impl Store for SqliteStore {
                 Change::Session(s) => {
                     tx.prepare_cached(
                         "INSERT INTO sessions (id, runner_id, command, status, exit_code, signal, error,
-                           created_by, created_at, ended_at, output_bytes, preset, log_error, name, usage)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                           created_by, created_at, ended_at, output_bytes, preset, log_error, name, usage,
+                           workspace)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                          ON CONFLICT (id) DO UPDATE SET status = ?4, exit_code = ?5, signal = ?6, error = ?7,
                            ended_at = ?10, output_bytes = MAX(output_bytes, ?11), log_error = ?13, name = ?14,
-                           usage = ?15",
+                           usage = ?15, workspace = ?16",
                     )?
                     .execute(params![
                         s.id.to_string(),
@@ -346,6 +358,7 @@ impl Store for SqliteStore {
                         s.log_error,
                         s.name,
                         s.usage.as_ref().map(serde_json::to_string).transpose()?,
+                        s.workspace.as_ref().map(serde_json::to_string).transpose()?,
                     ])?;
                 }
             }
@@ -675,6 +688,7 @@ mod tests {
                 takes_prompt: true,
             }],
             policy: Default::default(),
+            repos: Vec::new(),
             connected_at: Utc::now(),
             last_seen_at: Utc::now(),
         }
@@ -764,10 +778,19 @@ mod tests {
             viewers: Vec::new(),
             log_error: None,
             usage: None,
+            workspace: Some(agentrelay_protocol::workspace::Workspace {
+                repo: "app".into(),
+                branch: "agentrelay/01a2b3c4".into(),
+                base: "main".into(),
+                base_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+                path: "/state/workspaces/x".into(),
+                changes: None,
+                removed: false,
+            }),
         };
         {
             let mut store = SqliteStore::open(dir.path()).expect("open");
-            store.apply(&[Change::Runner(r.clone()), Change::Session(session.clone())]).expect("apply");
+            store.apply(&[Change::Runner(Box::new(r.clone())), Change::Session(Box::new(session.clone()))]).expect("apply");
             session.status = SessionStatus::Exited;
             session.exit_code = Some(3);
             session.ended_at = Some(Utc::now());
@@ -780,7 +803,11 @@ mod tests {
                 model: Some("m".into()),
                 ..Default::default()
             });
-            store.apply(&[Change::Session(session.clone())]).expect("apply");
+            if let Some(workspace) = session.workspace.as_mut() {
+                workspace.changes = Some(Default::default());
+                workspace.removed = true;
+            }
+            store.apply(&[Change::Session(Box::new(session.clone()))]).expect("apply");
         }
         let mut store = SqliteStore::open(dir.path()).expect("reopen");
         let snapshot = store.load().expect("load");
@@ -797,6 +824,7 @@ mod tests {
         assert_eq!(loaded.name.as_deref(), Some("fix the bug"));
         assert_eq!(loaded.log_error, session.log_error);
         assert_eq!(loaded.usage, session.usage);
+        assert_eq!(loaded.workspace, session.workspace);
         let tokens: i64 =
             store.conn.query_row("SELECT COUNT(*) FROM tokens", [], |row| row.get(0)).expect("tokens table");
         assert_eq!(tokens, 0);

@@ -13,6 +13,7 @@ use uuid::Uuid;
 pub mod requests;
 pub mod runner;
 pub mod viewer;
+pub mod workspace;
 
 /// The runner protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -87,6 +88,9 @@ pub struct Runner {
     /// it is connected, the open policy for a runner HQ remembers from before a restart.
     #[serde(default)]
     pub policy: runner::RunnerPolicy,
+    /// The repositories it offers for workspaces (`--repo`); known while it is connected.
+    #[serde(default)]
+    pub repos: Vec<workspace::RepoInfo>,
     /// When the current (or last) connection was made.
     pub connected_at: DateTime<Utc>,
     /// When HQ last heard from the runner.
@@ -168,6 +172,9 @@ pub struct Session {
     /// Tokens and cost the agent reported so far (through OpenTelemetry), if it reports any.
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// Its git worktree, for a session started with `"workspace"`.
+    #[serde(default)]
+    pub workspace: Option<workspace::Workspace>,
 }
 
 /// What an agent used: tokens by kind and, where the agent says, what it cost. Totals for the

@@ -43,6 +43,9 @@ pub struct CreateSession {
     /// and Codex get it as their prompt argument, Gemini CLI with `--prompt-interactive`.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, examples("Fix the failing test in src/lib.rs")))]
     pub prompt: Option<String>,
+    /// Start in a new git worktree of one of the runner's repositories (`repos` in
+    /// `GET /api/runners`), on a new branch; not with `cwd`.
+    pub workspace: Option<crate::workspace::WorkspaceSpec>,
 }
 
 /// `PATCH /api/sessions/{id}`.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::viewer::Gap;
+use crate::workspace::{ChangeSummary, Changes, Committed, Diff, Pushed, RepoInfo, Workspace, WorkspaceSpec};
 use crate::{Activity, ExitStatus, Preset, TermSize};
 
 /// Control frame from runner to HQ.
@@ -19,6 +20,10 @@ pub enum RunnerMessage {
     Heartbeat,
     /// A `start` could not be carried out (bad command, refused program, …).
     SessionFailed(SessionFailed),
+    /// The answer to a [`HqMessage::Workspace`] request.
+    WorkspaceReply(WorkspaceReply),
+    /// A session's workspace changed: its new summary (debounced, only when it moved).
+    Changes(ChangesReport),
 }
 
 /// Control frame from HQ to runner.
@@ -31,6 +36,9 @@ pub enum HqMessage {
     Refused(Refused),
     /// Start a session and dial its data connection.
     Start(StartSession),
+    /// Work on a session's workspace (create, changes, diff, commit, push, remove); the runner
+    /// answers with a [`RunnerMessage::WorkspaceReply`] of the same `request_id`.
+    Workspace(WorkspaceRequest),
     /// "Still here"; sent every heartbeat interval.
     Heartbeat,
 }
@@ -66,6 +74,12 @@ pub struct Hello {
     /// killed session host): HQ marks them lost with that reason.
     #[serde(default)]
     pub ended: Vec<EndedSession>,
+    /// The repositories it offers for workspaces.
+    #[serde(default)]
+    pub repos: Vec<RepoInfo>,
+    /// Whether it answers workspace requests (older runners do not: HQ answers 501 for them).
+    #[serde(default)]
+    pub workspaces: bool,
 }
 
 /// What a runner lets HQ start, from its flags. The runner enforces it whatever HQ asks; HQ reads
@@ -198,6 +212,127 @@ pub struct StartSession {
     /// way (one argument, never split or read by a shell).
     #[serde(default)]
     pub prompt: Option<String>,
+    /// Start in this session's workspace (made before by a `workspace` `create` request) instead
+    /// of `cwd` or the preset's directory.
+    #[serde(default)]
+    pub workspace: bool,
+}
+
+/// Payload of [`HqMessage::Workspace`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceRequest {
+    /// Echoed in the reply.
+    pub request_id: u64,
+    /// Whose workspace (its worktree is named after the session).
+    pub session_id: Uuid,
+    /// What to do.
+    pub op: WorkspaceOp,
+}
+
+/// What a [`WorkspaceRequest`] asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum WorkspaceOp {
+    /// Make the worktree, on a new branch, from one of the runner's repositories (by name).
+    Create(WorkspaceSpec),
+    /// The changed files against the base commit.
+    Changes,
+    /// A unified diff of one file (or all), at most `max_bytes` long.
+    Diff {
+        /// One file, or all when `None`.
+        path: Option<String>,
+        /// The size cap.
+        max_bytes: u64,
+    },
+    /// Commit everything in the worktree.
+    Commit {
+        /// The commit message.
+        message: String,
+    },
+    /// Push the branch to the repository's remote.
+    Push,
+    /// Remove the worktree (the branch stays).
+    Remove,
+}
+
+/// Payload of [`RunnerMessage::WorkspaceReply`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceReply {
+    /// The request's id.
+    pub request_id: u64,
+    /// What came of it.
+    pub outcome: WorkspaceOutcome,
+}
+
+/// The answer to each [`WorkspaceOp`], or why it failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum WorkspaceOutcome {
+    /// The worktree exists.
+    Created(Workspace),
+    /// The changed files.
+    Changes(Changes),
+    /// The diff.
+    Diff(Diff),
+    /// The commit made.
+    Committed(Committed),
+    /// The push made.
+    Pushed(Pushed),
+    /// The worktree is gone.
+    Removed,
+    /// It could not be done.
+    Failed(WorkspaceFailure),
+}
+
+/// Why a workspace request failed: a code for HQ to pick the status by, a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceFailure {
+    /// What went wrong.
+    pub code: WorkspaceError,
+    /// Said for people, naming the repository, branch or path.
+    pub message: String,
+}
+
+/// The codes of [`WorkspaceFailure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceError {
+    /// The runner offers no repository of that name.
+    UnknownRepo,
+    /// The repository's directory is gone or is not a git repository.
+    RepoMissing,
+    /// The repository's working tree has uncommitted changes.
+    RepoDirty,
+    /// The branch exists already.
+    BranchExists,
+    /// The branch name is not one git takes.
+    BadBranch,
+    /// The base names no commit of the repository.
+    BadBase,
+    /// The path is outside the worktree, or not a path.
+    BadPath,
+    /// The commit message is empty or too long.
+    BadMessage,
+    /// The session has no worktree on this runner (never made, or removed).
+    NoWorkspace,
+    /// Nothing to commit.
+    NothingToCommit,
+    /// The repository has no remote to push to.
+    NoRemote,
+    /// Git failed (the message has its last lines) or did not finish in time.
+    GitFailed,
+    /// A code this build does not know (from a newer runner).
+    #[serde(other)]
+    Unknown,
+}
+
+/// Payload of [`RunnerMessage::Changes`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangesReport {
+    /// The session.
+    pub session_id: Uuid,
+    /// Its workspace's changes now.
+    pub summary: ChangeSummary,
 }
 
 /// Payload of [`RunnerMessage::SessionFailed`].

@@ -108,6 +108,12 @@ pub struct RunnerConfig {
     #[arg(long, env = "AGENTRELAY_PRESETS")]
     pub presets: Option<PathBuf>,
 
+    /// A repository sessions may get a workspace in, as NAME=PATH (repeatable): each such
+    /// session runs in its own git worktree of it, under the state dir, on a new branch. HQ
+    /// names the repository, never a path.
+    #[arg(long = "repo", env = "AGENTRELAY_REPO", value_delimiter = ',', value_parser = crate::workspace::parse_repo)]
+    pub repos: Vec<(String, PathBuf)>,
+
     /// Log output: human or json.
     #[arg(long, env = "AGENTRELAY_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,

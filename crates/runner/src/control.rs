@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentrelay_protocol::PROTOCOL_VERSION;
-use agentrelay_protocol::runner::{Hello, HqMessage, RunnerMessage, SessionFailed, StartSession};
+use agentrelay_protocol::runner::{
+    Hello, HqMessage, RunnerMessage, SessionFailed, StartSession, WorkspaceReply, WorkspaceRequest,
+};
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -17,7 +19,7 @@ use crate::backoff::Backoff;
 use crate::dial::{DialError, HqSocket};
 use crate::policy::{Launch, NotStarted};
 use crate::session::{PtyOrder, Session};
-use crate::{Runner, RunnerError, agent_hooks, data, host};
+use crate::{Runner, RunnerError, agent_hooks, data, host, workspace};
 
 /// How long HQ may take to answer the hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,6 +75,8 @@ impl Runner {
             sessions: self.sessions.live(),
             policy: self.policy.advertised(),
             ended,
+            repos: self.workspaces.advertised().await,
+            workspaces: true,
         };
         if let Err(e) = send(&mut socket, &RunnerMessage::Hello(hello)).await {
             return Ok(Ended::Dropped(e));
@@ -101,8 +105,10 @@ impl Runner {
     async fn control_session(&self, socket: &mut HqSocket, every: Duration) -> anyhow::Result<()> {
         let mut beat = interval_at(Instant::now() + every, every);
         let mut last_heard = Instant::now();
+        let mut outbox = self.outbox_rx.lock().await;
         loop {
             tokio::select! {
+                Some(message) = outbox.recv() => send(socket, &message).await?,
                 frame = socket.next() => {
                     let text = match frame {
                         Some(Ok(Message::Text(text))) => text,
@@ -118,6 +124,7 @@ impl Runner {
                                 send(socket, &RunnerMessage::SessionFailed(failed)).await?;
                             }
                         }
+                        Ok(HqMessage::Workspace(request)) => self.workspace_request(request),
                         Ok(HqMessage::Heartbeat) => {}
                         Ok(other) => tracing::warn!(?other, "ignoring an unexpected control frame"),
                         Err(e) => tracing::warn!(error = %e, "ignoring a bad control frame"),
@@ -150,12 +157,26 @@ impl Runner {
             tracing::warn!(session = %start.session_id, refused, %error, "refusing to start session");
             Some(SessionFailed { session_id: start.session_id, error, refused })
         };
+        // A workspace session starts in the worktree this runner made for it, nowhere else.
+        let workspace_dir = match start.workspace {
+            false => None,
+            true => match self.workspaces.worktree(start.session_id) {
+                Some(dir) => Some(dir),
+                None => {
+                    let error = "this session's workspace is not on the runner".to_owned();
+                    return failed(NotStarted::Invalid(error));
+                }
+            },
+        };
         let (session, orders) = Session::new(start.session_id, self.config.buffer_size);
         let mut launch = match self.policy.admit(&start, &self.presets) {
             Ok(launch) => launch,
             Err(not_started) => return failed(not_started),
         };
         self.wire_telemetry(&start, &mut launch, &session);
+        if let Some(dir) = workspace_dir {
+            launch.cwd = Some(dir);
+        }
         // Beside the report socket: the runner's state dir.
         if let Some(state_dir) = self.report_socket.parent() {
             agent_hooks::wire(&mut launch, state_dir);
@@ -165,6 +186,11 @@ impl Runner {
             Err(e) => return failed(NotStarted::Invalid(format!("{e:#}"))),
         };
         tracing::info!(session = %start.session_id, command = ?launch.command, "session started");
+        if start.workspace {
+            let span = tracing::info_span!("session", id = %start.session_id);
+            let watch = workspace::watch(self.workspaces.clone(), session.clone(), self.outbox.clone());
+            self.tasks.spawn(watch.instrument(span));
+        }
         self.run_session(session, link, orders);
         None
     }
@@ -204,6 +230,18 @@ impl Runner {
 }
 
 impl Runner {
+    /// Carries out a workspace request in its own task (git may take a while) and queues the
+    /// reply for HQ.
+    fn workspace_request(&self, request: WorkspaceRequest) {
+        let workspaces = self.workspaces.clone();
+        let outbox = self.outbox.clone();
+        self.tasks.spawn(async move {
+            let outcome = workspaces.handle(request.session_id, request.op).await;
+            let reply = WorkspaceReply { request_id: request.request_id, outcome };
+            let _ = outbox.send(RunnerMessage::WorkspaceReply(reply)).await;
+        });
+    }
+
     /// Points a preset's agent at this session's telemetry endpoint (tokens and cost), unless the
     /// user sends its telemetry somewhere already.
     fn wire_telemetry(&self, start: &StartSession, launch: &mut Launch, session: &Arc<Session>) {

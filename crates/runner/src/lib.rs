@@ -10,14 +10,15 @@ pub mod config;
 pub mod control;
 pub mod data;
 pub mod dial;
+pub mod host;
 pub mod identity;
 pub mod policy;
 pub mod presets;
 pub mod report;
 pub mod service;
 pub mod session;
-pub mod host;
 pub mod telemetry;
+pub mod workspace;
 
 use std::sync::Arc;
 
@@ -28,6 +29,10 @@ use uuid::Uuid;
 pub use config::RunnerConfig;
 use dial::HqEndpoint;
 use session::SessionTable;
+
+/// Control frames other tasks may queue for HQ while the control connection is down; past
+/// this, change reports are dropped (a later change sends a newer one).
+const OUTBOX: usize = 256;
 
 /// Why a runner stopped for good.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +70,13 @@ pub struct Runner {
     telemetry: Option<Arc<telemetry::Collector>>,
     /// Where sessions report their activity (`agentrelay-runner report`).
     report_socket: std::path::PathBuf,
+    /// The repositories it offers and the worktrees it made (`workspace`).
+    workspaces: Arc<workspace::Workspaces>,
+    /// Control frames for HQ from other tasks (workspace replies, change reports); the control
+    /// connection sends them while it is up. Never closes (the runner holds both ends).
+    outbox: tokio::sync::mpsc::Sender<agentrelay_protocol::runner::RunnerMessage>,
+    /// Its receiving end, held by the current control connection.
+    outbox_rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<agentrelay_protocol::runner::RunnerMessage>>,
     /// Cancelled to stop the runner; sessions are hung up.
     shutdown: CancellationToken,
     /// Every session's PTY and data tasks, awaited on shutdown.
@@ -118,6 +130,9 @@ impl Runner {
         let telemetry = telemetry::Collector::bind()
             .inspect_err(|e| tracing::warn!(error = format!("{e:#}"), "no usage figures from agents"))
             .ok();
+        let workspaces = workspace::Workspaces::new(&config.repos, presets.repos(), &state_dir)
+            .map_err(RunnerError::Config)?;
+        let (outbox, outbox_rx) = tokio::sync::mpsc::channel(OUTBOX);
         let report_socket = report::socket_path(&state_dir);
         if config.allow.is_empty() && !config.presets_only {
             tracing::warn!("no --allow list: HQ may start any program on this machine");
@@ -134,6 +149,9 @@ impl Runner {
             ended: Default::default(),
             telemetry,
             report_socket,
+            workspaces: Arc::new(workspaces),
+            outbox,
+            outbox_rx: tokio::sync::Mutex::new(outbox_rx),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })

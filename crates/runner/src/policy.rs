@@ -394,6 +394,7 @@ mod tests {
             size: agentrelay_protocol::TermSize::DEFAULT,
             preset: None,
             prompt: None,
+            workspace: false,
         }
     }
 

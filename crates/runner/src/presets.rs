@@ -60,6 +60,9 @@ impl PresetDef {
 struct PresetFile {
     #[serde(default)]
     preset: Vec<FileEntry>,
+    /// `[repos]`: repositories for workspaces, `name = "path"` (as `--repo name=path`).
+    #[serde(default)]
+    repos: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +117,8 @@ const BUILT_IN: &[(&str, &[&str], &str, &[&str])] = &[
 #[derive(Debug, Clone, Default)]
 pub struct Presets {
     defs: Vec<PresetDef>,
+    /// The file's `[repos]`: repositories for workspaces, by name (`crate::workspace`).
+    repos: BTreeMap<String, String>,
 }
 
 impl Presets {
@@ -131,14 +136,22 @@ impl Presets {
             defs.push(built_in("copilot", &["gh", "copilot"], "GitHub Copilot in the gh CLI", &[r"\?\s*$"]));
         }
         defs.push(built_in("shell", &[&shell(), "-l"], "Login shell", &[]));
+        let mut repos = BTreeMap::new();
         if let Some(path) = file {
-            for def in read_file(path)? {
+            let (file_defs, file_repos) = read_file(path)?;
+            for def in file_defs {
                 defs.retain(|d| d.preset.name != def.preset.name);
                 defs.push(def);
             }
+            repos = file_repos;
         }
         defs.retain(|d| command_allowed(allow, &d.preset.command));
-        Ok(Self { defs })
+        Ok(Self { defs, repos })
+    }
+
+    /// The file's `[repos]` table: name → path.
+    pub fn repos(&self) -> &BTreeMap<String, String> {
+        &self.repos
     }
 
     /// Every preset, with what stays on the runner.
@@ -180,7 +193,7 @@ fn built_in(name: &str, command: &[&str], description: &str, patterns: &[&str]) 
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<PresetDef>, String> {
+fn read_file(path: &Path) -> Result<(Vec<PresetDef>, BTreeMap<String, String>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read --presets {}: {e}", path.display()))?;
     let file: PresetFile =
@@ -217,7 +230,7 @@ fn read_file(path: &Path) -> Result<Vec<PresetDef>, String> {
             telemetry: entry.telemetry,
         });
     }
-    Ok(defs)
+    Ok((defs, file.repos))
 }
 
 /// The user's shell (by its name when `PATH` finds it, so `--allow bash` covers it), or bash,

@@ -144,6 +144,10 @@ fn flags(config: &RunnerConfig, account: Option<&str>) -> Vec<String> {
         let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         push("--allow-dir", absolute.to_string_lossy().into_owned());
     }
+    for (name, path) in &config.repos {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        push("--repo", format!("{name}={}", absolute.to_string_lossy()));
+    }
     push("--kill-grace", humantime::format_duration(config.kill_grace).to_string());
     for (flag, path) in
         [("--ca-cert", &config.ca_cert), ("--presets", &config.presets), ("--config", &config.config)]
@@ -196,13 +200,19 @@ mod tests {
             "bash",
             "--state-dir",
             "/var/lib/agentrelay-runner",
+            "--repo",
+            "app=/srv/app",
         ]);
         let installed = install(&config, false, Some(dir.path()), Some("alice")).expect("installed");
         let unit = std::fs::read_to_string(&installed.unit).expect("unit");
         let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).expect("ExecStart");
-        for expected in
-            ["--hq https://hq.example.com", "--name \"gpu box\"", "--label gpu=true", "--allow bash"]
-        {
+        for expected in [
+            "--hq https://hq.example.com",
+            "--name \"gpu box\"",
+            "--label gpu=true",
+            "--allow bash",
+            "--repo app=/srv/app",
+        ] {
             assert!(exec.contains(expected), "{expected} missing in {exec}");
         }
         assert!(unit.contains("User=alice"));

@@ -6,6 +6,7 @@ pub mod session_log;
 pub mod sessions;
 pub(crate) mod tokens;
 pub mod usage;
+pub mod workspaces;
 
 use agentrelay_protocol::requests::{Health, Version};
 use agentrelay_protocol::{ErrorResponse, Runner};
@@ -51,6 +52,12 @@ pub fn router(state: AppState) -> Router {
             "/api/sessions/{id}/input/queue/{item_id}",
             axum::routing::delete(sessions::cancel_queued_input),
         )
+        .route("/api/sessions/{id}/changes", get(workspaces::changes))
+        .route("/api/sessions/{id}/diff", get(workspaces::diff))
+        .route("/api/sessions/{id}/review", post(workspaces::review))
+        .route("/api/sessions/{id}/workspace", axum::routing::delete(workspaces::remove))
+        .route("/api/sessions/{id}/workspace/commit", post(workspaces::commit))
+        .route("/api/sessions/{id}/workspace/push", post(workspaces::push))
         .route("/api/sessions/{id}/shares", post(sessions::share))
         .route("/api/sessions/{id}/shares/{share_id}", axum::routing::delete(sessions::unshare))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_user));

@@ -4,6 +4,10 @@
 use agentrelay_protocol::requests::{
     CreateSession, CreateShare, CreateToken, Health, Input, Login, UpdateSession, Version,
 };
+use agentrelay_protocol::workspace::{
+    ChangeSummary, ChangedFile, Changes, CommitRequest, Committed, Diff, FileStatus, Pushed, RepoInfo,
+    Review, ReviewComment, Workspace, WorkspaceSpec,
+};
 use agentrelay_protocol::{
     Activity, ActivitySource, AuditEntry, CreatedShare, CreatedToken, Cursor, ErrorBody, ErrorResponse,
     LoginAnswer, Preset, Runner, RunnerStatus, Scope, Screen, Session, SessionStatus, TokenInfo, ViewerInfo,
@@ -34,6 +38,8 @@ use utoipa::{Modify, OpenApi};
         super::sessions::input_queue, super::sessions::cancel_queued_input,
         super::usage::usage,
         super::sessions::share, super::sessions::unshare,
+        super::workspaces::changes, super::workspaces::diff, super::workspaces::review,
+        super::workspaces::commit, super::workspaces::push, super::workspaces::remove,
         crate::events::stream_events, crate::ws::viewer::upgrade,
         super::tokens::create, super::tokens::list, super::tokens::revoke,
         crate::audit::list, crate::metrics::serve, openapi_json,
@@ -43,12 +49,15 @@ use utoipa::{Modify, OpenApi};
         Cursor, CreatedShare, LoginAnswer, Scope, TokenInfo, CreatedToken, AuditEntry, ErrorResponse, ErrorBody,
         CreateSession, UpdateSession, CreateToken, Login, Input, CreateShare, Health, Version,
         super::sessions::ScreenFormat, super::session_log::LogFormat,
+        RepoInfo, WorkspaceSpec, Workspace, ChangeSummary, ChangedFile, FileStatus, Changes, Diff, Review,
+        ReviewComment, CommitRequest, Committed, Pushed,
     )),
     modifiers(&Security, &RequestBodies, &Links, &ViewerSocket),
     security(("bearer" = []), ("cookie" = [])),
     tags(
         (name = "sessions", description = "Start, list, watch and end sessions"),
         (name = "agents", description = "Screens, input and read-only shares"),
+        (name = "workspaces", description = "A git worktree per session: changes, diff, review, commit, push"),
         (name = "runners", description = "The machines sessions run on"),
         (name = "tokens", description = "Tokens and the audit log (admin)"),
         (name = "auth", description = "The dashboard's sign-in cookie"),
@@ -100,7 +109,18 @@ impl Modify for RequestBodies {
 
         let Some(components) = openapi.components.as_mut() else { return };
         let schemas = &mut components.schemas;
-        for name in ["CreateSession", "UpdateSession", "CreateToken", "Login", "Input", "CreateShare"] {
+        for name in [
+            "CreateSession",
+            "UpdateSession",
+            "CreateToken",
+            "Login",
+            "Input",
+            "CreateShare",
+            "WorkspaceSpec",
+            "Review",
+            "ReviewComment",
+            "CommitRequest",
+        ] {
             if let Some(object) = object_mut(schemas, name) {
                 object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
             }
@@ -243,6 +263,8 @@ impl Modify for Links {
                 ("Input", "session_input", &session),
                 ("Recording", "session_recording", &session),
                 ("Share", "share_session", &session),
+                ("Changes", "session_changes", &session),
+                ("Diff", "session_diff", &session),
             ],
         );
         add_links(

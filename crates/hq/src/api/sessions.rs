@@ -38,6 +38,8 @@ struct CreateRequest {
     name: Option<String>,
     /// The agent's initial task (with a preset that takes one).
     prompt: Option<String>,
+    /// A git worktree to start in (`api::workspaces`).
+    workspace: Option<agentrelay_protocol::workspace::WorkspaceSpec>,
 }
 
 /// What to run: an argv, or a preset of the chosen runner.
@@ -66,7 +68,14 @@ impl CreateRequest {
         let rows: Option<u16> = body.take("rows", "a number from 1 to 1000")?;
         let cols: Option<u16> = body.take("cols", "a number from 1 to 1000")?;
         let prompt: Option<String> = body.take("prompt", "a string")?;
+        let workspace = super::workspaces::take_spec(&mut body)?;
         body.finish()?;
+        if workspace.is_some() && cwd.is_some() {
+            return Err(AppError::bad_field(
+                "cwd",
+                "a session with a 'workspace' starts in it: give no 'cwd'",
+            ));
+        }
 
         let target = match (runner_id, runner, labels) {
             (Some(id), None, None) => Target::Id(
@@ -125,7 +134,7 @@ impl CreateRequest {
             ));
         }
         let name = name.map(|name| session_name(&name)).transpose()?;
-        Ok(Self { target, program, cwd, env: env.unwrap_or_default(), size, name, prompt })
+        Ok(Self { target, program, cwd, env: env.unwrap_or_default(), size, name, prompt, workspace })
     }
 }
 
@@ -157,9 +166,13 @@ fn session_name(name: &str) -> Result<String, AppError> {
         (status = 403, description = "A share or runner token, a sign-in cookie from another origin, or \
             a `command`, `env` or `cwd` for a `--presets-only` runner", body = ErrorResponse),
         (status = 404, description = "No runner with this id or name", body = ErrorResponse),
-        (status = 409, description = "`runner_offline`, `no_matching_runner` or `limit_reached`",
-            body = ErrorResponse),
+        (status = 409, description = "`runner_offline`, `no_matching_runner` or `limit_reached`; for a \
+            `workspace`: `repo_missing`, `repo_dirty` or `branch_exists`", body = ErrorResponse),
         (status = 413, description = "The body is larger than `--max-body-size`", body = ErrorResponse),
+        (status = 501, description = "A `workspace` on a runner too old for workspaces", body = ErrorResponse),
+        (status = 502, description = "The runner could not make the `workspace` (git failed)",
+            body = ErrorResponse),
+        (status = 504, description = "The runner did not answer in time", body = ErrorResponse),
     )
 )]
 pub async fn create(
@@ -200,12 +213,18 @@ pub async fn create(
             ));
         }
     }
+    let id = Uuid::now_v7();
+    let workspace = match request.workspace {
+        Some(spec) => Some(super::workspaces::create(&state, &runner, id, spec).await?),
+        None => None,
+    };
     let spec = SessionSpec {
-        id: Uuid::now_v7(),
+        id,
         runner_id: runner.id,
         command: command.clone(),
         preset: preset.clone(),
         name: request.name,
+        workspace: workspace.clone(),
         created_by: principal.name.clone(),
         created_at: chrono::Utc::now(),
     };
@@ -218,6 +237,7 @@ pub async fn create(
         size: request.size,
         preset,
         prompt: request.prompt,
+        workspace: workspace.is_some(),
     };
     if control.send(HqMessage::Start(start)).await.is_err() {
         session.mark_failed(format!("runner '{}' went offline before the session started", runner.name));

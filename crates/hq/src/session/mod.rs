@@ -146,6 +146,8 @@ pub struct Session {
     input_queue: Mutex<input_queue::Queue>,
     /// The agent's tokens and cost so far (totals), if it reports any.
     usage: Mutex<Option<agentrelay_protocol::Usage>>,
+    /// Its git worktree on the runner, if it was started with one (see `crate::workspace`).
+    workspace: Mutex<Option<agentrelay_protocol::workspace::Workspace>>,
 }
 
 impl Session {
@@ -193,6 +195,7 @@ impl Session {
             size: watch::Sender::new(size),
             input_queue: Mutex::default(),
             usage: Mutex::default(),
+            workspace: Mutex::new(spec.workspace),
         }
     }
 
@@ -221,12 +224,41 @@ impl Session {
             viewers: lock(&self.viewers).infos(),
             log_error: life.log_error.clone(),
             usage: lock(&self.usage).clone(),
+            workspace: lock(&self.workspace).clone(),
         }
+    }
+
+    /// Its workspace, if it has one.
+    pub fn workspace(&self) -> Option<agentrelay_protocol::workspace::Workspace> {
+        lock(&self.workspace).clone()
+    }
+
+    /// The runner reported the workspace's changes: kept for the session's view, and told to
+    /// `/api/events` as a `changes` event when they moved.
+    pub fn note_changes(&self, summary: agentrelay_protocol::workspace::ChangeSummary) {
+        let moved = match lock(&self.workspace).as_mut() {
+            Some(workspace) if workspace.changes != Some(summary) => {
+                workspace.changes = Some(summary);
+                true
+            }
+            _ => false,
+        };
+        if moved {
+            self.events.publish(Event::Changes { session_id: self.id, summary });
+        }
+    }
+
+    /// The worktree is gone (the branch stays); everyone is told.
+    pub fn note_workspace_removed(&self) {
+        if let Some(workspace) = lock(&self.workspace).as_mut() {
+            workspace.removed = true;
+        }
+        self.publish();
     }
 
     /// Publishes the session's current view on the event bus.
     fn publish(&self) {
-        self.events.publish(Event::Session(self.view()));
+        self.events.publish(Event::Session(Box::new(self.view())));
     }
 
     /// Gives the session a name (or, with `None`, takes it away) and tells everyone.
@@ -361,6 +393,7 @@ mod tests {
             command: vec!["true".into()],
             preset: None,
             name: None,
+            workspace: None,
             created_by: "t".into(),
             created_at: Utc::now(),
         };

@@ -29,6 +29,8 @@ pub struct SessionSpec {
     pub preset: Option<String>,
     /// The name people gave it at the start.
     pub name: Option<String>,
+    /// Its git worktree on the runner, made before the start.
+    pub workspace: Option<agentrelay_protocol::workspace::Workspace>,
     /// Who created it.
     pub created_by: String,
     /// When it was created.
@@ -44,6 +46,7 @@ impl SessionSpec {
             command: view.command.clone(),
             preset: view.preset.clone(),
             name: view.name.clone(),
+            workspace: view.workspace.clone(),
             created_by: view.created_by.clone(),
             created_at: view.created_at,
         }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use agentrelay_protocol::runner::{
-    Hello, HqMessage, RefusalCode, Refused, RunnerMessage, SessionFailed, Welcome,
+    ChangesReport, Hello, HqMessage, RefusalCode, Refused, RunnerMessage, SessionFailed, Welcome,
 };
 use agentrelay_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use anyhow::{Context, bail};
@@ -179,6 +179,8 @@ async fn run(
                 match serde_json::from_str::<RunnerMessage>(text.as_str()) {
                     Ok(RunnerMessage::Heartbeat) => {}
                     Ok(RunnerMessage::SessionFailed(failed)) => session_failed(state, id, failed),
+                    Ok(RunnerMessage::WorkspaceReply(reply)) => state.registry.requests.answer(id, reply),
+                    Ok(RunnerMessage::Changes(report)) => changes(state, id, report),
                     Ok(RunnerMessage::Hello(_)) => tracing::warn!("ignoring a second hello"),
                     Err(e) => tracing::warn!(error = %e, "ignoring a bad control frame"),
                 }
@@ -224,6 +226,16 @@ fn session_failed(state: &AppState, runner_id: Uuid, failed: SessionFailed) {
     session.mark_failed(failed.error);
 }
 
+/// A runner's report that a session's workspace changed.
+fn changes(state: &AppState, runner_id: Uuid, report: ChangesReport) {
+    match state.sessions.get(report.session_id) {
+        Some(session) if session.runner_id == runner_id => session.note_changes(report.summary),
+        _ => {
+            tracing::debug!(session = %report.session_id, "ignoring changes of a session this runner does not run")
+        }
+    }
+}
+
 /// The runner is back for its live sessions. Those it does not announce are gone with an earlier
 /// runner process: they are lost now, not after `--lost-after`. (Announced sessions resume on
 /// their own data connections.) Sessions created after the hello are not in it, but were sent to
@@ -235,7 +247,9 @@ fn take_back_sessions(state: &AppState, hello: &Hello, said_hello_at: chrono::Da
         if !announced.contains(&session.id) && session.created_at < said_hello_at {
             // The runner may say what became of it (a reboot, a killed session host).
             let reason = hello.ended.iter().find(|e| e.id == session.id).map(|e| e.reason.clone());
-            let reason = reason.unwrap_or_else(|| "the runner restarted and no longer has this session's process".to_owned());
+            let reason = reason.unwrap_or_else(|| {
+                "the runner restarted and no longer has this session's process".to_owned()
+            });
             tracing::info!(session = %session.id, %reason, "session vanished with a previous runner process");
             session.mark_lost(reason);
         }
