@@ -13,6 +13,7 @@ import { SessionSocket, type ConnectionState, type KeyQueue } from "../lib/sessi
 import { exitKind, type ExitKind } from "../lib/exit";
 import { describeExit, endsSession, type ActivityState, type ExitStatus, type Viewer } from "../lib/protocol";
 import { groupViewers, viewerLabel } from "../lib/presence";
+import { checkWebglDraws } from "../lib/rendererCheck";
 import { onSettingsChange, screenReaderMode } from "../lib/settings";
 import { registerTerminal } from "../lib/testHooks";
 import { ActivityBadge } from "./ActivityBadge";
@@ -127,13 +128,24 @@ export function Terminal({
     term.loadAddon(fit);
     term.loadAddon(new WebLinksAddon((_event, uri) => openLink(uri)));
     term.open(element);
+    let renderer: "webgl" | "dom" = "dom";
+    let webglCheck: { dispose(): void } | null = null;
     try {
       const webgl = new WebglAddon();
       webgl.onContextLoss(() => webgl.dispose());
       term.loadAddon(webgl);
+      // A WebGL renderer that draws nothing (no context loss to say so) gives way to the DOM one.
+      renderer = "webgl";
+      webglCheck = checkWebglDraws(term, (why) => {
+        console.warn(`xterm.js's WebGL renderer draws nothing here (${why}); using its DOM renderer`);
+        webgl.dispose();
+        renderer = "dom";
+        element.dataset.renderer = renderer;
+      });
     } catch {
       // No WebGL2 here: xterm.js keeps its DOM renderer.
     }
+    element.dataset.renderer = renderer;
 
     // When xterm.js falls behind (OutputFlow), drop the stream; once it has drawn what it has,
     // start over from HQ's current screen and say so. Keystrokes queue in the socket meanwhile.
@@ -246,6 +258,7 @@ export function Terminal({
       unregister();
       scrolled.dispose();
       settings();
+      webglCheck?.dispose();
       term.dispose();
     };
   }, [sessionId, readOnly, watch]);
