@@ -105,7 +105,11 @@ if os.path.exists(runner):
                        check=True, stdout=subprocess.DEVNULL)
         unit = os.path.join(out, "agentrelay-runner.service")
         with open(unit, encoding="utf-8") as f:
-            check("arl_run_deploycheck" not in f.read(), "install-service put the token in the unit")
+            text = f.read()
+            check("arl_run_deploycheck" not in text, "install-service put the token in the unit")
+            # Sessions outlive `systemctl restart` only if systemd signals the runner alone.
+            kill_modes = [line.split("=", 1)[1].strip() for line in text.splitlines() if line.startswith("KillMode=")]
+            check(kill_modes == ["process"], f"the runner unit must say KillMode=process, not {kill_modes}")
         analyze = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True) \
             if subprocess.run(["sh", "-c", "command -v systemd-analyze"], capture_output=True).returncode == 0 else None
         if analyze is not None:

@@ -790,7 +790,9 @@ mod tests {
         };
         {
             let mut store = SqliteStore::open(dir.path()).expect("open");
-            store.apply(&[Change::Runner(Box::new(r.clone())), Change::Session(Box::new(session.clone()))]).expect("apply");
+            store
+                .apply(&[Change::Runner(Box::new(r.clone())), Change::Session(Box::new(session.clone()))])
+                .expect("apply");
             session.status = SessionStatus::Exited;
             session.exit_code = Some(3);
             session.ended_at = Some(Utc::now());

@@ -116,7 +116,7 @@ impl Runner {
         .map_err(RunnerError::Config)?;
         let binary = match config.session_host_binary.clone() {
             Some(binary) => binary,
-            None => std::env::current_exe()
+            None => own_binary()
                 .map_err(|e| RunnerError::Config(format!("cannot find the runner's own binary: {e}")))?,
         };
         let host = host::link::HostConfig {
@@ -188,5 +188,16 @@ impl Runner {
         self.tasks.wait().await;
         forward.abort();
         result
+    }
+}
+
+/// The runner's binary, for its session hosts. After an upgrade replaced the file under a running
+/// runner, Linux names the old one "… (deleted)": the new binary at the same path hosts new
+/// sessions (the host protocol is versioned for exactly this).
+fn own_binary() -> std::io::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    match exe.to_str().and_then(|path| path.strip_suffix(" (deleted)")) {
+        Some(path) => Ok(std::path::PathBuf::from(path)),
+        None => Ok(exe),
     }
 }
