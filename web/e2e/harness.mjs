@@ -112,9 +112,8 @@ export async function startStack(options = {}) {
     return exited;
   };
   await startHq();
-  const runner = start("agentrelay-runner", ["--hq", url, "--name", "e2e-runner", "--state-dir", join(dir, "runner")], {
-    RUNNER_TOKEN: runnerToken,
-  });
+  const runnerArgs = ["--hq", url, "--name", "e2e-runner", "--state-dir", join(dir, "runner")];
+  let runner = start("agentrelay-runner", runnerArgs, { RUNNER_TOKEN: runnerToken });
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -170,6 +169,15 @@ export async function startStack(options = {}) {
     startHq,
     /** The first runner dies as with `kill -9`. */
     killRunner: () => killed(runner),
+    /** Starts the first runner again (same name, same state dir): it takes its sessions back from
+     * their session hosts. Resolves once HQ lists it online. */
+    async restartRunner() {
+      runner = start("agentrelay-runner", runnerArgs, { RUNNER_TOKEN: runnerToken });
+      await waitFor("the runner to come back online", async () => {
+        const runners = (await api("GET", "/api/runners")).json ?? [];
+        return runners.find((r) => r.name === "e2e-runner" && r.status === "online");
+      });
+    },
     async stop() {
       await browser.close().catch(() => {});
       for (const child of children) child.kill("SIGTERM");
