@@ -1,6 +1,6 @@
 //! `make bench`: measures AgentRelay (release HQ and runner on loopback) next to a raw local PTY
 //! in the same run, prints a table and writes JSON (`BENCH_ONLY=echo,scale` picks scenarios:
-//! throughput, echo, start, scale, idle, slow). `BENCH_QUICK=1` runs tiny sizes, only to
+//! throughput, echo, start, scale, idle, hosts, slow). `BENCH_QUICK=1` runs tiny sizes, only to
 //! prove the benchmark still works; its numbers mean nothing.
 //!
 //! `agentrelay-bench tick <ms>` is the load generator for the scale run: one process that prints
@@ -24,6 +24,7 @@ pub(crate) struct Plan {
     pub(crate) scale_sessions: usize,
     pub(crate) scale_window: Duration,
     pub(crate) idle_runners: usize,
+    pub(crate) idle_sessions: usize,
     pub(crate) slow_bytes: u64,
 }
 
@@ -39,6 +40,7 @@ impl Plan {
                 scale_sessions: 10,
                 scale_window: Duration::from_secs(1),
                 idle_runners: 50,
+                idle_sessions: 5,
                 slow_bytes: 8 << 20,
             }
         } else {
@@ -51,6 +53,7 @@ impl Plan {
                 scale_sessions: 1000,
                 scale_window: Duration::from_secs(10),
                 idle_runners: 10_000,
+                idle_sessions: 200,
                 slow_bytes: 200_000_000,
             }
         }
@@ -103,6 +106,7 @@ async fn run(plan: Plan) -> anyhow::Result<Value> {
     let start = if wanted("start") { scenarios::session_start(&plan).await? } else { Value::Null };
     let scale = if wanted("scale") { scenarios::scale(&plan).await? } else { Value::Null };
     let idle = if wanted("idle") { scenarios::idle_runners(&plan).await? } else { Value::Null };
+    let hosts = if wanted("hosts") { scenarios::idle_sessions(&plan).await? } else { Value::Null };
     let slow = if wanted("slow") { scenarios::slow_viewer(&plan).await? } else { Value::Null };
     Ok(json!({
         "quick": plan.quick,
@@ -112,6 +116,7 @@ async fn run(plan: Plan) -> anyhow::Result<Value> {
         "session_start": start,
         "scale": scale,
         "idle_runners": idle,
+        "idle_sessions": hosts,
         "slow_viewer": slow,
     }))
 }

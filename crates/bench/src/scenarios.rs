@@ -218,6 +218,43 @@ pub(crate) async fn scale(plan: &Plan) -> anyhow::Result<Value> {
     }))
 }
 
+/// Idle sessions on one runner: what each costs the runner, and what its session host costs.
+pub(crate) async fn idle_sessions(plan: &Plan) -> anyhow::Result<Value> {
+    let stack = Stack::start(&["--max-sessions-per-runner", "100000"]).await?;
+    let before_hosts = stack::session_hosts();
+    let (runner_idle, _) = memory_kib(stack.runner_pid());
+    for _ in 0..plan.idle_sessions {
+        stack.start_session(&["sleep", "3600"]).await?;
+    }
+    // Every host up and quiet.
+    let hosts = stack::wait_for(|| async {
+        let hosts: Vec<u32> =
+            stack::session_hosts().into_iter().filter(|h| !before_hosts.contains(h)).collect();
+        (hosts.len() >= plan.idle_sessions).then_some(hosts)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (runner_rss, _) = memory_kib(stack.runner_pid());
+    let runner_per_session = runner_rss.saturating_sub(runner_idle) as f64 / plan.idle_sessions as f64;
+    let rss: Vec<u64> = hosts.iter().map(|h| memory_kib(*h).0).collect();
+    let pss: Vec<u64> = hosts.iter().map(|h| stack::pss_kib(*h)).collect();
+    let mean = |values: &[u64]| values.iter().sum::<u64>() as f64 / values.len().max(1) as f64;
+    let (host_rss, host_pss) = (mean(&rss), mean(&pss));
+    println!(
+        "
+idle sessions: {} sessions running `sleep`, no viewers",
+        plan.idle_sessions
+    );
+    println!("  runner  {runner_per_session:>8.1} KiB per session (RSS growth)");
+    println!("  host    {host_pss:>8.1} KiB PSS each ({host_rss:.1} KiB RSS, its binary's pages shared)");
+    Ok(json!({
+        "sessions": plan.idle_sessions,
+        "runner_kib_per_session": runner_per_session,
+        "host_pss_kib": host_pss,
+        "host_rss_kib": host_rss,
+    }))
+}
+
 /// Idle runner connections from a simulator that speaks the runner protocol: HQ memory per runner.
 pub(crate) async fn idle_runners(plan: &Plan) -> anyhow::Result<Value> {
     let stack = Stack::start(&[]).await?;

@@ -167,7 +167,7 @@ where
     bail!("timed out waiting for {what}")
 }
 
-async fn wait_for<T, F, Fut>(mut check: F) -> anyhow::Result<T>
+pub(crate) async fn wait_for<T, F, Fut>(mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -193,6 +193,31 @@ pub(crate) fn memory_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A process's proportional set size in KiB (shared pages split among the processes that map
+/// them: what each session host really costs, its binary's pages shared with the others).
+pub(crate) fn pss_kib(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The session hosts running now (`agentrelay-runner session-host`), by pid.
+pub(crate) fn session_hosts() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            cmdline.split(|b| *b == 0).any(|arg| arg == b"session-host").then_some(pid)
+        })
+        .collect()
 }
 
 /// CPU time (user + system) a process has used, in clock ticks.
