@@ -267,6 +267,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
                 active={session.id === front}
                 watch={phone}
                 runnerOnline={online.has(session.runner_id)}
+                usage={session.usage}
                 now={now}
                 onError={toasts.error}
                 onClose={() => closeTab(session.id)}

@@ -7,6 +7,7 @@ import { sessionPath } from "../hooks/useTabs";
 import { sessionTitle } from "../lib/sessionTitle";
 import { useScreenPreview } from "../hooks/useScreenPreview";
 import { SessionBadge } from "./SessionBadge";
+import { UsageFigures } from "./UsageFigures";
 
 interface Props {
   session: Session;
@@ -44,6 +45,7 @@ export function OverviewTile({ session, runnerName, now }: Props) {
           <span className="min-w-0 flex-1 truncate text-xs font-medium text-slate-300" title={runnerName}>
             {runnerName}
           </span>
+          <UsageFigures usage={session.usage} />
           <SessionBadge session={session} now={now} />
         </div>
         <code className="truncate px-3 pt-1 pb-2 text-sm text-slate-100" title={command}>

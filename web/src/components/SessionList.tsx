@@ -7,6 +7,7 @@ import { groupSessions } from "../lib/sessionGroups";
 import { sessionTitle } from "../lib/sessionTitle";
 import { relativeTime } from "../lib/time";
 import { SessionBadge } from "./SessionBadge";
+import { UsageFigures } from "./UsageFigures";
 
 interface Props {
   sessions: ShownSession[];
@@ -113,6 +114,7 @@ export function SessionList({ sessions, runners, activeId, now, phone = false, o
                           <span>{names.get(session.runner_id) ?? session.runner_id.slice(0, 8)}</span>
                           <span aria-hidden="true">·</span>
                           <span title={session.created_at}>{relativeTime(session.created_at, now)}</span>
+                          <UsageFigures usage={session.usage} className="ml-auto" />
                           {session.error && <span className="w-full truncate text-red-300">{session.error}</span>}
                           {session.log_error && (
                             <span className="w-full truncate text-amber-300" title={session.log_error}>

@@ -11,12 +11,20 @@ import { signedOut } from "../lib/api";
 import { OutputFlow } from "../lib/outputFlow";
 import { SessionSocket, type ConnectionState, type KeyQueue } from "../lib/sessionSocket";
 import { exitKind, type ExitKind } from "../lib/exit";
-import { describeExit, endsSession, type ActivityState, type ExitStatus, type Viewer } from "../lib/protocol";
+import {
+  describeExit,
+  endsSession,
+  type ActivityState,
+  type ExitStatus,
+  type Usage,
+  type Viewer,
+} from "../lib/protocol";
 import { groupViewers, viewerLabel } from "../lib/presence";
 import { checkWebglDraws } from "../lib/rendererCheck";
 import { onSettingsChange, screenReaderMode } from "../lib/settings";
 import { registerTerminal } from "../lib/testHooks";
 import { ActivityBadge } from "./ActivityBadge";
+import { UsageFigures } from "./UsageFigures";
 
 /** Lines of scrollback xterm.js keeps; the whole output is a download away. */
 const SCROLLBACK = 10_000;
@@ -68,6 +76,8 @@ interface Props {
   watch?: boolean;
   /** Whether the session's runner is connected, as the runner list says (absent: unknown). */
   runnerOnline?: boolean;
+  /** Tokens and cost the agent reported so far, shown in the header. */
+  usage?: Usage | null;
   onError(message: string): void;
   /** Absent: no "Close tab" button on the exit banner. */
   onClose?(): void;
@@ -82,6 +92,7 @@ export function Terminal({
   readOnly = false,
   watch = false,
   runnerOnline,
+  usage,
   onError,
   onClose,
   onAccessLost,
@@ -307,6 +318,7 @@ export function Terminal({
           </span>
         )}
         <span className="flex-1" />
+        <UsageFigures usage={usage} />
         {!readOnly && (
           <a
             href={logUrl(sessionId, "text")}

@@ -25,6 +25,8 @@ export interface Runner {
   presets: Preset[];
   /** What the runner lets HQ start; absent from an HQ older than runner policies. */
   policy?: RunnerPolicy;
+  /** The repositories it offers for workspaces (`--repo`); absent from an HQ older than workspaces. */
+  repos?: RepoInfo[];
   connected_at: string;
   last_seen_at: string;
 }
@@ -72,6 +74,126 @@ export interface Session {
   viewers: Viewer[];
   /** Why HQ stopped writing the output log (a full disk); the live stream went on. */
   log_error?: string | null;
+  /** Tokens and cost the agent reported so far (OpenTelemetry); null until it reports any. */
+  usage?: Usage | null;
+  /** Its git worktree, for a session started with `workspace`. */
+  workspace?: Workspace | null;
+}
+
+/** What an agent used, as its session's totals (crates/protocol's `Usage`). */
+export interface Usage {
+  /** Input tokens, not counting cache reads. */
+  input_tokens: number;
+  output_tokens: number;
+  /** Input tokens read from the model's prompt cache. */
+  cache_read_tokens: number;
+  /** Input tokens written to the model's prompt cache. */
+  cache_creation_tokens: number;
+  /** US dollars, as the agent computed it; null when it does not say (Gemini CLI). */
+  cost_usd: number | null;
+  /** The model it used most recently. */
+  model: string | null;
+}
+
+/** A repository a runner offers for workspaces; its path never leaves the runner. */
+export interface RepoInfo {
+  name: string;
+  /** The branch its working tree is on: the default `base`. */
+  default_branch: string;
+}
+
+/** What `POST /api/sessions` asks for in `workspace`. */
+export interface WorkspaceSpec {
+  repo: string;
+  /** Default `agentrelay/<last 8 hex digits of the session id>`; must not exist yet. */
+  branch?: string;
+  /** Default: the branch the repository's working tree is on. */
+  base?: string;
+}
+
+/** The size of a workspace's changes against its base commit. */
+export interface ChangeSummary {
+  files: number;
+  additions: number;
+  deletions: number;
+}
+
+/** A session's git worktree on its runner, on a branch of its own. */
+export interface Workspace {
+  repo: string;
+  branch: string;
+  base: string;
+  /** Changes are counted against it. */
+  base_commit: string;
+  /** The worktree's directory on the runner. */
+  path: string;
+  /** As the runner last reported it (the `changes` event keeps it current). */
+  changes: ChangeSummary | null;
+  /** The worktree is gone; its branch stays in the repository. */
+  removed: boolean;
+}
+
+/** The `changes` event of `/api/events`: a workspace session's summary moved. */
+export interface ChangesEvent extends ChangeSummary {
+  session_id: string;
+}
+
+/** How a file changed against the base commit. */
+export type FileStatus = "added" | "modified" | "deleted" | "renamed" | "untracked" | "other";
+
+/** One file of `GET /api/sessions/{id}/changes`. */
+export interface ChangedFile {
+  path: string;
+  /** For a rename: where it was. */
+  old_path?: string | null;
+  status: FileStatus;
+  additions: number;
+  deletions: number;
+  /** No line counts then. */
+  binary: boolean;
+}
+
+/** `GET /api/sessions/{id}/changes`. */
+export interface Changes {
+  base_commit: string;
+  files: ChangedFile[];
+  summary: ChangeSummary;
+}
+
+/** `GET /api/sessions/{id}/diff[?path=…]`: a unified diff against the base commit. */
+export interface Diff {
+  diff: string;
+  /** Longer than `limit_bytes`: whole files past it were left out. */
+  truncated: boolean;
+  limit_bytes: number;
+}
+
+/** A comment on a line of the file as the agent has it now (1-based). */
+export interface ReviewComment {
+  path: string;
+  line: number;
+  body: string;
+}
+
+/** `POST /api/sessions/{id}/review`. */
+export interface Review {
+  summary?: string;
+  comments: ReviewComment[];
+  /** `waiting`: queued until the agent next waits for input. */
+  when?: "now" | "waiting";
+}
+
+/** `POST /api/sessions/{id}/workspace/commit`'s answer. */
+export interface Committed {
+  commit: string;
+  branch: string;
+}
+
+/** `POST /api/sessions/{id}/workspace/push`'s answer. */
+export interface Pushed {
+  remote: string;
+  branch: string;
+  commit: string;
 }
 
 export interface ExitStatus {
@@ -188,6 +310,23 @@ export interface Screen {
   cursor: { row: number; col: number };
   /** One string per screen row, trailing spaces trimmed. */
   lines: string[];
+  /** The selection menu on screen, if HQ recognizes one (absent from an older HQ). */
+  menu?: Menu | null;
+}
+
+/** A selection menu on a session's screen: its question and the answers it offers. */
+export interface Menu {
+  /** The question above the options; empty when there is none. */
+  prompt: string;
+  options: MenuOption[];
+}
+
+/** One answer a menu offers. */
+export interface MenuOption {
+  /** What to type to pick it ("1"). */
+  key: string;
+  /** What it says ("Yes"). */
+  label: string;
 }
 
 export interface ApiErrorBody {
