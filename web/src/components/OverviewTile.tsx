@@ -6,6 +6,8 @@ import type { Session } from "../lib/protocol";
 import { sessionPath } from "../hooks/useTabs";
 import { sessionTitle } from "../lib/sessionTitle";
 import { useScreenPreview } from "../hooks/useScreenPreview";
+import { api } from "../lib/api";
+import { MenuButtons } from "./MenuButtons";
 import { SessionBadge } from "./SessionBadge";
 import { UsageFigures } from "./UsageFigures";
 
@@ -13,13 +15,14 @@ interface Props {
   session: Session;
   runnerName: string;
   now: number;
+  onError?(message: string): void;
 }
 
 /** The smallest font a preview is drawn at. */
 const PREVIEW_MIN_PX = 10;
 
 /** One live session in the overview: a small live preview of its screen, where and what it runs. */
-export function OverviewTile({ session, runnerName, now }: Props) {
+export function OverviewTile({ session, runnerName, now, onError }: Props) {
   const preview = useRef<HTMLDivElement>(null);
   const waiting = activityOf(session) === "waiting_for_input";
   const screen = useScreenPreview(session.id, preview, `${session.activity}:${session.activity_since}`);
@@ -32,14 +35,16 @@ export function OverviewTile({ session, runnerName, now }: Props) {
   }, [screen]);
   const { title, command } = sessionTitle(session);
   return (
-    <li>
+    <li
+      className={`flex flex-col overflow-hidden rounded-xl border transition hover:border-slate-500 ${
+        waiting ? "border-amber-400 bg-amber-400/5 ring-2 ring-amber-400/40" : "border-slate-800 bg-slate-900/60"
+      }`}
+    >
       <Link
         to={sessionPath(session.id)}
         data-testid="overview-tile"
         data-session={session.id}
-        className={`flex w-full flex-col overflow-hidden rounded-xl border text-left transition hover:border-slate-500 focus-visible:outline-2 focus-visible:outline-emerald-400 ${
-          waiting ? "border-amber-400 bg-amber-400/5 ring-2 ring-amber-400/40" : "border-slate-800 bg-slate-900/60"
-        }`}
+        className="flex w-full flex-col text-left focus-visible:outline-2 focus-visible:outline-emerald-400"
       >
         <div className="flex items-center gap-2 px-3 pt-2">
           <span className="min-w-0 flex-1 truncate text-xs font-medium text-slate-300" title={runnerName}>
@@ -73,6 +78,16 @@ export function OverviewTile({ session, runnerName, now }: Props) {
           </pre>
         </div>
       </Link>
+      {/* Answer a recognized menu from here (a phone, a glance): its options as buttons. */}
+      {waiting && screen?.menu && (
+        <div data-testid="overview-menu" data-session={session.id} className="border-t border-amber-400/30 px-2 py-1.5">
+          <MenuButtons
+            compact
+            menu={screen.menu}
+            onPick={(keys) => void api.input(session.id, keys).catch((e: Error) => onError?.(e.message))}
+          />
+        </div>
+      )}
     </li>
   );
 }

@@ -23,8 +23,11 @@ import { groupViewers, viewerLabel } from "../lib/presence";
 import { checkWebglDraws } from "../lib/rendererCheck";
 import { onSettingsChange, screenReaderMode } from "../lib/settings";
 import { registerTerminal } from "../lib/testHooks";
+import { useMenu } from "../hooks/useMenu";
 import { ActivityBadge } from "./ActivityBadge";
 import { UsageFigures } from "./UsageFigures";
+import { KeyBar } from "./KeyBar";
+import { MenuButtons } from "./MenuButtons";
 
 /** Lines of scrollback xterm.js keeps; the whole output is a download away. */
 const SCROLLBACK = 10_000;
@@ -102,6 +105,8 @@ export function Terminal({
   const focus = useRef<() => void>(() => {});
   const activate = useRef<() => void>(() => {});
   const runnerBack = useRef<() => void>(() => {});
+  /** Types into the session, as if on the keyboard (menu buttons, the key bar). */
+  const type = useRef<(keys: string) => void>(() => {});
   // Earlier output is not in this terminal (its scrollback filled up, or it began from a snapshot).
   const [clipped, setClipped] = useState(false);
   const [keys, setKeys] = useState<KeyQueue>({ waiting: 0, awaitingRunner: 0, dropped: 0 });
@@ -250,6 +255,9 @@ export function Terminal({
     focus.current = () => term.focus();
     activate.current = () => socket.activate();
     runnerBack.current = () => socket.runnerBack();
+    type.current = (keys) => {
+      if (!readOnly) socket.sendInput(keys);
+    };
     const observer = new ResizeObserver(() => refit.current());
     observer.observe(element);
     measure();
@@ -290,6 +298,8 @@ export function Terminal({
   // Activity and viewers are as of the last connection: not shown while there is none.
   const live = !exit && !ended && !revoked && (state === "open" || state === "catching-up");
   const groups = groupViewers(viewers);
+  const waitingSince = live && activity?.activity === "waiting_for_input" ? activity.since : null;
+  const menu = useMenu(sessionId, waitingSince, !readOnly);
   return (
     <div className={`absolute inset-0 flex-col ${active ? "flex" : "hidden"}`} data-session={sessionId}>
       {readOnly && (
@@ -374,6 +384,11 @@ export function Terminal({
           )}
         </div>
       )}
+      {menu && live && !readOnly && (
+        <div className="border-b border-amber-400/30 bg-amber-400/5 px-3 py-1.5">
+          <MenuButtons menu={menu} onPick={(keys) => type.current(keys)} />
+        </div>
+      )}
       {/* The pill floats over the terminal only, never over the banners above it. */}
       <div className="relative min-h-0 flex-1">
         {state === "reconnecting" && (
@@ -398,6 +413,7 @@ export function Terminal({
         )}
         <div ref={host} className="terminal-host h-full overflow-auto bg-slate-950" />
       </div>
+      {watch && live && !readOnly && <KeyBar onKeys={(keys) => type.current(keys)} />}
       {keys.dropped > 0 && (
         <div role="alert" data-testid="keys-dropped" className="border-t border-slate-800 bg-slate-900 px-4 py-2 text-sm text-amber-300">
           {plural(keys.dropped, "keystroke")} never reached the session: {exit || ended ? "it ended" : "the connection ended"}{" "}

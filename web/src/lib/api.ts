@@ -95,6 +95,8 @@ export const api = {
   killSession: (id: string) => request<void>("DELETE", sessionPath(id)),
   /** Names a session; `null` takes its name away. */
   renameSession: (id: string, name: string | null) => request<Session>("PATCH", sessionPath(id), { name }),
+  /** Types `text` into a session (POST /input). */
+  input: (id: string, text: string) => request<void>("POST", `${sessionPath(id)}/input`, { text }),
   screen: (id: string) => request<Screen>("GET", `${sessionPath(id)}/screen?format=json`),
   /** A read-only link to one session; `expiresIn` like "1h" (HQ's default is 24h). */
   createShare: (id: string, expiresIn?: string) =>
