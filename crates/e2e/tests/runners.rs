@@ -252,3 +252,16 @@ async fn sessions_of_a_runner_started_under_nohup_can_still_be_hung_up() {
     assert_eq!(check.read_to_exit().await.unwrap().code, Some(0));
     assert!(child.try_wait().unwrap().is_none(), "the runner died of SIGHUP");
 }
+
+#[tokio::test]
+async fn a_runner_given_several_hq_addresses_stays_with_the_one_that_answers() {
+    let hq = TestHq::start().await;
+    // An address nothing listens on, first: the runner moves on to the next.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let both = format!("http://{closed},{}", hq.url(""));
+    let runner = TestRunner::start_with(&hq, "roamer", &["--hq", &both]).await;
+    let session = hq.start_session(runner.id, &["sh", "-c", "echo reached"]).await;
+    let mut viewer = hq.attach(session.id, None).await;
+    viewer.read_to_exit().await.unwrap();
+    assert!(viewer.text().contains("reached"), "its data connection found the same HQ");
+}

@@ -19,9 +19,11 @@ pub struct RunnerConfig {
     #[arg(long, env = "AGENTRELAY_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// HQ's address: ws(s):// or http(s)://, the same server the dashboard uses.
-    #[arg(long, env = "AGENTRELAY_HQ", default_value = "http://127.0.0.1:8080")]
-    pub hq: String,
+    /// HQ's address: ws(s):// or http(s)://, the same server the dashboard uses. Repeat it (or
+    /// separate with commas) for HQ replicas without a load balancer: the runner dials them in
+    /// turn and stays with one that answers.
+    #[arg(long, env = "AGENTRELAY_HQ", default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    pub hq: Vec<String>,
 
     /// Runner enrollment token (also read from RUNNER_TOKEN). Never passed to sessions.
     #[arg(long, env = "AGENTRELAY_TOKEN", hide_env_values = true)]

@@ -56,10 +56,13 @@ pub enum EndpointError {
     },
 }
 
-/// Where HQ is, and the token to show it.
+/// Where HQ is (one URL, or one per replica), and the token to show it.
 #[derive(Clone)]
 pub struct HqEndpoint {
-    base: String,
+    /// Every HQ address, in the order given.
+    bases: Arc<[String]>,
+    /// The one that answered last: dials start there and stay while it answers.
+    current: Arc<std::sync::atomic::AtomicUsize>,
     token: String,
     /// TLS settings for wss://: the system's roots plus any `--ca-cert`.
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -93,28 +96,51 @@ pub fn tls_config(ca_cert: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, E
 impl HqEndpoint {
     /// Accepts `ws(s)://` or `http(s)://` base URLs; `ca_cert` adds a private CA for wss://.
     pub fn new(url: &str, token: String, ca_cert: Option<&Path>) -> Result<Self, EndpointError> {
-        let url = url.trim().trim_end_matches('/');
-        let base = if let Some(rest) = url.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else if let Some(rest) = url.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if url.starts_with("ws://") || url.starts_with("wss://") {
-            url.to_owned()
-        } else {
-            return Err(EndpointError::BadUrl(url.to_owned()));
-        };
-        let tls = if base.starts_with("wss://") { Some(tls_config(ca_cert)?) } else { None };
-        Ok(Self { base, token, tls })
+        Self::several(&[url.to_owned()], token, ca_cert)
     }
 
-    /// The base URL, for messages.
+    /// Several HQ replicas' URLs: a dial tries them in turn, from the one that answered last.
+    pub fn several(urls: &[String], token: String, ca_cert: Option<&Path>) -> Result<Self, EndpointError> {
+        let bases: Vec<String> = urls.iter().map(|url| websocket_base(url)).collect::<Result<_, _>>()?;
+        if bases.is_empty() {
+            return Err(EndpointError::BadUrl(String::new()));
+        }
+        let tls =
+            if bases.iter().any(|b| b.starts_with("wss://")) { Some(tls_config(ca_cert)?) } else { None };
+        Ok(Self { bases: bases.into(), current: Arc::default(), token, tls })
+    }
+
+    /// The base URL in use (the last that answered), for messages.
     pub fn base(&self) -> &str {
-        &self.base
+        let current = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.bases[current % self.bases.len()]
     }
 
-    /// Opens a WebSocket to `path` on HQ.
+    /// Opens a WebSocket to `path` on HQ: on the replica that answered last, else on the next
+    /// that answers. A refused token ends it at once (every replica shares the tokens).
     pub async fn dial(&self, path: &str) -> Result<HqSocket, DialError> {
-        let mut request = format!("{}{path}", self.base)
+        use std::sync::atomic::Ordering;
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for step in 0..self.bases.len() {
+            let index = (first + step) % self.bases.len();
+            match self.dial_at(&self.bases[index], path).await {
+                Ok(socket) => {
+                    if step > 0 {
+                        self.current.store(index, Ordering::Relaxed);
+                        tracing::info!(hq = %self.bases[index], "now using this HQ");
+                    }
+                    return Ok(socket);
+                }
+                Err(refused @ DialError::Refused(_)) => return Err(refused),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| DialError::Unreachable("no HQ address".to_owned())))
+    }
+
+    async fn dial_at(&self, base: &str, path: &str) -> Result<HqSocket, DialError> {
+        let mut request = format!("{base}{path}")
             .into_client_request()
             .map_err(|e| DialError::Unreachable(format!("bad HQ URL: {e}")))?;
         let bearer = HeaderValue::from_str(&format!("Bearer {}", self.token)).map_err(|_| {
@@ -141,6 +167,20 @@ impl HqEndpoint {
     }
 }
 
+/// The WebSocket base of an HQ URL given as `ws(s)://` or `http(s)://`.
+fn websocket_base(url: &str) -> Result<String, EndpointError> {
+    let url = url.trim().trim_end_matches('/');
+    if let Some(rest) = url.strip_prefix("http://") {
+        Ok(format!("ws://{rest}"))
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        Ok(format!("wss://{rest}"))
+    } else if url.starts_with("ws://") || url.starts_with("wss://") {
+        Ok(url.to_owned())
+    } else {
+        Err(EndpointError::BadUrl(url.to_owned()))
+    }
+}
+
 /// Encodes a data-connection control frame.
 pub fn data_frame(frame: &DataUp) -> Message {
     // Serializing these plain structs cannot fail.
@@ -158,6 +198,14 @@ mod tests {
         assert_eq!(HqEndpoint::new("https://h", token.clone(), None).expect("ok").base(), "wss://h");
         assert_eq!(HqEndpoint::new("wss://h", token.clone(), None).expect("ok").base(), "wss://h");
         assert!(HqEndpoint::new("h:8080", token.clone(), None).is_err());
+        let several = ["http://a:1".to_owned(), "https://b:2/".to_owned()];
+        let both = HqEndpoint::several(&several, token.clone(), None).expect("ok");
+        assert_eq!(&*both.bases, ["ws://a:1", "wss://b:2"]);
+        assert_eq!(both.base(), "ws://a:1", "the first until another answers");
+        assert!(
+            HqEndpoint::several(&["http://a".to_owned(), "a:1".to_owned()], token.clone(), None).is_err()
+        );
+        assert!(HqEndpoint::several(&[], token.clone(), None).is_err());
         let missing = HqEndpoint::new("wss://h", token, Some(Path::new("/nonexistent.pem")));
         assert!(missing.err().expect("refused").to_string().contains("cannot read --ca-cert"));
     }

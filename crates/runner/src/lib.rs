@@ -92,7 +92,7 @@ impl Runner {
         let token = config.resolved_token().ok_or_else(|| {
             RunnerError::Config("no runner token: pass --token or set RUNNER_TOKEN".to_owned())
         })?;
-        let hq = HqEndpoint::new(&config.hq, token, config.ca_cert.as_deref())?;
+        let hq = HqEndpoint::several(&config.hq, token, config.ca_cert.as_deref())?;
         let state_dir = config.resolved_state_dir().ok_or_else(|| {
             RunnerError::Config("no state dir: pass --state-dir (HOME is not set)".to_owned())
         })?;

@@ -114,11 +114,14 @@ fn render(exe: &Path, flags: &[String], env_file: &Path, account: Option<&str>, 
 
 /// The flags that reproduce `config` (the token excepted), for a service running as `account`.
 fn flags(config: &RunnerConfig, account: Option<&str>) -> Vec<String> {
-    let mut out = vec!["--hq".to_owned(), config.hq.clone()];
+    let mut out = Vec::new();
     let mut push = |flag: &str, value: String| {
         out.push(flag.to_owned());
         out.push(value);
     };
+    for hq in &config.hq {
+        push("--hq", hq.clone());
+    }
     if let Some(name) = &config.name {
         push("--name", name.clone());
     }
