@@ -4,7 +4,6 @@
 
 import { useEffect, useRef, useState } from "react";
 import { Terminal as XTerm } from "@xterm/xterm";
-import { FitAddon } from "@xterm/addon-fit";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import { WebglAddon } from "@xterm/addon-webgl";
 import { signedOut } from "../lib/api";
@@ -22,6 +21,7 @@ import {
 import { groupViewers, viewerLabel } from "../lib/presence";
 import { checkWebglDraws } from "../lib/rendererCheck";
 import { onSettingsChange, screenReaderMode } from "../lib/settings";
+import { paneSize } from "../lib/paneSize";
 import { registerTerminal } from "../lib/testHooks";
 import { useMenu } from "../hooks/useMenu";
 import { ActivityBadge } from "./ActivityBadge";
@@ -140,8 +140,6 @@ export function Terminal({
     const settings = onSettingsChange(() => {
       term.options.screenReaderMode = screenReaderMode();
     });
-    const fit = new FitAddon();
-    term.loadAddon(fit);
     term.loadAddon(new WebLinksAddon((_event, uri) => openLink(uri)));
     term.open(element);
     let renderer: "webgl" | "dom" = "dom";
@@ -239,9 +237,10 @@ export function Terminal({
       setFits(!pty || !pane || (pty.rows === pane.rows && pty.cols === pane.cols));
     };
     const measure = () => {
-      if (element.offsetWidth === 0 || element.offsetHeight === 0) return;
-      const proposed = fit.proposeDimensions();
-      if (!proposed || !Number.isFinite(proposed.rows) || !Number.isFinite(proposed.cols)) return;
+      const box = element.parentElement;
+      if (!box || element.offsetWidth === 0 || element.offsetHeight === 0) return;
+      const proposed = paneSize(term, box);
+      if (!proposed) return;
       pane = { rows: proposed.rows, cols: proposed.cols };
       socket.resize(pane.rows, pane.cols);
       follow();
@@ -311,7 +310,8 @@ export function Terminal({
           Read-only: you are watching this session; nothing you type is sent.
         </div>
       )}
-      <div className="flex min-h-8 flex-wrap items-center gap-x-3 gap-y-1 border-b border-slate-800/70 bg-slate-900/40 px-3 py-1 text-xs text-slate-400">
+      {/* One line that never wraps: a header that grew would shrink the pane, and resize the PTY. */}
+      <div className="flex min-h-8 flex-nowrap items-center gap-x-3 overflow-hidden border-b border-slate-800/70 bg-slate-900/40 px-3 py-1 text-xs whitespace-nowrap text-slate-400">
         {live && activity ? (
           <ActivityBadge activity={activity.activity} since={activity.since} source={activity.source} now={now} />
         ) : (
@@ -340,21 +340,8 @@ export function Terminal({
             Download
           </a>
         )}
-        {live && !readOnly && !fits && (
-          <button
-            onClick={() => {
-              activate.current();
-              focus.current();
-            }}
-            data-testid="fit-window"
-            title="The terminal has another viewer's size: give it this window's size"
-            className="rounded px-1.5 py-0.5 text-sky-300 ring-1 ring-sky-500/40 hover:bg-sky-500/10"
-          >
-            Fit to this window
-          </button>
-        )}
         {live && groups.length > 0 && (
-          <span className="flex min-w-0 flex-wrap items-center gap-1.5" data-testid="presence" title="Attached now">
+          <span className="flex min-w-0 items-center gap-1.5 overflow-hidden" data-testid="presence" title="Attached now">
             <svg viewBox="0 0 16 16" className="h-3.5 w-3.5 shrink-0" aria-hidden="true" fill="currentColor">
               <path d="M8 3C4.5 3 1.8 5.4 1 8c.8 2.6 3.5 5 7 5s6.2-2.4 7-5c-.8-2.6-3.5-5-7-5zm0 8a3 3 0 110-6 3 3 0 010 6z" />
             </svg>
@@ -384,13 +371,27 @@ export function Terminal({
           )}
         </div>
       )}
-      {menu && live && !readOnly && (
-        <div className="border-b border-amber-400/30 bg-amber-400/5 px-3 py-1.5">
-          <MenuButtons menu={menu} onPick={(keys) => type.current(keys)} />
-        </div>
-      )}
       {/* The pill floats over the terminal only, never over the banners above it. */}
       <div className="relative min-h-0 flex-1">
+        {live && !readOnly && !fits && (
+          <button
+            onClick={() => {
+              activate.current();
+              focus.current();
+            }}
+            data-testid="fit-window"
+            title="The terminal has another viewer's size: give it this window's size"
+            className="absolute top-2 right-5 z-10 rounded-full bg-slate-800/95 px-3 py-1 text-xs text-sky-200 shadow ring-1 ring-sky-500/50 hover:bg-slate-700"
+          >
+            Fit to this window
+          </button>
+        )}
+        {/* Over the terminal, not above it: a bar that came and went would resize the PTY. */}
+        {menu && live && !readOnly && (
+          <div className="absolute inset-x-0 top-0 z-10 border-b border-amber-400/30 bg-slate-900/95 px-3 py-1.5 shadow">
+            <MenuButtons menu={menu} onPick={(keys) => type.current(keys)} />
+          </div>
+        )}
         {state === "reconnecting" && (
           <div
             role="status"
