@@ -42,8 +42,13 @@ web/node_modules/.installed: web/package.json $(wildcard web/package-lock.json)
 ## test: install what the tests need, then run every test
 test: test-deps web test-rust test-api test-web test-bench test-deploy
 
-# schemathesis for test-api lives in .venv (ignored by git), at this version.
+# The PyPI tools the tests use live in .venv (ignored by git), at these versions: schemathesis for
+# test-api, asciinema to read recordings back, PyYAML for check-deploy.py. The tests find them
+# first on PATH.
 SCHEMATHESIS_VERSION := 4.32.5
+ASCIINEMA_VERSION := 2.4.0
+PYYAML_VERSION := 6.0.4
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 # The real agent CLIs for crates/e2e/tests/real_agents.rs and the browser test: these versions,
 # in .test-tools/agents (ignored by git, never in the dashboard's dependencies). When npm cannot
@@ -54,10 +59,13 @@ export AGENTRELAY_AGENT_BIN := $(AGENT_DIR)/node_modules/.bin
 
 test-deps: web-deps agent-clis
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
-	@.venv/bin/schemathesis --version 2>/dev/null | grep -qx 'schemathesis, version $(SCHEMATHESIS_VERSION)' || { \
-	  python3 -m venv .venv && .venv/bin/pip install --quiet 'schemathesis==$(SCHEMATHESIS_VERSION)'; }
-	@python3 -c 'import asciinema' 2>/dev/null || python3 -m pip install --quiet asciinema
-	@python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+	@[ -x .venv/bin/pip ] || python3 -m venv .venv 2>/dev/null || { \
+	  echo "Installing Debian's python3-venv for the test tools"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv && python3 -m venv .venv; }
+	@.venv/bin/schemathesis --version 2>/dev/null | grep -qx 'schemathesis, version $(SCHEMATHESIS_VERSION)' || \
+	  .venv/bin/pip install --quiet 'schemathesis==$(SCHEMATHESIS_VERSION)'
+	@.venv/bin/python -c 'import asciinema, yaml' 2>/dev/null || \
+	  .venv/bin/pip install --quiet 'asciinema==$(ASCIINEMA_VERSION)' 'pyyaml==$(PYYAML_VERSION)'
 	@if [ ! -x $(CHROMIUM) ]; then \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
