@@ -278,17 +278,56 @@ impl HqClient {
         serde_json::from_value(self.get_json(&format!("/api/sessions/{id}")).await).unwrap()
     }
 
-    /// Creates a managed token with the admin token; returns its secret.
+    /// Creates a managed token with the admin token; returns its secret. A `user` token belongs
+    /// to a member of its name (`<name>@example.test`, made on first use), as if each were a
+    /// person; a `runner` token enrolls shared runners; an `admin` token is the built-in admin's.
     pub async fn create_token(&self, name: &str, scope: &str) -> String {
+        let body = match scope {
+            "user" => {
+                let user = self.user(name, &format!("{name}@example.test"), "member").await;
+                json!({ "name": name, "scope": scope, "user": user.id })
+            }
+            "runner" => json!({ "name": name, "scope": scope, "shared": true }),
+            _ => json!({ "name": name, "scope": scope }),
+        };
+        let (status, created) = self.token_with(ADMIN_TOKEN, body).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+        created["token"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /api/tokens` with `bearer` and a body; status and JSON.
+    pub async fn token_with(&self, bearer: &str, body: Value) -> (reqwest::StatusCode, Value) {
+        let response =
+            self.http.post(self.url("/api/tokens")).bearer_auth(bearer).json(&body).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The user with this e-mail, created (with the admin token) if there is none yet.
+    pub async fn user(&self, name: &str, email: &str, role: &str) -> agentrelay_protocol::User {
         let response = self
-            .request(reqwest::Method::POST, "/api/tokens")
-            .json(&json!({ "name": name, "scope": scope }))
+            .request(reqwest::Method::POST, "/api/users")
+            .json(&json!({ "name": name, "email": email, "role": role }))
             .send()
             .await
             .unwrap();
+        if response.status() == reqwest::StatusCode::CONFLICT {
+            let users: Vec<agentrelay_protocol::User> =
+                serde_json::from_value(self.get_json("/api/users").await).unwrap();
+            return users.into_iter().find(|u| u.email == email).unwrap();
+        }
         assert_eq!(response.status(), reqwest::StatusCode::CREATED);
-        let created: Value = response.json().await.unwrap();
-        created["token"].as_str().unwrap().to_owned()
+        response.json().await.unwrap()
+    }
+
+    /// A new user and a `user` token of theirs (or `admin`, for an admin): the secret.
+    pub async fn person(&self, name: &str, role: &str) -> (agentrelay_protocol::User, String) {
+        let user = self.user(name, &format!("{name}@example.test"), role).await;
+        let scope = if role == "admin" { "admin" } else { "user" };
+        let (status, created) =
+            self.token_with(ADMIN_TOKEN, json!({ "name": name, "scope": scope, "user": user.id })).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+        (user, created["token"].as_str().unwrap().to_owned())
     }
 
     /// Waits until the runner with this name has the given status.

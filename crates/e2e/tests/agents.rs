@@ -343,8 +343,20 @@ async fn recordings_are_for_admins_and_the_creator() {
     let path = hq.url(&format!("/api/sessions/{}/recording", session.id));
     let by = |token: &str| hq.http.get(&path).bearer_auth(token.to_owned()).send();
     assert_eq!(by(&secrets[0]).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(by(&secrets[1]).await.unwrap().status(), StatusCode::FORBIDDEN);
+    // Bob does not see alice's session at all: 404, as for an unknown id.
+    assert_eq!(by(&secrets[1]).await.unwrap().status(), StatusCode::NOT_FOUND);
     assert_eq!(by(ADMIN_TOKEN).await.unwrap().status(), StatusCode::OK);
+    // Once alice grants him a view, he may read it.
+    let grant = hq
+        .http
+        .post(hq.url(&format!("/api/sessions/{}/grants", session.id)))
+        .bearer_auth(&secrets[0])
+        .json(&json!({ "user": "bob@example.test", "access": "view" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), StatusCode::CREATED);
+    assert_eq!(by(&secrets[1]).await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -396,9 +408,19 @@ async fn webhook_events_pick_which_changes_are_posted() {
 async fn whoever_shares_can_unshare() {
     let hq = quick_hq(&[]).await;
     let runner = TestRunner::start(&hq, "unshare").await;
-    let session = hq.start_session(runner.id, &["sleep", "60"]).await;
     let user = hq.create_token("carol", "user").await;
-    let shares = hq.url(&format!("/api/sessions/{}/shares", session.id));
+    let session: Value = hq
+        .http
+        .post(hq.url("/api/sessions"))
+        .bearer_auth(&user)
+        .json(&json!({ "runner_id": runner.id, "command": ["sleep", "60"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shares = hq.url(&format!("/api/sessions/{}/shares", session["id"].as_str().unwrap()));
     let share: Value = hq.http.post(&shares).bearer_auth(&user).send().await.unwrap().json().await.unwrap();
     let token = share["token"].as_str().unwrap();
     let login = |token: String| hq.http.post(hq.url("/api/login")).json(&json!({ "token": token })).send();

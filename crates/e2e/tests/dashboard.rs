@@ -17,7 +17,11 @@ async fn sign_in(hq: &TestHq) -> String {
     assert_eq!(response.status(), StatusCode::OK);
     let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     let who: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(who, json!({ "name": "admin", "scope": "admin", "session_id": null }));
+    assert_eq!(
+        (&who["name"], &who["scope"], &who["session_id"]),
+        (&json!("admin"), &json!("admin"), &json!(null))
+    );
+    assert_eq!(who["user"]["role"], "admin", "the built-in admin signed in: {who}");
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attribute), "{attribute} missing in {cookie}");
     }

@@ -19,8 +19,18 @@ async fn create_token(hq: &HqClient, bearer: &str, body: Value) -> (StatusCode, 
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A token as the harness makes them: a `user` token is a member's of its name, a `runner`
+/// token enrolls shared runners.
 async fn token(hq: &HqClient, name: &str, scope: &str) -> CreatedToken {
-    let (status, body) = create_token(hq, ADMIN_TOKEN, json!({"name": name, "scope": scope})).await;
+    let body = match scope {
+        "user" => {
+            let user = hq.user(name, &format!("{name}@example.test"), "member").await;
+            json!({"name": name, "scope": scope, "user": user.id})
+        }
+        "runner" => json!({"name": name, "scope": scope, "shared": true}),
+        _ => json!({"name": name, "scope": scope}),
+    };
+    let (status, body) = create_token(hq, ADMIN_TOKEN, body).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     serde_json::from_value(body).unwrap()
 }
@@ -47,7 +57,7 @@ async fn scopes_decide_what_each_token_can_do() {
     // A runner token dials in, and does nothing else.
     let runner = TestRunner::start_with(&hq, "scoped", &["--token", &runner_token.token]).await;
     assert_eq!(status_of(&hq, Method::GET, "/api/runners", &runner_token.token).await, StatusCode::FORBIDDEN);
-    // A user token uses runners and sessions, not tokens or the audit log.
+    // A user token uses runners and sessions and its own tokens, not the audit log or users.
     assert_eq!(status_of(&hq, Method::GET, "/api/runners", &user.token).await, StatusCode::OK);
     let created = hq
         .http
@@ -59,8 +69,21 @@ async fn scopes_decide_what_each_token_can_do() {
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     assert_eq!(created.json::<Value>().await.unwrap()["created_by"], "alice");
+    let own: Value = hq
+        .http
+        .get(hq.url("/api/tokens"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(own.as_array().map(|a| a.len()), Some(1), "a member lists only their own tokens: {own}");
+    let (status, _) = create_token(&hq, &user.token, json!({"name": "x", "scope": "admin"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a member makes no admin token");
     for (method, path) in
-        [(Method::GET, "/api/tokens"), (Method::POST, "/api/tokens"), (Method::GET, "/api/audit")]
+        [(Method::GET, "/api/users"), (Method::POST, "/api/users"), (Method::GET, "/api/audit")]
     {
         assert_eq!(
             status_of(&hq, method.clone(), path, &user.token).await,
@@ -93,7 +116,17 @@ async fn revoking_a_token_cuts_its_live_connections_within_seconds() {
     let runner_token = token(&hq, "doomed-runner", "runner").await;
     let user = token(&hq, "doomed-user", "user").await;
     let runner = TestRunner::start_with(&hq, "revocable", &["--token", &runner_token.token]).await;
-    let session = hq.start_session(runner.id, &["cat"]).await;
+    let session: agentrelay_protocol::Session = hq
+        .http
+        .post(hq.url("/api/sessions"))
+        .bearer_auth(&user.token)
+        .json(&json!({"runner_id": runner.id, "command": ["cat"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
 
     // A viewer and an events stream opened with the user token.
     let socket = hq.ws(&format!("/api/v1/ws/session/{}", session.id), Some(&user.token), None).await.unwrap();

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use agentrelay_protocol::{AuditEntry, ErrorResponse};
+use agentrelay_protocol::{AuditEntry, ErrorResponse, Owner};
 use axum::Json;
 use axum::extract::{Query, State};
 use chrono::Utc;
@@ -13,7 +13,7 @@ use crate::auth::Principal;
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// Appends an entry.
+/// Appends an entry with no user behind it (a refused sign-in, a runner).
 pub fn record(
     state: &AppState,
     actor: Option<&str>,
@@ -22,9 +22,24 @@ pub fn record(
     address: Option<IpAddr>,
     detail: Option<String>,
 ) {
+    record_as(state, actor, None, action, target, address, detail);
+}
+
+/// Appends an entry naming the user behind it.
+pub fn record_as(
+    state: &AppState,
+    actor: Option<&str>,
+    user: Option<&Owner>,
+    action: &str,
+    target: Option<String>,
+    address: Option<IpAddr>,
+    detail: Option<String>,
+) {
     state.store.audit(AuditEntry {
         at: Utc::now(),
         actor: actor.map(str::to_owned),
+        user_id: user.map(|u| u.id),
+        user: user.map(|u| u.name.clone()),
         action: action.to_owned(),
         target,
         address: address.map(|a| a.to_string()),
@@ -40,7 +55,15 @@ pub fn by_principal(
     target: String,
     detail: Option<String>,
 ) {
-    record(state, Some(&principal.name), action, Some(target), principal.address, detail);
+    record_as(
+        state,
+        Some(&principal.name),
+        principal.user.as_ref(),
+        action,
+        Some(target),
+        principal.address,
+        detail,
+    );
 }
 
 /// Query of `GET /api/audit`.

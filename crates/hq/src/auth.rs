@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use std::net::IpAddr;
 
 use agentrelay_protocol::requests::Login;
-use agentrelay_protocol::{ErrorResponse, LoginAnswer, Scope};
+use agentrelay_protocol::{ErrorResponse, LoginAnswer, Owner, Role, Scope, User};
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -41,8 +41,14 @@ pub struct Logins {
 }
 
 impl Logins {
-    /// Creates a sign-in: the cookie value for it, and the record to save.
-    fn create(&self, mut principal: Principal, admin_token: Option<&str>) -> (String, LoginRecord) {
+    /// Creates a sign-in: the cookie value for it, and the record to save. `sso` says the
+    /// principal signed in through single sign-on (no token behind it).
+    pub(crate) fn create(
+        &self,
+        mut principal: Principal,
+        admin_token: Option<&str>,
+        sso: bool,
+    ) -> (String, LoginRecord) {
         principal.revoked = principal.revoked.child_token();
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
@@ -51,8 +57,9 @@ impl Logins {
         let record = LoginRecord {
             hash,
             token_id: principal.token_id,
-            static_hash: principal.token_id.is_none().then(|| admin_token.map(digest)).flatten(),
+            static_hash: (principal.token_id.is_none() && !sso).then(|| admin_token.map(digest)).flatten(),
             expires_at: chrono::Utc::now() + LOGIN_LIFETIME,
+            user_id: sso.then(|| principal.user.as_ref().map(|u| u.id)).flatten(),
         };
         let mut map = self.lock();
         let now = Instant::now();
@@ -62,20 +69,21 @@ impl Logins {
     }
 
     /// Takes back the saved sign-ins whose credential still holds: a managed token still active,
-    /// or the same `--admin-token` as when it was made.
-    pub fn restore(
-        &self,
-        saved: Vec<LoginRecord>,
-        admin_token: Option<&str>,
-        token_by_id: impl Fn(uuid::Uuid) -> Option<crate::tokens::Authenticated>,
-    ) {
+    /// the same `--admin-token` as when it was made, or a single sign-on user still enabled.
+    pub fn restore(&self, saved: Vec<LoginRecord>, state: &AppState) {
         let now = chrono::Utc::now();
+        let admin_token = state.admin_token.as_deref();
         let mut map = self.lock();
         for login in saved {
-            let principal = match (login.token_id, login.static_hash, admin_token) {
-                (Some(id), _, _) => token_by_id(id).map(|token| token_principal(token, None)),
-                (None, Some(saved), Some(admin)) if bool::from(saved.ct_eq(&digest(admin))) => {
-                    Some(static_principal("admin", Scope::Admin, None))
+            let principal = match (login.token_id, login.static_hash, admin_token, login.user_id) {
+                (Some(id), _, _, _) => {
+                    state.tokens.by_id(id).and_then(|token| token_principal(state, token, None))
+                }
+                (None, Some(saved), Some(admin), _) if bool::from(saved.ct_eq(&digest(admin))) => {
+                    Some(admin_principal(state, None))
+                }
+                (None, None, _, Some(user)) => {
+                    state.users.get(user).filter(|u| !u.disabled).map(|u| user_principal(&u, None))
                 }
                 _ => None,
             };
@@ -91,6 +99,23 @@ impl Logins {
         map.get(&digest(value))
             .filter(|(principal, expires)| *expires > Instant::now() && !principal.revoked.is_cancelled())
             .map(|(p, _)| p.clone())
+    }
+
+    /// Ends every sign-in of a user (disabled, or their role changed) and the connections opened
+    /// with them; the hashes to forget in the store.
+    pub fn remove_user(&self, user_id: uuid::Uuid) -> Vec<[u8; 32]> {
+        let mut map = self.lock();
+        let gone: Vec<[u8; 32]> = map
+            .iter()
+            .filter(|(_, (p, _))| p.user.as_ref().is_some_and(|u| u.id == user_id))
+            .map(|(hash, _)| *hash)
+            .collect();
+        for hash in &gone {
+            if let Some((principal, _)) = map.remove(hash) {
+                principal.revoked.cancel();
+            }
+        }
+        gone
     }
 
     /// Ends a sign-in, and with it every connection opened with its cookie.
@@ -141,17 +166,23 @@ fn digest(value: &str) -> [u8; 32] {
 
 /// The value of the sign-in cookie, if the request carries one.
 fn cookie_value(headers: &HeaderMap) -> Option<&str> {
+    named_cookie(headers, COOKIE)
+}
+
+/// The value of the cookie `name`, if the request carries one.
+pub(crate) fn named_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(found, _)| *found == name)
         .map(|(_, value)| value)
 }
 
-fn set_cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue, AppError> {
+
+pub(crate) fn set_cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue, AppError> {
     let secure = if state.config.tls_enabled() { "; Secure" } else { "" };
     let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.into()))
@@ -202,10 +233,18 @@ pub async fn login(
         audit::record(&state, None, "login.failed", None, address, None);
         return Err(AppError::Unauthorized);
     };
-    audit::record(&state, Some(&principal.name), "login.succeeded", None, address, None);
-    let answer =
-        LoginAnswer { name: principal.name.clone(), scope: principal.scope, session_id: principal.session };
-    let (value, record) = state.logins.create(principal, state.admin_token.as_deref());
+    audit::by_principal(&state, &principal, "login.succeeded", principal.name.clone(), None);
+    let user = match principal.scope {
+        Scope::Share => None,
+        _ => principal.user.as_ref().and_then(|u| state.users.get(u.id)),
+    };
+    let answer = LoginAnswer {
+        name: principal.name.clone(),
+        scope: principal.scope,
+        session_id: principal.session,
+        user,
+    };
+    let (value, record) = state.logins.create(principal, state.admin_token.as_deref(), false);
     // Saved before the cookie goes out, so even a crash right after keeps the sign-in.
     state.store.call(move |store| store.insert_login(&record)).await?;
     let cookie = set_cookie(&state, &value, LOGIN_LIFETIME.as_secs())?;
@@ -252,6 +291,11 @@ pub struct Principal {
     pub address: Option<IpAddr>,
     /// For a share token: the one session it may watch.
     pub session: Option<uuid::Uuid>,
+    /// The person behind it: the token's user, the built-in admin for `--admin-token`, the
+    /// user who signed in through single sign-on; `None` only for the static runner token.
+    pub user: Option<Owner>,
+    /// For a runner token: the runners it enrolls are shared rather than personal to `user`.
+    pub shared: bool,
 }
 
 impl Principal {
@@ -259,41 +303,91 @@ impl Principal {
     pub fn is_read_only(&self) -> bool {
         self.scope == Scope::Share
     }
+
+    /// The id of the user behind it.
+    pub fn user_id(&self) -> Option<uuid::Uuid> {
+        self.user.as_ref().map(|u| u.id)
+    }
+
+    /// Whether it acts with an admin's powers (an admin token of a user who is an admin, or an
+    /// admin's sign-in).
+    pub fn is_admin(&self) -> bool {
+        self.scope == Scope::Admin
+    }
 }
 
 /// Resolves a secret to a principal: the static tokens first (constant-time), then managed ones.
+/// A token of a disabled (or deleted) user authenticates nobody; an `admin` token of a user who
+/// is no longer an admin acts as a `user` token.
 pub fn authenticate(state: &AppState, secret: &str, address: Option<IpAddr>) -> Option<Principal> {
-    let fixed = |name: &str, scope| static_principal(name, scope, address);
     if state.admin_token.as_deref().is_some_and(|admin| token_matches(secret, admin)) {
-        return Some(fixed("admin", Scope::Admin));
+        return Some(admin_principal(state, address));
     }
     if state.runner_token.as_deref().is_some_and(|runner| token_matches(secret, runner)) {
-        return Some(fixed("runner-enrollment", Scope::Runner));
+        return Some(Principal {
+            name: "runner-enrollment".to_owned(),
+            scope: Scope::Runner,
+            token_id: None,
+            revoked: CancellationToken::new(),
+            address,
+            session: None,
+            user: None,
+            shared: true,
+        });
     }
-    state.tokens.authenticate(secret).map(|token| token_principal(token, address))
+    let token = state.tokens.authenticate(secret)?;
+    token_principal(state, token, address)
 }
 
-/// The caller of a managed token.
-fn token_principal(token: crate::tokens::Authenticated, address: Option<IpAddr>) -> Principal {
-    Principal {
+/// The caller of a managed token, if its user may act.
+fn token_principal(
+    state: &AppState,
+    token: crate::tokens::Authenticated,
+    address: Option<IpAddr>,
+) -> Option<Principal> {
+    let user = state.users.get(token.user_id).filter(|u| !u.disabled)?;
+    state.users.seen(user.id);
+    let scope = match token.info.scope {
+        Scope::Admin if user.role != Role::Admin => Scope::User,
+        scope => scope,
+    };
+    Some(Principal {
         name: token.info.name,
-        scope: token.info.scope,
+        scope,
         token_id: Some(token.info.id),
         revoked: token.revoked,
         address,
         session: token.info.session_id,
-    }
+        user: Some(Owner::from(&user)),
+        shared: token.info.shared,
+    })
 }
 
-/// The caller of a static token (`--admin-token`, `--runner-token`).
-fn static_principal(name: &str, scope: Scope, address: Option<IpAddr>) -> Principal {
+/// The caller of the static `--admin-token`: the built-in admin.
+fn admin_principal(state: &AppState, address: Option<IpAddr>) -> Principal {
     Principal {
-        name: name.to_owned(),
-        scope,
+        name: "admin".to_owned(),
+        scope: Scope::Admin,
         token_id: None,
         revoked: CancellationToken::new(),
         address,
         session: None,
+        user: Some(state.users.builtin_admin()),
+        shared: false,
+    }
+}
+
+/// A user signed in through single sign-on.
+pub(crate) fn user_principal(user: &User, address: Option<IpAddr>) -> Principal {
+    Principal {
+        name: user.name.clone(),
+        scope: if user.role == Role::Admin { Scope::Admin } else { Scope::User },
+        token_id: None,
+        revoked: CancellationToken::new(),
+        address,
+        session: None,
+        user: Some(Owner::from(user)),
+        shared: false,
     }
 }
 

@@ -1,6 +1,8 @@
 //! The change feed behind `GET /api/events`: every runner and session change, as the whole object.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentrelay_protocol::{ErrorResponse, Runner, Session};
@@ -19,6 +21,7 @@ use utoipa::openapi::schema::{
 };
 
 use crate::auth::Principal;
+use crate::authz;
 use crate::state::AppState;
 use crate::store::StoreHandle;
 
@@ -185,11 +188,47 @@ fn uuid_format() -> SchemaFormat {
     SchemaFormat::KnownFormat(KnownFormat::Uuid)
 }
 
-/// Every runner and session as events: the start of each subscription, and the resync after lag.
-fn snapshot(state: &AppState) -> Vec<SseEvent> {
+/// Every runner and session the subscriber may see, as events: the start of each subscription,
+/// and the resync after lag.
+fn snapshot(state: &AppState, filter: &Mutex<Visible>) -> Vec<SseEvent> {
     let runners = state.registry.list().into_iter().map(|r| Event::Runner(Box::new(r)));
     let sessions = state.sessions.list().into_iter().map(|s| Event::Session(Box::new(s.view())));
-    runners.chain(sessions).map(|e| to_sse(&e)).collect()
+    let mut filter = crate::lock(filter);
+    runners.chain(sessions).filter_map(|e| filter.pass(state, e)).map(|e| to_sse(&e)).collect()
+}
+
+/// What one subscriber of `/api/events` may see (`authz`), and the sessions it was shown: a
+/// session it can no longer see (a grant revoked) is `session_removed` for it.
+struct Visible {
+    principal: Principal,
+    shown: HashSet<uuid::Uuid>,
+}
+
+impl Visible {
+    /// The event as this subscriber gets it, if at all.
+    fn pass(&mut self, state: &AppState, event: Event) -> Option<Event> {
+        match event {
+            Event::Runner(runner) => {
+                authz::runner(&self.principal, &runner).see.then_some(Event::Runner(runner))
+            }
+            Event::Session(session) => {
+                let sees = match state.sessions.get(session.id) {
+                    Some(live) => authz::rights(state, &self.principal, &live).see,
+                    None => false,
+                };
+                if sees {
+                    self.shown.insert(session.id);
+                    Some(Event::Session(session))
+                } else {
+                    self.shown.remove(&session.id).then_some(Event::SessionRemoved(session.id))
+                }
+            }
+            Event::SessionRemoved(id) => self.shown.remove(&id).then_some(Event::SessionRemoved(id)),
+            Event::Changes { session_id, summary } => {
+                self.shown.contains(&session_id).then_some(Event::Changes { session_id, summary })
+            }
+        }
+    }
 }
 
 /// `GET /api/events`: Server-Sent Events, starting with the current state.
@@ -214,17 +253,22 @@ pub async fn stream_events(
     // Subscribe before the snapshot so nothing between the two is missed (a duplicate is harmless:
     // each event carries the whole object).
     let live = BroadcastStream::new(state.events.subscribe());
-    let first = stream::iter(snapshot(&state));
+    let revoked = principal.revoked.clone();
+    let filter = Arc::new(Mutex::new(Visible { principal, shown: HashSet::new() }));
+    let first = stream::iter(snapshot(&state, &filter));
     let resync_state = state.clone();
     let live = live.flat_map(move |item| match item {
-        Ok(event) => stream::iter(vec![to_sse(&event)]),
+        Ok(event) => {
+            let passed = crate::lock(&filter).pass(&resync_state, event);
+            stream::iter(passed.map(|e| to_sse(&e)).into_iter().collect::<Vec<_>>())
+        }
         // This subscriber fell behind: send everything again instead of a partial picture.
-        Err(BroadcastStreamRecvError::Lagged(_)) => stream::iter(snapshot(&resync_state)),
+        Err(BroadcastStreamRecvError::Lagged(_)) => stream::iter(snapshot(&resync_state, &filter)),
     });
     // Ends with HQ, or when the token it was opened with is revoked.
     let stop = futures_util::future::select(
         Box::pin(state.shutdown.clone().cancelled_owned()),
-        Box::pin(principal.revoked.cancelled_owned()),
+        Box::pin(revoked.cancelled_owned()),
     );
     let events = first.chain(live).map(Ok).take_until(stop);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

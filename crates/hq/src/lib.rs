@@ -8,18 +8,22 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod authz;
+pub mod cli_login;
 pub mod client_ip;
 pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod oidc;
 pub mod registry;
 pub mod retention;
 pub mod session;
 pub mod state;
 pub mod store;
 pub mod tokens;
+pub mod users;
 pub mod webhook;
 pub mod workspace;
 pub mod ws;
@@ -72,6 +76,8 @@ impl Hq {
         let tls = load_tls(&config).await?;
         let store = store::start_writer(Box::new(store))?;
         let tokens = tokens::Tokens::load(store.clone()).await.context("cannot read tokens")?;
+        let users = users::Users::load(store.clone()).await.context("cannot read users")?;
+        let oidc = oidc::Oidc::from_config(&config)?;
         if admin_token.is_none() {
             create_bootstrap_admin(&tokens).await?;
         }
@@ -85,6 +91,9 @@ impl Hq {
             admin_token,
             runner_token,
             tokens,
+            users,
+            oidc,
+            cli_logins: Default::default(),
             store,
             registry: registry::Registry::new(events.clone()),
             sessions: Default::default(),
@@ -96,7 +105,7 @@ impl Hq {
         });
         session::start::restore(&state, snapshot);
         let saved = state.store.call(|store| store.logins()).await.context("cannot read sign-ins")?;
-        state.logins.restore(saved, state.admin_token.as_deref(), |id| state.tokens.by_id(id));
+        state.logins.restore(saved, &state);
         Ok(Self { listener, metrics_listener, tls, state })
     }
 
@@ -191,7 +200,16 @@ async fn create_bootstrap_admin(tokens: &tokens::Tokens) -> anyhow::Result<()> {
     if tokens.has_admin() {
         return Ok(());
     }
-    let created = tokens.create(BOOTSTRAP_ADMIN.to_owned(), Scope::Admin, None, None).await?;
+    let created = tokens
+        .create(tokens::NewToken {
+            name: BOOTSTRAP_ADMIN.to_owned(),
+            scope: Scope::Admin,
+            expires_in: None,
+            session_id: None,
+            user_id: store::BUILTIN_ADMIN,
+            shared: false,
+        })
+        .await?;
     // The one time a secret is printed.
     eprintln!(
         "agentrelay-hq: created the first admin token (shown once; keep it safe):\n  {}",
@@ -236,8 +254,11 @@ pub fn reset_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
         created_at: now,
         expires_at: None,
         session_id: None,
+        user: None,
+        shared: false,
     };
-    store.insert_token(&store::TokenRecord { info, hash: tokens::hash(&secret) })?;
+    let record = store::TokenRecord { info, hash: tokens::hash(&secret), user_id: store::BUILTIN_ADMIN };
+    store.insert_token(&record)?;
     store.append_audit(&[agentrelay_protocol::AuditEntry {
         at: now,
         actor: Some("agentrelay-hq admin".to_owned()),
@@ -245,6 +266,8 @@ pub fn reset_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
         target: Some(BOOTSTRAP_ADMIN.to_owned()),
         address: None,
         detail: None,
+        user_id: None,
+        user: None,
     }])?;
     Ok(secret)
 }

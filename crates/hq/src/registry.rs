@@ -18,6 +18,12 @@ pub enum Refusal {
     /// Another online runner (with another id) uses the name.
     #[error("a runner named '{0}' is already online with another id; pick another --name")]
     NameTaken(String),
+    /// The runner id is enrolled with another owner (or shared, or personal): a token of
+    /// someone else's cannot take a runner over.
+    #[error(
+        "runner {0} is enrolled as {1}; a token of another owner cannot take it over (start it with a fresh --state-dir to enroll it anew)"
+    )]
+    OwnerChanged(Uuid, String),
 }
 
 /// The live control link to an online runner.
@@ -68,13 +74,28 @@ impl Registry {
     }
 
     /// Marks a runner online with a fresh control link, replacing any older link it had.
-    pub fn connect(&self, hello: &Hello) -> Result<Registration, Refusal> {
+    /// `owner` is the user whose personal runner it is (`None`: shared), as its token says.
+    pub fn connect(
+        &self,
+        hello: &Hello,
+        owner: Option<agentrelay_protocol::Owner>,
+    ) -> Result<Registration, Refusal> {
         let mut runners = self.lock();
         let taken = runners.values().any(|e| {
             e.info.id != hello.id && e.info.name == hello.name && e.info.status == RunnerStatus::Online
         });
         if taken {
             return Err(Refusal::NameTaken(hello.name.clone()));
+        }
+        if let Some(known) = runners.get(&hello.id)
+            && known.info.owner.as_ref().map(|o| o.id) != owner.as_ref().map(|o| o.id)
+        {
+            let was = known
+                .info
+                .owner
+                .as_ref()
+                .map_or("a shared runner".to_owned(), |o| format!("{}'s personal runner", o.name));
+            return Err(Refusal::OwnerChanged(hello.id, was));
         }
         let now = Utc::now();
         let (tx, rx) = mpsc::channel(64);
@@ -91,6 +112,7 @@ impl Registry {
             presets: hello.presets.clone(),
             policy: hello.policy.clone(),
             repos: hello.repos.clone(),
+            owner,
             connected_at: now,
             last_seen_at: now,
         };
@@ -147,12 +169,14 @@ impl Registry {
         self.lock().get(&id).map(|e| e.info.clone())
     }
 
-    /// Finds a runner by name, preferring an online one.
-    pub fn find_by_name(&self, name: &str) -> Option<Runner> {
+    /// Finds a runner by name, preferring one `usable` says the caller may use, then an online one.
+    pub fn find_by_name(&self, name: &str, usable: impl Fn(&Runner) -> bool) -> Option<Runner> {
         let runners = self.lock();
         let mut matches: Vec<&Runner> =
             runners.values().map(|e| &e.info).filter(|r| r.name == name).collect();
-        matches.sort_by_key(|r| (r.status != RunnerStatus::Online, std::cmp::Reverse(r.last_seen_at)));
+        matches.sort_by_key(|r| {
+            (!usable(r), r.status != RunnerStatus::Online, std::cmp::Reverse(r.last_seen_at))
+        });
         matches.first().map(|r| (*r).clone())
     }
 
@@ -171,6 +195,11 @@ impl Registry {
         let mut list: Vec<Runner> = self.lock().values().map(|e| e.info.clone()).collect();
         list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         list
+    }
+
+    /// Who owns the runner: `Some(None)` for a shared runner, `None` for an unknown one.
+    pub fn owner_of(&self, id: Uuid) -> Option<Option<Uuid>> {
+        self.lock().get(&id).map(|e| e.info.owner.as_ref().map(|o| o.id))
     }
 
     /// The control channel of an online runner.

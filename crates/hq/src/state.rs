@@ -27,6 +27,12 @@ pub struct Shared {
     pub runner_token: Option<String>,
     /// Managed tokens.
     pub tokens: Tokens,
+    /// The people HQ knows.
+    pub users: crate::users::Users,
+    /// Single sign-on, when configured.
+    pub oidc: Option<crate::oidc::Oidc>,
+    /// The CLI's browser sign-ins waiting for their code exchange.
+    pub cli_logins: crate::cli_login::CliLogins,
     /// Sign-in attempts per address.
     pub login_limiter: LoginLimiter,
     /// The database, for audit entries and reads.

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use agentrelay_protocol::{
-    AuditEntry, Runner, RunnerStatus, Scope, Session, SessionStatus, TokenInfo, UsageRow,
+    Access, AuditEntry, Owner, Role, Runner, RunnerStatus, Scope, Session, SessionStatus, TokenInfo,
+    UsageRow, User,
 };
 use anyhow::{Context, bail};
 use rusqlite::{Connection, params};
@@ -25,7 +26,35 @@ pub struct Snapshot {
     pub runners: Vec<Runner>,
     /// Sessions, as last known.
     pub sessions: Vec<Session>,
+    /// Grants on sessions: the session, and the grant.
+    pub grants: Vec<(Uuid, GrantRecord)>,
 }
+
+/// A user as stored: what the API shows, and how single sign-on knows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    /// Id, name, e-mail, role, disabled, times.
+    pub user: User,
+    /// `<issuer> <sub>` of their single sign-on identity, once they signed in that way.
+    pub subject: Option<String>,
+}
+
+/// A grant as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// Who may.
+    pub user_id: Uuid,
+    /// What.
+    pub access: Access,
+    /// Who granted it.
+    pub granted_by: Option<Uuid>,
+    /// When.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The built-in admin user: the static `--admin-token` and, after an upgrade, every admin token
+/// made before users existed act as this user. It cannot be disabled or demoted.
+pub const BUILTIN_ADMIN: Uuid = Uuid::from_u128(0x00000000_0000_4000_8000_000000000001);
 
 /// A managed token as stored: its public part and the SHA-256 of its secret.
 #[derive(Debug, Clone)]
@@ -34,6 +63,8 @@ pub struct TokenRecord {
     pub info: TokenInfo,
     /// SHA-256 of the secret.
     pub hash: [u8; 32],
+    /// The user the token acts as.
+    pub user_id: Uuid,
 }
 
 /// A dashboard sign-in as stored: which credential it was made with, never the cookie itself.
@@ -45,6 +76,8 @@ pub struct LoginRecord {
     pub token_id: Option<Uuid>,
     /// Otherwise the SHA-256 of the `--admin-token` of the time: a new one signs everyone out.
     pub static_hash: Option<[u8; 32]>,
+    /// Or the user who signed in through single sign-on.
+    pub user_id: Option<Uuid>,
     /// When the sign-in ends.
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
@@ -76,6 +109,16 @@ pub trait Store: Send + 'static {
     /// The sums per day, runner and user from day `from` to day `to` (`YYYY-MM-DD`, both
     /// included), oldest first.
     fn usage(&mut self, from: &str, to: &str) -> anyhow::Result<Vec<UsageRow>>;
+    /// Every user.
+    fn users(&mut self) -> anyhow::Result<Vec<UserRecord>>;
+    /// Creates or updates a user (by id).
+    fn save_user(&mut self, user: &UserRecord) -> anyhow::Result<()>;
+    /// Records when a user was last seen.
+    fn user_seen(&mut self, id: Uuid, at: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()>;
+    /// Creates or replaces a grant on a session.
+    fn save_grant(&mut self, session_id: Uuid, grant: &GrantRecord) -> anyhow::Result<()>;
+    /// Removes a user's grant on a session; whether there was one.
+    fn delete_grant(&mut self, session_id: Uuid, user_id: Uuid) -> anyhow::Result<bool>;
     /// A cheap query proving the database answers (for `/readyz`).
     fn check(&mut self) -> anyhow::Result<()>;
     /// Folds the write-ahead log into the database file (on a clean stop, so a copy of
@@ -161,6 +204,55 @@ const MIGRATIONS: &[&str] = &[
     // 8: a session's git worktree on its runner (JSON: repo, branch, base, base commit, path,
     // last change summary, whether it was removed).
     "ALTER TABLE sessions ADD COLUMN workspace TEXT;",
+    // 9: people. Users (the built-in admin, and one member per name of the `user` tokens made
+    // before users existed); every token belongs to a user (`user` tokens to the member of
+    // their name, every other token to the built-in admin, runner tokens enrolling shared
+    // runners as before); sessions belong to the member named by `created_by`, else the
+    // built-in admin; runners enrolled so far are shared (no owner). Grants on sessions, and
+    // who is behind each sign-in and audit entry.
+    "CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        email TEXT NOT NULL,
+        role TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        last_seen_at TEXT,
+        subject TEXT UNIQUE,
+        source TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX users_by_email ON users (email) WHERE email <> '';
+    INSERT INTO users (id, name, email, role, created_at, source)
+        VALUES ('00000000-0000-4000-8000-000000000001', 'admin', '', 'admin',
+                strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'builtin');
+    INSERT INTO users (id, name, email, role, created_at, source)
+        SELECT lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4'
+                 || substr(lower(hex(randomblob(2))), 2) || '-a' || substr(lower(hex(randomblob(2))), 2)
+                 || '-' || lower(hex(randomblob(6))),
+               name, '', 'member', MIN(created_at), 'upgrade'
+        FROM tokens WHERE scope = 'user' GROUP BY name;
+    ALTER TABLE tokens ADD COLUMN user_id TEXT;
+    ALTER TABLE tokens ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
+    UPDATE tokens SET user_id = (SELECT u.id FROM users u WHERE u.source = 'upgrade' AND u.name = tokens.name)
+        WHERE scope = 'user';
+    UPDATE tokens SET user_id = '00000000-0000-4000-8000-000000000001', shared = (scope = 'runner')
+        WHERE user_id IS NULL;
+    ALTER TABLE sessions ADD COLUMN owner_id TEXT;
+    UPDATE sessions SET owner_id = COALESCE(
+        (SELECT u.id FROM users u WHERE u.source = 'upgrade' AND u.name = sessions.created_by),
+        '00000000-0000-4000-8000-000000000001');
+    ALTER TABLE runners ADD COLUMN owner_id TEXT;
+    CREATE TABLE grants (
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        access TEXT NOT NULL,
+        granted_by TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (session_id, user_id)
+    );
+    ALTER TABLE logins ADD COLUMN user_id TEXT;
+    ALTER TABLE audit ADD COLUMN user_id TEXT;
+    ALTER TABLE audit ADD COLUMN user_name TEXT;",
 ];
 
 /// SQLite in WAL mode.
@@ -233,11 +325,23 @@ fn parse_time(text: &str) -> rusqlite::Result<chrono::DateTime<chrono::Utc>> {
     parse_json(&format!("\"{text}\""), "time")
 }
 
+fn parse_uuid(text: &str) -> rusqlite::Result<Uuid> {
+    parse_json(&format!("\"{text}\""), "id")
+}
+
+/// The owner in columns `at` (id), `at + 1` (name), `at + 2` (e-mail) of a `LEFT JOIN users`.
+fn owner_at(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<Owner>> {
+    let Some(id) = row.get::<_, Option<String>>(at)? else { return Ok(None) };
+    Ok(Some(Owner { id: parse_uuid(&id)?, name: row.get(at + 1)?, email: row.get(at + 2)? }))
+}
+
 impl Store for SqliteStore {
     fn load(&mut self) -> anyhow::Result<Snapshot> {
         let mut runners = Vec::new();
         let mut statement = self.conn.prepare(
-            "SELECT id, name, labels, hostname, os, version, presets, connected_at, last_seen_at FROM runners",
+            "SELECT r.id, r.name, r.labels, r.hostname, r.os, r.version, r.presets, r.connected_at,
+                    r.last_seen_at, u.id, u.name, u.email
+             FROM runners r LEFT JOIN users u ON u.id = r.owner_id",
         )?;
         let rows = statement.query_map([], |row| {
             Ok(Runner {
@@ -253,6 +357,7 @@ impl Store for SqliteStore {
                 // Its next hello says what it allows and offers; until then it is offline anyway.
                 policy: Default::default(),
                 repos: Vec::new(),
+                owner: owner_at(row, 9)?,
                 connected_at: parse_time(&row.get::<_, String>(7)?)?,
                 last_seen_at: parse_time(&row.get::<_, String>(8)?)?,
             })
@@ -264,9 +369,10 @@ impl Store for SqliteStore {
 
         let mut sessions = Vec::new();
         let mut statement = self.conn.prepare(
-            "SELECT id, runner_id, command, status, exit_code, signal, error, created_by, created_at,
-                    ended_at, output_bytes, preset, log_error, name, usage, workspace
-             FROM sessions ORDER BY id",
+            "SELECT s.id, s.runner_id, s.command, s.status, s.exit_code, s.signal, s.error, s.created_by,
+                    s.created_at, s.ended_at, s.output_bytes, s.preset, s.log_error, s.name, s.usage,
+                    s.workspace, u.id, u.name, u.email
+             FROM sessions s LEFT JOIN users u ON u.id = s.owner_id ORDER BY s.id",
         )?;
         let rows = statement.query_map([], |row| {
             Ok(Session {
@@ -278,6 +384,7 @@ impl Store for SqliteStore {
                 signal: row.get(5)?,
                 error: row.get(6)?,
                 created_by: row.get(7)?,
+                owner: owner_at(row, 16)?,
                 created_at: parse_time(&row.get::<_, String>(8)?)?,
                 ended_at: row.get::<_, Option<String>>(9)?.map(|t| parse_time(&t)).transpose()?,
                 output_bytes: row.get::<_, i64>(10)?.max(0) as u64,
@@ -300,7 +407,24 @@ impl Store for SqliteStore {
         for session in rows {
             sessions.push(session.context("reading a session")?);
         }
-        Ok(Snapshot { runners, sessions })
+        drop(statement);
+
+        let mut statement = self.conn.prepare(
+            "SELECT session_id, user_id, access, granted_by, created_at FROM grants ORDER BY created_at",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                parse_uuid(&row.get::<_, String>(0)?)?,
+                GrantRecord {
+                    user_id: parse_uuid(&row.get::<_, String>(1)?)?,
+                    access: parse_json(&format!("\"{}\"", row.get::<_, String>(2)?), "access")?,
+                    granted_by: row.get::<_, Option<String>>(3)?.map(|id| parse_uuid(&id)).transpose()?,
+                    created_at: parse_time(&row.get::<_, String>(4)?)?,
+                },
+            ))
+        })?;
+        let grants = rows.collect::<Result<_, _>>().context("reading grants")?;
+        Ok(Snapshot { runners, sessions, grants })
     }
 
     fn apply(&mut self, changes: &[Change]) -> anyhow::Result<()> {
@@ -309,10 +433,11 @@ impl Store for SqliteStore {
             match change {
                 Change::Runner(r) => {
                     tx.prepare_cached(
-                        "INSERT INTO runners (id, name, labels, hostname, os, version, presets, connected_at, last_seen_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                        "INSERT INTO runners (id, name, labels, hostname, os, version, presets, connected_at,
+                           last_seen_at, owner_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                          ON CONFLICT (id) DO UPDATE SET name = ?2, labels = ?3, hostname = ?4, os = ?5,
-                           version = ?6, presets = ?7, connected_at = ?8, last_seen_at = ?9",
+                           version = ?6, presets = ?7, connected_at = ?8, last_seen_at = ?9, owner_id = ?10",
                     )?
                     .execute(params![
                         r.id.to_string(),
@@ -324,6 +449,7 @@ impl Store for SqliteStore {
                         serde_json::to_string(&r.presets)?,
                         r.connected_at.to_rfc3339(),
                         r.last_seen_at.to_rfc3339(),
+                        r.owner.as_ref().map(|o| o.id.to_string()),
                     ])?;
                 }
                 // Kept with the session's next save (its `workspace`), not on its own.
@@ -331,13 +457,15 @@ impl Store for SqliteStore {
                 Change::SessionRemoved(id) => {
                     tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
                         .execute(params![id.to_string()])?;
+                    tx.prepare_cached("DELETE FROM grants WHERE session_id = ?1")?
+                        .execute(params![id.to_string()])?;
                 }
                 Change::Session(s) => {
                     tx.prepare_cached(
                         "INSERT INTO sessions (id, runner_id, command, status, exit_code, signal, error,
                            created_by, created_at, ended_at, output_bytes, preset, log_error, name, usage,
-                           workspace)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                           workspace, owner_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
                          ON CONFLICT (id) DO UPDATE SET status = ?4, exit_code = ?5, signal = ?6, error = ?7,
                            ended_at = ?10, output_bytes = MAX(output_bytes, ?11), log_error = ?13, name = ?14,
                            usage = ?15, workspace = ?16",
@@ -359,6 +487,7 @@ impl Store for SqliteStore {
                         s.name,
                         s.usage.as_ref().map(serde_json::to_string).transpose()?,
                         s.workspace.as_ref().map(serde_json::to_string).transpose()?,
+                        s.owner.as_ref().map(|o| o.id.to_string()),
                     ])?;
                 }
             }
@@ -371,9 +500,19 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction()?;
         for e in entries {
             tx.prepare_cached(
-                "INSERT INTO audit (at, actor, action, target, address, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO audit (at, actor, action, target, address, detail, user_id, user_name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![e.at.to_rfc3339(), e.actor, e.action, e.target, e.address, e.detail])?;
+            .execute(params![
+                e.at.to_rfc3339(),
+                e.actor,
+                e.action,
+                e.target,
+                e.address,
+                e.detail,
+                e.user_id.map(|id| id.to_string()),
+                e.user,
+            ])?;
         }
         tx.commit()?;
         Ok(())
@@ -438,7 +577,8 @@ impl Store for SqliteStore {
 
     fn audit(&mut self, limit: usize) -> anyhow::Result<Vec<AuditEntry>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT at, actor, action, target, address, detail FROM audit ORDER BY id DESC LIMIT ?1",
+            "SELECT at, actor, action, target, address, detail, user_id, user_name FROM audit
+             ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = statement.query_map([limit as i64], |row| {
             Ok(AuditEntry {
@@ -448,6 +588,8 @@ impl Store for SqliteStore {
                 target: row.get(3)?,
                 address: row.get(4)?,
                 detail: row.get(5)?,
+                user_id: row.get::<_, Option<String>>(6)?.map(|id| parse_uuid(&id)).transpose()?,
+                user: row.get(7)?,
             })
         })?;
         rows.collect::<Result<_, _>>().context("reading the audit log")
@@ -456,8 +598,8 @@ impl Store for SqliteStore {
     fn insert_token(&mut self, token: &TokenRecord) -> anyhow::Result<()> {
         let t = &token.info;
         self.conn.execute(
-            "INSERT INTO tokens (id, name, scope, hash, created_at, expires_at, session_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO tokens (id, name, scope, hash, created_at, expires_at, session_id, user_id, shared)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 t.id.to_string(),
                 t.name,
@@ -466,6 +608,8 @@ impl Store for SqliteStore {
                 t.created_at.to_rfc3339(),
                 t.expires_at.map(|e| e.to_rfc3339()),
                 t.session_id.map(|id| id.to_string()),
+                token.user_id.to_string(),
+                t.shared,
             ],
         )?;
         Ok(())
@@ -492,13 +636,15 @@ impl Store for SqliteStore {
     fn insert_login(&mut self, login: &LoginRecord) -> anyhow::Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO logins (hash, token_id, static_hash, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO logins (hash, token_id, static_hash, expires_at, user_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
                 &login.hash[..],
                 login.token_id.map(|id| id.to_string()),
                 login.static_hash.as_ref().map(|h| &h[..]),
                 login.expires_at.to_rfc3339(),
+                login.user_id.map(|id| id.to_string()),
             ])
             .context("saving a sign-in")?;
         Ok(())
@@ -511,18 +657,20 @@ impl Store for SqliteStore {
 
     fn logins(&mut self) -> anyhow::Result<Vec<LoginRecord>> {
         let now = chrono::Utc::now();
-        let mut statement =
-            self.conn.prepare_cached("SELECT hash, token_id, static_hash, expires_at FROM logins")?;
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT hash, token_id, static_hash, expires_at, user_id FROM logins")?;
         let rows = statement.query_map([], |row| {
             let hash: Vec<u8> = row.get(0)?;
             let token_id: Option<String> = row.get(1)?;
             let static_hash: Option<Vec<u8>> = row.get(2)?;
-            Ok((hash, token_id, static_hash, parse_time(&row.get::<_, String>(3)?)?))
+            let user_id: Option<String> = row.get(4)?;
+            Ok((hash, token_id, static_hash, parse_time(&row.get::<_, String>(3)?)?, user_id))
         })?;
         let mut logins = Vec::new();
         let mut expired = Vec::new();
         for row in rows {
-            let (hash, token_id, static_hash, expires_at) = row.context("reading a sign-in")?;
+            let (hash, token_id, static_hash, expires_at, user_id) = row.context("reading a sign-in")?;
             let (Ok(hash), Ok(static_hash)) = (
                 <[u8; 32]>::try_from(hash.as_slice()),
                 static_hash.map(|h| <[u8; 32]>::try_from(h.as_slice())).transpose(),
@@ -534,7 +682,8 @@ impl Store for SqliteStore {
                 continue;
             }
             let token_id = token_id.and_then(|id| id.parse().ok());
-            logins.push(LoginRecord { hash, token_id, static_hash, expires_at });
+            let user_id = user_id.and_then(|id| id.parse().ok());
+            logins.push(LoginRecord { hash, token_id, static_hash, expires_at, user_id });
         }
         drop(statement);
         for hash in expired {
@@ -543,9 +692,86 @@ impl Store for SqliteStore {
         Ok(logins)
     }
 
+    fn users(&mut self) -> anyhow::Result<Vec<UserRecord>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, name, email, role, disabled, created_at, last_seen_at, subject FROM users ORDER BY created_at, id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(UserRecord {
+                user: User {
+                    id: parse_uuid(&row.get::<_, String>(0)?)?,
+                    name: row.get(1)?,
+                    email: row.get(2)?,
+                    role: parse_json::<Role>(&format!("\"{}\"", row.get::<_, String>(3)?), "role")?,
+                    disabled: row.get(4)?,
+                    created_at: parse_time(&row.get::<_, String>(5)?)?,
+                    last_seen_at: row.get::<_, Option<String>>(6)?.map(|t| parse_time(&t)).transpose()?,
+                },
+                subject: row.get(7)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>().context("reading users")
+    }
+
+    fn save_user(&mut self, record: &UserRecord) -> anyhow::Result<()> {
+        let u = &record.user;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO users (id, name, email, role, disabled, created_at, last_seen_at, subject, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'api')
+                 ON CONFLICT (id) DO UPDATE SET name = ?2, email = ?3, role = ?4, disabled = ?5,
+                   last_seen_at = ?7, subject = ?8",
+            )?
+            .execute(params![
+                u.id.to_string(),
+                u.name,
+                u.email,
+                status_text(&u.role)?,
+                u.disabled,
+                u.created_at.to_rfc3339(),
+                u.last_seen_at.map(|t| t.to_rfc3339()),
+                record.subject,
+            ])
+            .context("saving a user")?;
+        Ok(())
+    }
+
+    fn user_seen(&mut self, id: Uuid, at: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE users SET last_seen_at = ?2 WHERE id = ?1")?
+            .execute(params![id.to_string(), at.to_rfc3339()])?;
+        Ok(())
+    }
+
+    fn save_grant(&mut self, session_id: Uuid, grant: &GrantRecord) -> anyhow::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO grants (session_id, user_id, access, granted_by, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (session_id, user_id) DO UPDATE SET access = ?3, granted_by = ?4, created_at = ?5",
+            )?
+            .execute(params![
+                session_id.to_string(),
+                grant.user_id.to_string(),
+                status_text(&grant.access)?,
+                grant.granted_by.map(|id| id.to_string()),
+                grant.created_at.to_rfc3339(),
+            ])
+            .context("saving a grant")?;
+        Ok(())
+    }
+
+    fn delete_grant(&mut self, session_id: Uuid, user_id: Uuid) -> anyhow::Result<bool> {
+        let deleted = self
+            .conn
+            .prepare_cached("DELETE FROM grants WHERE session_id = ?1 AND user_id = ?2")?
+            .execute(params![session_id.to_string(), user_id.to_string()])?;
+        Ok(deleted == 1)
+    }
+
     fn active_tokens(&mut self) -> anyhow::Result<Vec<TokenRecord>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT id, name, scope, hash, created_at, expires_at, session_id FROM tokens
+            "SELECT id, name, scope, hash, created_at, expires_at, session_id, user_id, shared FROM tokens
              WHERE revoked_at IS NULL ORDER BY id",
         )?;
         let now = chrono::Utc::now();
@@ -562,8 +788,16 @@ impl Store for SqliteStore {
                         .get::<_, Option<String>>(6)?
                         .map(|id| parse_json(&format!("\"{id}\""), "token session"))
                         .transpose()?,
+                    // Filled in from the user cache where the API shows it.
+                    user: None,
+                    shared: row.get(8)?,
                 },
                 hash: hash.try_into().unwrap_or([0; 32]),
+                user_id: row
+                    .get::<_, Option<String>>(7)?
+                    .map(|id| parse_uuid(&id))
+                    .transpose()?
+                    .unwrap_or(BUILTIN_ADMIN),
             })
         })?;
         let tokens: Vec<TokenRecord> = rows.collect::<Result<_, _>>().context("reading tokens")?;
@@ -689,6 +923,7 @@ mod tests {
             }],
             policy: Default::default(),
             repos: Vec::new(),
+            owner: None,
             connected_at: Utc::now(),
             last_seen_at: Utc::now(),
         }
@@ -703,6 +938,7 @@ mod tests {
             token_id: Some(Uuid::now_v7()),
             static_hash: None,
             expires_at: Utc::now() + chrono::Duration::hours(1),
+            user_id: None,
         };
         let admin = LoginRecord { hash: [2; 32], token_id: None, static_hash: Some([9; 32]), ..live.clone() };
         let old = LoginRecord {
@@ -767,6 +1003,7 @@ mod tests {
             signal: None,
             error: None,
             created_by: "admin".into(),
+            owner: Some(Owner { id: BUILTIN_ADMIN, name: "admin".into(), email: String::new() }),
             created_at: Utc::now(),
             ended_at: None,
             output_bytes: 10,
@@ -827,9 +1064,77 @@ mod tests {
         assert_eq!(loaded.log_error, session.log_error);
         assert_eq!(loaded.usage, session.usage);
         assert_eq!(loaded.workspace, session.workspace);
+        assert_eq!(loaded.owner, session.owner);
         let tokens: i64 =
             store.conn.query_row("SELECT COUNT(*) FROM tokens", [], |row| row.get(0)).expect("tokens table");
         assert_eq!(tokens, 0);
+    }
+
+    /// An HQ of schema 8 (before users) upgraded: each `user` token's name becomes a member who
+    /// holds those tokens and owns the sessions made with them; admin, runner and share tokens
+    /// belong to the built-in admin, runner tokens enroll shared runners as before, other
+    /// sessions belong to the built-in admin, and runners stay shared.
+    #[test]
+    fn an_upgrade_maps_every_token_and_session_to_a_user() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let conn = Connection::open(dir.path().join("hq.db")).expect("raw open");
+            for sql in &MIGRATIONS[..8] {
+                conn.execute_batch(sql).expect("old schema");
+            }
+            conn.pragma_update(None, "user_version", 8).expect("version");
+            let token = |id: &str, name: &str, scope: &str, revoked: Option<&str>| {
+                conn.execute(
+                    "INSERT INTO tokens (id, name, scope, hash, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![id, name, scope, id.as_bytes(), "2026-01-01T00:00:00Z", revoked],
+                )
+                .expect("token");
+            };
+            token("00000000-0000-7000-8000-00000000000a", "ann", "user", None);
+            token("00000000-0000-7000-8000-00000000000b", "ann", "user", None);
+            token("00000000-0000-7000-8000-00000000000c", "bob", "user", Some("2026-02-01T00:00:00Z"));
+            token("00000000-0000-7000-8000-00000000000d", "ops", "admin", None);
+            token("00000000-0000-7000-8000-00000000000e", "gpu-box", "runner", None);
+            let session = |id: &str, by: &str| {
+                conn.execute(
+                    "INSERT INTO sessions (id, runner_id, command, status, created_by, created_at, output_bytes)
+                     VALUES (?1, '00000000-0000-7000-8000-0000000000ff', '[\"sh\"]', 'exited', ?2,
+                             '2026-01-01T00:00:00Z', 0)",
+                    params![id, by],
+                )
+                .expect("session");
+            };
+            session("00000000-0000-7000-8000-000000000001", "ann");
+            session("00000000-0000-7000-8000-000000000002", "bob");
+            session("00000000-0000-7000-8000-000000000003", "ops");
+            conn.execute(
+                "INSERT INTO runners (id, name, labels, hostname, os, version, presets, connected_at, last_seen_at)
+                 VALUES ('00000000-0000-7000-8000-0000000000ff', 'box', '{}', 'h', 'linux', '1', '[]',
+                         '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+                [],
+            )
+            .expect("runner");
+        }
+        let mut store = SqliteStore::open(dir.path()).expect("upgrade");
+        let users = store.users().expect("users");
+        let named = |name: &str| users.iter().find(|u| u.user.name == name).map(|u| u.user.clone());
+        let admin = named("admin").expect("the built-in admin");
+        assert_eq!((admin.id, admin.role), (BUILTIN_ADMIN, Role::Admin));
+        let (ann, bob) = (named("ann").expect("ann"), named("bob").expect("bob"));
+        assert_eq!((ann.role, bob.role), (Role::Member, Role::Member));
+        assert_eq!(users.len(), 3, "no user for admin or runner token names: {users:?}");
+        let tokens = store.active_tokens().expect("tokens");
+        let holder = |id: &str| {
+            tokens.iter().find(|t| t.info.id.to_string() == id).map(|t| (t.user_id, t.info.shared))
+        };
+        assert_eq!(holder("00000000-0000-7000-8000-00000000000a"), Some((ann.id, false)));
+        assert_eq!(holder("00000000-0000-7000-8000-00000000000b"), Some((ann.id, false)));
+        assert_eq!(holder("00000000-0000-7000-8000-00000000000d"), Some((BUILTIN_ADMIN, false)));
+        assert_eq!(holder("00000000-0000-7000-8000-00000000000e"), Some((BUILTIN_ADMIN, true)));
+        let snapshot = store.load().expect("load");
+        let owner = |n: usize| snapshot.sessions[n].owner.as_ref().map(|o| o.id);
+        assert_eq!([owner(0), owner(1), owner(2)], [Some(ann.id), Some(bob.id), Some(BUILTIN_ADMIN)]);
+        assert_eq!(snapshot.runners[0].owner, None, "runners enrolled before users are shared");
     }
 
     #[test]

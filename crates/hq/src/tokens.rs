@@ -51,6 +51,8 @@ pub fn hash(secret: &str) -> [u8; 32] {
 pub struct Authenticated {
     /// The token's public part.
     pub info: TokenInfo,
+    /// The user it acts as.
+    pub user_id: Uuid,
     /// Cancelled when the token is revoked.
     pub revoked: CancellationToken,
 }
@@ -58,6 +60,33 @@ pub struct Authenticated {
 struct Active {
     record: TokenRecord,
     revoked: CancellationToken,
+}
+
+impl Active {
+    fn authenticated(&self) -> Authenticated {
+        Authenticated {
+            info: self.record.info.clone(),
+            user_id: self.record.user_id,
+            revoked: self.revoked.child_token(),
+        }
+    }
+}
+
+/// What a new token is.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// A name for people.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// When it stops working.
+    pub expires_in: Option<Duration>,
+    /// For a share: its session.
+    pub session_id: Option<Uuid>,
+    /// The user it acts as.
+    pub user_id: Uuid,
+    /// For a runner token: it enrolls shared runners.
+    pub shared: bool,
 }
 
 /// The active managed tokens, cached from the store.
@@ -106,7 +135,7 @@ impl Tokens {
         if active.record.info.expires_at.is_some_and(|at| at <= Utc::now()) {
             return None;
         }
-        Some(Authenticated { info: active.record.info.clone(), revoked: active.revoked.child_token() })
+        Some(active.authenticated())
     }
 
     /// The token with this id, if it is active and unexpired.
@@ -116,27 +145,39 @@ impl Tokens {
         if active.record.info.expires_at.is_some_and(|at| at <= Utc::now()) {
             return None;
         }
-        Some(Authenticated { info: active.record.info.clone(), revoked: active.revoked.child_token() })
+        Some(active.authenticated())
     }
 
     /// Creates a token; the returned secret is not kept anywhere.
-    pub async fn create(
-        &self,
-        name: String,
-        scope: Scope,
-        expires_in: Option<Duration>,
-        session_id: Option<Uuid>,
-    ) -> anyhow::Result<CreatedToken> {
+    pub async fn create(&self, new: NewToken) -> anyhow::Result<CreatedToken> {
+        let NewToken { name, scope, expires_in, session_id, user_id, shared } = new;
         let secret = generate(scope);
         let now = Utc::now();
         let expires_at = expires_in.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d);
-        let info = TokenInfo { id: Uuid::now_v7(), name, scope, created_at: now, expires_at, session_id };
-        let record = TokenRecord { info: info.clone(), hash: hash(&secret) };
+        let info = TokenInfo {
+            id: Uuid::now_v7(),
+            name,
+            scope,
+            created_at: now,
+            expires_at,
+            session_id,
+            user: None,
+            shared,
+        };
+        let record = TokenRecord { info: info.clone(), hash: hash(&secret), user_id };
         let saved = record.clone();
         let _writing = self.writes.lock().await;
         self.store.call(move |store| store.insert_token(&saved)).await?;
         self.lock().insert(record.hash, Active { record, revoked: CancellationToken::new() });
-        Ok(CreatedToken { id: info.id, name: info.name, scope, token: secret, expires_at })
+        Ok(CreatedToken {
+            id: info.id,
+            name: info.name,
+            scope,
+            token: secret,
+            expires_at,
+            user: None,
+            shared,
+        })
     }
 
     /// Revokes a token and cuts its connections; whether it was active.
@@ -155,10 +196,19 @@ impl Tokens {
     }
 
     /// Every active token, oldest first.
-    pub fn list(&self) -> Vec<TokenInfo> {
-        let mut list: Vec<TokenInfo> = self.lock().values().map(|a| a.record.info.clone()).collect();
-        list.sort_by_key(|t| t.id);
+    pub fn list(&self) -> Vec<TokenRecord> {
+        let mut list: Vec<TokenRecord> = self.lock().values().map(|a| a.record.clone()).collect();
+        list.sort_by_key(|t| t.info.id);
         list
+    }
+
+    /// Cuts every live connection made with a token of this user (their tokens stay; whether
+    /// they still work is the user's to say: a disabled user's do not).
+    pub fn cut_user(&self, user_id: Uuid) {
+        for active in self.lock().values_mut().filter(|a| a.record.user_id == user_id) {
+            let cut = std::mem::take(&mut active.revoked);
+            cut.cancel();
+        }
     }
 
     /// Whether any active admin token exists.
@@ -197,7 +247,15 @@ mod tests {
             }
         });
         for i in 0..3000 {
-            let created = tokens.create(format!("t{i}"), Scope::User, None, None).await.expect("create");
+            let new = NewToken {
+                name: format!("t{i}"),
+                scope: Scope::User,
+                expires_in: None,
+                session_id: None,
+                user_id: crate::store::BUILTIN_ADMIN,
+                shared: false,
+            };
+            let created = tokens.create(new).await.expect("create");
             assert!(tokens.authenticate(&created.token).is_some(), "token {i} was forgotten");
             tokens.revoke(created.id).await.expect("revoke");
             assert!(tokens.authenticate(&created.token).is_none(), "token {i} works after its revocation");

@@ -12,8 +12,11 @@ use uuid::Uuid;
 
 pub mod requests;
 pub mod runner;
+pub mod users;
 pub mod viewer;
 pub mod workspace;
+
+pub use users::{Access, Grant, Owner, Role, User};
 
 /// The runner protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -91,6 +94,10 @@ pub struct Runner {
     /// The repositories it offers for workspaces (`--repo`); known while it is connected.
     #[serde(default)]
     pub repos: Vec<workspace::RepoInfo>,
+    /// Whose personal runner this is (enrolled with their own runner token): only they see it
+    /// listed and start sessions on it. `null` for a shared runner, which every member may use.
+    #[serde(default)]
+    pub owner: Option<Owner>,
     /// When the current (or last) connection was made.
     pub connected_at: DateTime<Utc>,
     /// When HQ last heard from the runner.
@@ -139,8 +146,11 @@ pub struct Session {
     pub signal: Option<String>,
     /// Why it failed or was lost.
     pub error: Option<String>,
-    /// Who created it (token name).
+    /// Who created it (token name; kept for compatibility, see `owner`).
     pub created_by: String,
+    /// The user who started it: they, the users it is granted to and admins see it.
+    #[serde(default)]
+    pub owner: Option<Owner>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it ended.
@@ -327,6 +337,9 @@ pub struct LoginAnswer {
     pub scope: Scope,
     /// For a share: the one session it opens.
     pub session_id: Option<Uuid>,
+    /// The user behind the sign-in (absent for a share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
 }
 
 /// `POST /api/sessions/{id}/shares`'s answer: a read-only link, shown once.
@@ -442,6 +455,13 @@ pub struct TokenInfo {
     pub created_at: DateTime<Utc>,
     /// When it stops working, if ever.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The user it belongs to (acts as).
+    #[serde(default)]
+    pub user: Option<Owner>,
+    /// For a runner token: runners it enrolls are shared (every member may use them) rather
+    /// than personal to `user`.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// The answer to `POST /api/tokens`: the only time the secret is shown.
@@ -458,6 +478,12 @@ pub struct CreatedToken {
     pub token: String,
     /// When it stops working, if ever.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The user it belongs to.
+    #[serde(default)]
+    pub user: Option<Owner>,
+    /// For a runner token: whether the runners it enrolls are shared.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// One line of the audit log (`GET /api/audit`).
@@ -468,6 +494,12 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
     /// Who did it (a token name, `admin`, or a runner name).
     pub actor: Option<String>,
+    /// The user behind it, when there is one.
+    #[serde(default)]
+    pub user_id: Option<Uuid>,
+    /// That user's name.
+    #[serde(default)]
+    pub user: Option<String>,
     /// What happened, e.g. `session.started`.
     pub action: String,
     /// What it happened to (an id or name).

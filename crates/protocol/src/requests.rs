@@ -69,6 +69,58 @@ pub struct CreateToken {
     /// Seconds, or a duration such as `"30d"`; without it the token lasts until revoked.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30d"))]
     pub expires_in: Option<serde_json::Value>,
+    /// Admins only: the user it is for, by id or e-mail (default: the caller).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, examples("ann@example.com")))]
+    pub user: Option<String>,
+    /// Admins only, with `"scope": "runner"`: runners it enrolls are shared, usable by every
+    /// member (default: personal to the token's user).
+    pub shared: Option<bool>,
+}
+
+/// `POST /api/users` (admins).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateUser {
+    /// A name for people: 1 to 100 characters, not all white space.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100, examples("Ann")))]
+    pub name: String,
+    /// Their e-mail address, unique among users (single sign-on finds them by it).
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 254, examples("ann@example.com")))]
+    pub email: String,
+    /// `admin` or `member` (default `member`).
+    pub role: Option<crate::Role>,
+}
+
+/// `PATCH /api/users/{id}` (admins).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateUser {
+    /// The new role.
+    pub role: Option<crate::Role>,
+    /// `true` cuts every connection, sign-in and token of theirs within 2 seconds.
+    pub disabled: Option<bool>,
+}
+
+/// `POST /api/sessions/{id}/grants`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateGrant {
+    /// The teammate, by id or e-mail.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, examples("bob@example.com")))]
+    pub user: String,
+    /// `view` (read-only) or `drive` (types too).
+    pub access: crate::Access,
+}
+
+/// `POST /api/auth/cli/token`: the CLI trades the one-time code HQ handed its loopback listener,
+/// with the PKCE verifier only it knows, for a token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CliTokenRequest {
+    /// The one-time code.
+    pub code: String,
+    /// The PKCE verifier whose SHA-256 (base64url) was the `code_challenge`.
+    pub code_verifier: String,
 }
 
 /// `POST /api/login`.

@@ -1,11 +1,13 @@
 //! The HTTP surface: routes, the JSON body reader, and the small handlers (health, runners).
 
+pub mod grants;
 pub mod openapi;
 pub mod runner_policy;
 pub mod session_log;
 pub mod sessions;
 pub(crate) mod tokens;
 pub mod usage;
+pub mod users;
 pub mod workspaces;
 
 use agentrelay_protocol::requests::{Health, Version};
@@ -32,12 +34,15 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 /// Every route HQ serves.
 pub fn router(state: AppState) -> Router {
     let admin = Router::new()
-        .route("/api/tokens", post(tokens::create).get(tokens::list))
-        .route("/api/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/api/users", post(users::create).get(users::list))
+        .route("/api/users/{id}", axum::routing::patch(users::update))
         .route("/api/audit", get(crate::audit::list))
         .route("/metrics", get(crate::metrics::serve))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     let user = Router::new()
+        .route("/api/me", get(users::me))
+        .route("/api/tokens", post(tokens::create).get(tokens::list))
+        .route("/api/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/api/runners", get(list_runners))
         .route("/api/events", get(events::stream_events))
         .route("/api/sessions", post(sessions::create).get(sessions::list))
@@ -59,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sessions/{id}/workspace/commit", post(workspaces::commit))
         .route("/api/sessions/{id}/workspace/push", post(workspaces::push))
         .route("/api/sessions/{id}/shares", post(sessions::share))
+        .route("/api/sessions/{id}/grants", post(grants::create).get(grants::list))
+        .route("/api/sessions/{id}/grants/{user_id}", axum::routing::delete(grants::revoke))
         .route("/api/sessions/{id}/shares/{share_id}", axum::routing::delete(sessions::unshare))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_user));
     // A share token opens this route only, and only for its own session (checked inside).
@@ -168,13 +175,19 @@ async fn version() -> Json<Version> {
     tag = "runners",
     operation_id = "list_runners",
     responses(
-        (status = 200, description = "Every runner HQ knows", body = [Runner]),
+        (status = 200, description = "The runners the caller may use (shared ones and its own personal \
+            ones; admins see every runner)", body = [Runner]),
         (status = 401, description = "No valid token", body = ErrorResponse),
         (status = 403, description = "A share or runner token", body = ErrorResponse),
     )
 )]
-async fn list_runners(State(state): State<AppState>) -> Json<Vec<Runner>> {
-    Json(state.registry.list())
+async fn list_runners(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
+) -> Json<Vec<Runner>> {
+    let mut runners = state.registry.list();
+    runners.retain(|runner| crate::authz::runner(&principal, runner).see);
+    Json(runners)
 }
 
 /// A JSON object body whose fields are read one by one, so a bad field is named in the 400.

@@ -2,12 +2,15 @@
 //! protocol crate's types; `docs/openapi.json` is the committed copy a test keeps equal to it.
 
 use agentrelay_protocol::requests::{
-    CreateSession, CreateShare, CreateToken, Health, Input, Login, UpdateSession, Version,
+    CreateGrant, CreateSession, CreateShare, CreateToken, CreateUser, Health, Input, Login, UpdateSession,
+    UpdateUser, Version,
 };
+use agentrelay_protocol::users::{AuthConfig, SsoInfo};
 use agentrelay_protocol::workspace::{
     ChangeSummary, ChangedFile, Changes, CommitRequest, Committed, Diff, FileStatus, Pushed, RepoInfo,
     Review, ReviewComment, Workspace, WorkspaceSpec,
 };
+use agentrelay_protocol::{Access, Grant, Owner, Role, User};
 use agentrelay_protocol::{
     Activity, ActivitySource, AuditEntry, CreatedShare, CreatedToken, Cursor, ErrorBody, ErrorResponse,
     LoginAnswer, Preset, Runner, RunnerStatus, Scope, Screen, Session, SessionStatus, TokenInfo, ViewerInfo,
@@ -42,6 +45,8 @@ use utoipa::{Modify, OpenApi};
         super::workspaces::commit, super::workspaces::push, super::workspaces::remove,
         crate::events::stream_events, crate::ws::viewer::upgrade,
         super::tokens::create, super::tokens::list, super::tokens::revoke,
+        super::users::me, super::users::list, super::users::create, super::users::update,
+        super::grants::create, super::grants::list, super::grants::revoke,
         crate::audit::list, crate::metrics::serve, openapi_json,
     ),
     components(schemas(
@@ -51,6 +56,7 @@ use utoipa::{Modify, OpenApi};
         super::sessions::ScreenFormat, super::session_log::LogFormat,
         RepoInfo, WorkspaceSpec, Workspace, ChangeSummary, ChangedFile, FileStatus, Changes, Diff, Review,
         ReviewComment, CommitRequest, Committed, Pushed,
+        User, Role, Owner, Access, Grant, CreateUser, UpdateUser, CreateGrant, AuthConfig, SsoInfo,
     )),
     modifiers(&Security, &RequestBodies, &Links, &ViewerSocket),
     security(("bearer" = []), ("cookie" = [])),
@@ -59,7 +65,8 @@ use utoipa::{Modify, OpenApi};
         (name = "agents", description = "Screens, input and read-only shares"),
         (name = "workspaces", description = "A git worktree per session: changes, diff, review, commit, push"),
         (name = "runners", description = "The machines sessions run on"),
-        (name = "tokens", description = "Tokens and the audit log (admin)"),
+        (name = "tokens", description = "Tokens (your own; every one for admins) and the audit log (admins)"),
+        (name = "users", description = "Who you are; the people admins manage"),
         (name = "auth", description = "The dashboard's sign-in cookie"),
         (name = "health", description = "Probes, version, metrics and this document"),
     )
@@ -113,6 +120,9 @@ impl Modify for RequestBodies {
             "CreateSession",
             "UpdateSession",
             "CreateToken",
+            "CreateUser",
+            "UpdateUser",
+            "CreateGrant",
             "Login",
             "Input",
             "CreateShare",
@@ -126,12 +136,20 @@ impl Modify for RequestBodies {
             }
         }
         // A session's name, like a token's, must not be all white space.
-        for name in ["CreateSession", "UpdateSession"] {
+        for name in ["CreateSession", "UpdateSession", "CreateUser"] {
             if let Some(object) = object_mut(schemas, name)
                 && let Some(RefOr::T(Schema::Object(name))) = object.properties.get_mut("name")
             {
                 name.pattern = Some(format!("[^{RUST_WHITE_SPACE}]"));
             }
+        }
+        // An e-mail address as `api::users::valid_email` takes one: no white space or control
+        // characters, one `@` with something on each side.
+        if let Some(object) = object_mut(schemas, "CreateUser")
+            && let Some(RefOr::T(Schema::Object(email))) = object.properties.get_mut("email")
+        {
+            let not = format!("@{RUST_WHITE_SPACE}\\u0000-\\u001F\\u007F-\\u009F");
+            email.pattern = Some(format!("^[^{not}]+@[^{not}]+$"));
         }
         if let Some(object) = object_mut(schemas, "CreateSession")
             && let Some(RefOr::T(Schema::Array(command))) = object.properties.get_mut("command")

@@ -10,7 +10,6 @@ use axum::http::header;
 use axum::response::Response;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::sessions::find;
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -77,11 +76,8 @@ pub async fn log(
             return Err(AppError::bad_field("format", format!("unknown format '{other}': use raw or text")));
         }
     };
-    let session = find(&state, &id)?;
-    // Output can hold secrets an agent printed: as for recordings, admins and the creator only.
-    if principal.scope != agentrelay_protocol::Scope::Admin && principal.name != session.created_by {
-        return Err(AppError::Forbidden("only admins and the session's creator may read its log".to_owned()));
-    }
+    // Output can hold secrets an agent printed: whoever may watch the session, as for recordings.
+    let session = crate::authz::session(&state, &principal, &id, crate::authz::Need::Watch)?;
     let log = session.log().cloned().ok_or_else(|| {
         AppError::NotFound(format!("session '{id}' has no log (its output log could not be written)"))
     })?;

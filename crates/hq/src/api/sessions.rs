@@ -22,10 +22,12 @@ use uuid::Uuid;
 use super::{JsonObject, runner_policy};
 use crate::audit;
 use crate::auth::Principal;
+use crate::authz::{self, Need};
 use crate::error::AppError;
 use crate::session::start::{self, Origin};
 use crate::session::{Session, SessionSpec, ToRunner, input_queue, recording, terminal_model};
 use crate::state::AppState;
+use crate::tokens::NewToken;
 
 /// A validated `POST /api/sessions` body.
 struct CreateRequest {
@@ -181,7 +183,7 @@ pub async fn create(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<SessionView>), AppError> {
     let request = CreateRequest::parse(JsonObject::parse(body)?)?;
-    let runner = pick_runner(&state, &request.target)?;
+    let runner = pick_runner(&state, &principal, &request.target)?;
     let max = state.config.max_sessions_per_runner;
     if state.sessions.live_on_runner(runner.id).len() >= max {
         return Err(AppError::LimitReached(format!(
@@ -226,6 +228,7 @@ pub async fn create(
         name: request.name,
         workspace: workspace.clone(),
         created_by: principal.name.clone(),
+        owner: principal.user.clone(),
         created_at: chrono::Utc::now(),
     };
     let session = start::open(&state, spec, Origin::New(request.size));
@@ -269,24 +272,38 @@ fn resolve_program(runner: &Runner, program: Program) -> Result<(Vec<String>, Op
     }
 }
 
-/// The online runner the request names.
-fn pick_runner(state: &AppState, target: &Target) -> Result<Runner, AppError> {
+/// The online runner the request names, if the caller may start sessions on it: one it may not
+/// see is unknown (404); one it sees but may not use (an admin and someone's personal runner) is
+/// 403; labels pick only among runners it may use.
+fn pick_runner(state: &AppState, principal: &Principal, target: &Target) -> Result<Runner, AppError> {
+    let visible = |runner: &Runner| authz::runner(principal, runner).see;
     let runner = match target {
-        Target::Id(id) => {
-            state.registry.get(*id).ok_or_else(|| AppError::NotFound(format!("no runner with id {id}")))?
-        }
+        Target::Id(id) => state
+            .registry
+            .get(*id)
+            .filter(visible)
+            .ok_or_else(|| AppError::NotFound(format!("no runner with id {id}")))?,
         Target::Name(name) => state
             .registry
-            .find_by_name(name)
+            .find_by_name(name, |runner| authz::runner(principal, runner).start)
+            .filter(visible)
             .ok_or_else(|| AppError::NotFound(format!("no runner named '{name}'")))?,
         Target::Labels(labels) => {
-            let candidates = state.registry.online_with_labels(labels);
+            let mut candidates = state.registry.online_with_labels(labels);
+            candidates.retain(|runner| authz::runner(principal, runner).start);
             // The matching runner with the fewest live sessions.
             candidates.into_iter().min_by_key(|r| state.sessions.live_on_runner(r.id).len()).ok_or_else(
                 || AppError::NoMatchingRunner(format!("no online runner has labels {}", describe(labels))),
             )?
         }
     };
+    if !authz::runner(principal, &runner).start {
+        return Err(AppError::Forbidden(format!(
+            "runner '{}' is {}'s personal runner: only they start sessions on it",
+            runner.name,
+            runner.owner.as_ref().map_or("someone", |o| o.name.as_str())
+        )));
+    }
     if runner.status != RunnerStatus::Online {
         return Err(AppError::RunnerOffline(format!("runner '{}' is offline", runner.name)));
     }
@@ -304,13 +321,18 @@ fn describe(labels: &BTreeMap<String, String>) -> String {
     tag = "sessions",
     operation_id = "list_sessions",
     responses(
-        (status = 200, description = "Every session, newest first", body = [SessionView]),
+        (status = 200, description = "The sessions the caller may see (its own, those granted to it; \
+            every one for admins), newest first", body = [SessionView]),
         (status = 401, description = "No valid token", body = ErrorResponse),
         (status = 403, description = "A share or runner token", body = ErrorResponse),
     )
 )]
-pub async fn list(State(state): State<AppState>) -> Json<Vec<SessionView>> {
-    Json(state.sessions.list().iter().map(|s| s.view()).collect())
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<Vec<SessionView>> {
+    let sessions = state.sessions.list();
+    Json(sessions.iter().filter(|s| authz::rights(&state, &principal, s).see).map(|s| s.view()).collect())
 }
 
 /// `GET /api/sessions/{id}`.
@@ -330,9 +352,10 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<SessionView>> {
 )]
 pub async fn get(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, AppError> {
-    Ok(Json(find(&state, &id)?.view()))
+    Ok(Json(authz::session(&state, &principal, &id, Need::See)?.view()))
 }
 
 /// `PATCH /api/sessions/{id}` `{"name": "…"}`: renames a session (`null` clears the name) → 200.
@@ -362,7 +385,7 @@ pub async fn update(
     let mut body = JsonObject::parse(body)?;
     let name: Option<String> = body.take("name", NAME_EXPECTED)?;
     body.finish()?;
-    let session = find(&state, &id)?;
+    let session = authz::session(&state, &principal, &id, Need::Manage)?;
     let name = name.map(|name| session_name(&name)).transpose()?;
     audit::by_principal(&state, &principal, "session.renamed", session.id.to_string(), name.clone());
     session.rename(name);
@@ -392,7 +415,7 @@ pub async fn delete(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    let session = find(&state, &id)?;
+    let session = authz::session(&state, &principal, &id, Need::End)?;
     if session.status().is_final() {
         audit::by_principal(&state, &principal, "session.removed", session.id.to_string(), None);
         crate::retention::remove(&state, &session).await;
@@ -448,12 +471,13 @@ pub struct ScreenQuery {
 )]
 pub async fn screen(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     query: Result<Query<ScreenQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
     // A query axum cannot read (`format` twice, bad percent-encoding) is a JSON 400 like any other.
     let Query(query) = query.map_err(|_| AppError::bad_field("format", "'format' must be text or json"))?;
-    let session = find(&state, &id)?;
+    let session = authz::session(&state, &principal, &id, Need::Watch)?;
     let model = terminal_model::current(&state, &session, session.output_end(), SCREEN_WAIT, true).await;
     let model = model.ok_or_else(|| {
         AppError::SessionEnded(format!("session {id} has ended; its output is in /recording"))
@@ -514,7 +538,7 @@ pub async fn input(
     if text.is_empty() && !enter {
         return Err(AppError::bad_field("text", "give 'text', 'enter': true, or both"));
     }
-    let session = find(&state, &id)?;
+    let session = authz::session(&state, &principal, &id, Need::Drive)?;
     let ended = || AppError::SessionEnded(format!("session {id} has ended"));
     if session.status().is_final() {
         return Err(ended());
@@ -555,9 +579,10 @@ pub async fn input(
 )]
 pub async fn input_queue(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<QueuedInput>>, AppError> {
-    Ok(Json(find(&state, &id)?.queued_input()))
+    Ok(Json(authz::session(&state, &principal, &id, Need::Watch)?.queued_input()))
 }
 
 /// `DELETE /api/sessions/{id}/input/queue/{item_id}`: takes queued input out before it is typed
@@ -585,7 +610,7 @@ pub async fn cancel_queued_input(
     Extension(principal): Extension<Principal>,
     Path((id, item_id)): Path<(String, String)>,
 ) -> Result<StatusCode, AppError> {
-    let session = find(&state, &id)?;
+    let session = authz::session(&state, &principal, &id, Need::Drive)?;
     let cancelled = Uuid::parse_str(&item_id).is_ok_and(|item| session.cancel_queued(item));
     if !cancelled {
         return Err(AppError::NotFound(format!("session {id} has no queued input '{item_id}'")));
@@ -627,7 +652,7 @@ pub async fn share(
     headers: axum::http::HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<CreatedShare>), AppError> {
-    let session = find(&state, &id)?;
+    let session = authz::session(&state, &principal, &id, Need::Manage)?;
     let expires_in = if body.as_ref().is_ok_and(|b| b.is_empty()) {
         SHARE_LIFETIME
     } else {
@@ -644,7 +669,17 @@ pub async fn share(
         }
     };
     let name = format!("share of {} by {}", &session.id.to_string()[..8], principal.name);
-    let created = state.tokens.create(name, Scope::Share, Some(expires_in), Some(session.id)).await?;
+    let user_id =
+        principal.user_id().ok_or_else(|| AppError::Forbidden("no user behind this token".to_owned()))?;
+    let new = NewToken {
+        name,
+        scope: Scope::Share,
+        expires_in: Some(expires_in),
+        session_id: Some(session.id),
+        user_id,
+        shared: false,
+    };
+    let created = state.tokens.create(new).await?;
     let expires_at =
         created.expires_at.ok_or_else(|| AppError::Internal(anyhow::anyhow!("share without expiry")))?;
     let url = format!("{}/share#{}", public_base(&state, &headers), created.token);
@@ -682,17 +717,23 @@ pub async fn unshare(
     Extension(principal): Extension<Principal>,
     Path((id, share_id)): Path<(String, String)>,
 ) -> Result<StatusCode, AppError> {
-    let session = find(&state, &id)?;
+    let session = authz::session(&state, &principal, &id, Need::See)?;
+    let manages = authz::rights(&state, &principal, &session).manage;
     let share = Uuid::parse_str(&share_id)
         .ok()
-        .filter(|share| {
-            state
-                .tokens
-                .list()
-                .iter()
-                .any(|t| t.id == *share && t.scope == Scope::Share && t.session_id == Some(session.id))
+        .and_then(|share| {
+            state.tokens.list().into_iter().find(|t| {
+                t.info.id == share && t.info.scope == Scope::Share && t.info.session_id == Some(session.id)
+            })
         })
         .ok_or_else(|| AppError::NotFound(format!("session {id} has no share '{share_id}'")))?;
+    // Whoever made a share may revoke it; so may whoever manages the session.
+    if !manages && Some(share.user_id) != principal.user_id() {
+        return Err(AppError::Forbidden(
+            "only the share's maker and the session's owner may revoke it".to_owned(),
+        ));
+    }
+    let share = share.info.id;
     state.tokens.revoke(share).await?;
     audit::by_principal(
         &state,
@@ -746,12 +787,7 @@ pub async fn recording(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let session = find(&state, &id)?;
-    if principal.scope != Scope::Admin && principal.name != session.created_by {
-        return Err(AppError::Forbidden(
-            "only admins and the session's creator may read its recording".to_owned(),
-        ));
-    }
+    let session = authz::session(&state, &principal, &id, Need::Watch)?;
     let log = session.log().cloned().ok_or_else(|| {
         AppError::NotFound(format!("session '{id}' has no recording (its output log could not be written)"))
     })?;

@@ -1,7 +1,8 @@
-//! `/api/tokens`: create, list and revoke managed tokens (admin only).
+//! `/api/tokens`: create, list and revoke managed tokens. Members make, list and revoke their own
+//! (`user` and personal `runner` tokens); admins anyone's, of any scope, and shared runner tokens.
 
 use agentrelay_protocol::requests::CreateToken;
-use agentrelay_protocol::{CreatedToken, ErrorResponse, Scope, TokenInfo};
+use agentrelay_protocol::{CreatedToken, ErrorResponse, Owner, Role, Scope, TokenInfo};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -12,9 +13,11 @@ use crate::audit;
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::store::TokenRecord;
+use crate::tokens::NewToken;
 
-/// `POST /api/tokens` `{"name", "scope", "expires_in"?}` → 201 with the secret, shown this once.
-/// `expires_in` is seconds or a duration such as `"30d"`.
+/// `POST /api/tokens` `{"name", "scope", "expires_in"?, "user"?, "shared"?}` → 201 with the
+/// secret, shown this once. `expires_in` is seconds or a duration such as `"30d"`.
 #[utoipa::path(
     post,
     path = "/api/tokens",
@@ -26,8 +29,10 @@ use crate::state::AppState;
         (status = 400, description = "A bad field (named in `field`), or not a JSON object",
             body = ErrorResponse),
         (status = 401, description = "No valid token", body = ErrorResponse),
-        (status = 403, description = "Not an admin, or a sign-in cookie from another origin",
-            body = ErrorResponse),
+        (status = 403, description = "A member asking for an `admin` token, another `user`'s token or a \
+            `shared` one; an `admin` token for a member; a share or runner token; or a sign-in cookie from \
+            another origin", body = ErrorResponse),
+        (status = 404, description = "No such `user`", body = ErrorResponse),
         (status = 413, description = "The body is larger than `--max-body-size`", body = ErrorResponse),
     )
 )]
@@ -41,6 +46,8 @@ pub async fn create(
     let scope: Option<Scope> = body.take("scope", "one of \"admin\", \"user\", \"runner\"")?;
     let expires_in: Option<serde_json::Value> =
         body.take("expires_in", "seconds or a duration like \"30d\"")?;
+    let user: Option<String> = body.take("user", "a user id or e-mail (string)")?;
+    let shared: Option<bool> = body.take("shared", "true or false")?;
     body.finish()?;
     let name = name
         .filter(|n| !n.trim().is_empty())
@@ -62,8 +69,45 @@ pub async fn create(
             )
         })?),
     };
-    let created = state.tokens.create(name, scope, expires_in, None).await?;
-    let detail = format!("{} ({:?})", created.name, created.scope);
+    let admin = principal.is_admin();
+    let owner = match user {
+        None => principal
+            .user
+            .clone()
+            .ok_or_else(|| AppError::Forbidden("no user behind this token".to_owned()))?,
+        Some(_) if !admin => {
+            return Err(AppError::Forbidden("only admins make tokens for other users".to_owned()));
+        }
+        Some(wanted) => state
+            .users
+            .find(&wanted)
+            .map(|u| Owner::from(&u))
+            .ok_or_else(|| AppError::NotFound(format!("no user '{wanted}'")))?,
+    };
+    if scope == Scope::Admin {
+        let holder_is_admin = state.users.get(owner.id).is_some_and(|u| u.role == Role::Admin);
+        if !admin || !holder_is_admin {
+            return Err(AppError::Forbidden("admin tokens are made by admins, for admins".to_owned()));
+        }
+    }
+    let shared = shared.unwrap_or(false);
+    if shared && scope != Scope::Runner {
+        return Err(AppError::bad_field("shared", "'shared' goes with \"scope\": \"runner\""));
+    }
+    if shared && !admin {
+        return Err(AppError::Forbidden("only admins make shared runner tokens".to_owned()));
+    }
+    let new = NewToken { name, scope, expires_in, session_id: None, user_id: owner.id, shared };
+    let mut created = state.tokens.create(new).await?;
+    created.user = Some(owner.clone());
+    let detail = format!(
+        "{} ({:?}{}) for {} ({})",
+        created.name,
+        created.scope,
+        if shared { ", shared" } else { "" },
+        owner.name,
+        owner.id
+    );
     audit::by_principal(&state, &principal, "token.created", created.id.to_string(), Some(detail));
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -82,20 +126,35 @@ pub(super) fn parse_expiry(value: &serde_json::Value) -> Option<std::time::Durat
     duration.filter(|d| !d.is_zero() && *d <= MAX_TOKEN_LIFETIME)
 }
 
-/// `GET /api/tokens`: active tokens, without secrets.
+/// `GET /api/tokens`: active tokens, without secrets: the caller's own, or every one for admins.
 #[utoipa::path(
     get,
     path = "/api/tokens",
     tag = "tokens",
     operation_id = "list_tokens",
     responses(
-        (status = 200, description = "Active tokens, never their secrets", body = [TokenInfo]),
+        (status = 200, description = "Active tokens (the caller's own; every one for admins), never \
+            their secrets", body = [TokenInfo]),
         (status = 401, description = "No valid token", body = ErrorResponse),
-        (status = 403, description = "Not an admin", body = ErrorResponse),
+        (status = 403, description = "A share or runner token", body = ErrorResponse),
     )
 )]
-pub async fn list(State(state): State<AppState>) -> Json<Vec<TokenInfo>> {
-    Json(state.tokens.list())
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<Vec<TokenInfo>> {
+    let tokens = state.tokens.list().into_iter().filter(|t| visible(&principal, t));
+    Json(tokens.map(|t| info(&state, t)).collect())
+}
+
+/// Whether the caller sees (and may revoke) a token: its own, or any for admins.
+fn visible(principal: &Principal, token: &TokenRecord) -> bool {
+    principal.is_admin() || principal.user_id() == Some(token.user_id)
+}
+
+/// A token as listed, with its user.
+fn info(state: &AppState, token: TokenRecord) -> TokenInfo {
+    TokenInfo { user: state.users.owner(token.user_id), ..token.info }
 }
 
 /// `DELETE /api/tokens/{id}` → 204; its live connections are cut.
@@ -108,9 +167,10 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<TokenInfo>> {
     responses(
         (status = 204, description = "Revoked; its live connections are cut"),
         (status = 401, description = "No valid token", body = ErrorResponse),
-        (status = 403, description = "Not an admin, or a sign-in cookie from another origin",
+        (status = 403, description = "A share or runner token, or a sign-in cookie from another origin",
             body = ErrorResponse),
-        (status = 404, description = "No active token with this id", body = ErrorResponse),
+        (status = 404, description = "No active token with this id (that the caller may see)",
+            body = ErrorResponse),
     )
 )]
 pub async fn revoke(
@@ -120,7 +180,8 @@ pub async fn revoke(
 ) -> Result<StatusCode, AppError> {
     let not_found = || AppError::NotFound(format!("no active token with id '{id}'"));
     let token_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    if !state.tokens.revoke(token_id).await? {
+    let mine = state.tokens.list().into_iter().any(|t| t.info.id == token_id && visible(&principal, &t));
+    if !mine || !state.tokens.revoke(token_id).await? {
         return Err(not_found());
     }
     audit::by_principal(&state, &principal, "token.revoked", token_id.to_string(), None);

@@ -19,9 +19,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::JsonObject;
-use super::sessions::find;
 use crate::audit;
 use crate::auth::Principal;
+use crate::authz::{self, Need};
 use crate::error::AppError;
 use crate::session::{Session, input_queue};
 use crate::state::AppState;
@@ -80,8 +80,13 @@ pub async fn create(
 }
 
 /// The session and its workspace, which must still be there.
-fn with_workspace(state: &AppState, id: &str) -> Result<(Arc<Session>, Workspace), AppError> {
-    let session = find(state, id)?;
+fn with_workspace(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    need: Need,
+) -> Result<(Arc<Session>, Workspace), AppError> {
+    let session = authz::session(state, principal, id, need)?;
     let workspace =
         session.workspace().ok_or_else(|| AppError::NotFound(format!("session {id} has no workspace")))?;
     if workspace.removed {
@@ -123,9 +128,10 @@ async fn ask_session(
 )]
 pub async fn changes(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Changes>, AppError> {
-    let (session, _) = with_workspace(&state, &id)?;
+    let (session, _) = with_workspace(&state, &principal, &id, Need::Watch)?;
     match ask_session(&state, &session, WorkspaceOp::Changes, ANSWER_TIMEOUT).await? {
         WorkspaceOutcome::Changes(changes) => {
             session.note_changes(changes.summary);
@@ -164,11 +170,12 @@ pub struct DiffQuery {
 )]
 pub async fn diff(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Diff>, AppError> {
     let Query(query) = query.map_err(|_| AppError::bad_field("path", "'path' must be a path (string)"))?;
-    let (session, _) = with_workspace(&state, &id)?;
+    let (session, _) = with_workspace(&state, &principal, &id, Need::Watch)?;
     Ok(Json(session_diff(&state, &session, query.path).await?))
 }
 
@@ -224,7 +231,7 @@ pub async fn review(
     if summary.is_none() && comments.is_empty() {
         return Err(AppError::bad_field("comments", "give a 'summary', some 'comments', or both"));
     }
-    let (session, workspace) = with_workspace(&state, &id)?;
+    let (session, workspace) = with_workspace(&state, &principal, &id, Need::Drive)?;
     if session.status().is_final() {
         return Err(AppError::SessionEnded(format!("session {id} has ended")));
     }
@@ -371,7 +378,7 @@ pub async fn commit(
     let message = message
         .filter(|m| !m.trim().is_empty())
         .ok_or_else(|| AppError::bad_field("message", "'message' is required"))?;
-    let (session, _) = with_workspace(&state, &id)?;
+    let (session, _) = with_workspace(&state, &principal, &id, Need::Drive)?;
     let outcome = ask_session(&state, &session, WorkspaceOp::Commit { message }, SLOW_ANSWER_TIMEOUT).await?;
     match outcome {
         WorkspaceOutcome::Committed(committed) => {
@@ -413,7 +420,7 @@ pub async fn push(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Pushed>, AppError> {
-    let (session, _) = with_workspace(&state, &id)?;
+    let (session, _) = with_workspace(&state, &principal, &id, Need::Drive)?;
     match ask_session(&state, &session, WorkspaceOp::Push, SLOW_ANSWER_TIMEOUT).await? {
         WorkspaceOutcome::Pushed(pushed) => {
             let detail = format!("{} {} {}", pushed.remote, pushed.branch, pushed.commit);
@@ -450,7 +457,7 @@ pub async fn remove(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    let (session, _) = with_workspace(&state, &id)?;
+    let (session, _) = with_workspace(&state, &principal, &id, Need::Manage)?;
     if !session.status().is_final() {
         return Err(AppError::Conflict {
             code: "session_running",

@@ -11,6 +11,7 @@
 //! [`activity`], [`presence`], [`recording`], and [`Sessions`], the map of all of them.
 
 pub mod activity;
+pub mod grants;
 pub mod input_queue;
 mod lifecycle;
 pub mod menu;
@@ -98,8 +99,12 @@ pub struct Session {
     pub runner_id: Uuid,
     /// Its argv.
     pub command: Vec<String>,
-    /// Who created it.
+    /// Who created it (the token's name).
     pub created_by: String,
+    /// The user who started it.
+    pub owner: Option<agentrelay_protocol::Owner>,
+    /// Teammates its owner let in.
+    pub grants: grants::Grants,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// The preset it was started from.
@@ -173,6 +178,8 @@ impl Session {
             runner_id: spec.runner_id,
             command: spec.command,
             created_by: spec.created_by,
+            owner: spec.owner,
+            grants: grants::Grants::default(),
             created_at: spec.created_at,
             preset: spec.preset,
             name: Mutex::new(spec.name),
@@ -213,6 +220,7 @@ impl Session {
             signal: exit.signal,
             error: life.error.clone(),
             created_by: self.created_by.clone(),
+            owner: self.owner.clone(),
             created_at: self.created_at,
             ended_at: life.ended_at,
             output_bytes: self.progress.borrow().end,
@@ -395,6 +403,7 @@ mod tests {
             name: None,
             workspace: None,
             created_by: "t".into(),
+            owner: None,
             created_at: Utc::now(),
         };
         let parts =

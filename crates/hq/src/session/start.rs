@@ -31,8 +31,10 @@ pub struct SessionSpec {
     pub name: Option<String>,
     /// Its git worktree on the runner, made before the start.
     pub workspace: Option<agentrelay_protocol::workspace::Workspace>,
-    /// Who created it.
+    /// Who created it (the token's name).
     pub created_by: String,
+    /// The user who started it.
+    pub owner: Option<agentrelay_protocol::Owner>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -48,6 +50,7 @@ impl SessionSpec {
             name: view.name.clone(),
             workspace: view.workspace.clone(),
             created_by: view.created_by.clone(),
+            owner: view.owner.clone(),
             created_at: view.created_at,
         }
     }
@@ -120,6 +123,11 @@ pub fn restore(state: &AppState, snapshot: Snapshot) {
     }
     for runner_id in waiting_runners {
         runner_control::watch_for_lost_sessions(state, runner_id);
+    }
+    for (session_id, grant) in snapshot.grants {
+        if let Some(session) = state.sessions.get(session_id) {
+            session.grants.set(grant);
+        }
     }
 }
 

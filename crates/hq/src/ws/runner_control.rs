@@ -76,11 +76,18 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
     if state.registry.get(hello.id).is_some() {
         Counters::add(&state.counters.runner_reconnects, 1);
     }
-    let registration = match state.registry.connect(&hello) {
+    // A runner token of a user's own enrolls their personal runner; the static runner token and
+    // shared runner tokens enroll shared runners.
+    let owner = if principal.shared { None } else { principal.user.clone() };
+    let registration = match state.registry.connect(&hello, owner) {
         Ok(registration) => registration,
         Err(refusal) => {
             let message = refusal.to_string();
-            refuse_runner(state, &mut socket, &hello, &principal, RefusalCode::NameTaken, &message).await;
+            let code = match refusal {
+                crate::registry::Refusal::NameTaken(_) => RefusalCode::NameTaken,
+                crate::registry::Refusal::OwnerChanged(..) => RefusalCode::BadHello,
+            };
+            refuse_runner(state, &mut socket, &hello, &principal, code, &message).await;
             bail!(refusal);
         }
     };

@@ -40,6 +40,12 @@ pub async fn upgrade(
 ) -> Result<Response, AppError> {
     let principal = runner_principal(&state, &headers, address)?;
     let session = find(&state, &id)?;
+    // Only a token that may enroll the session's runner opens its data: a member's personal
+    // runner token cannot read a shared runner's sessions, nor another member's.
+    let enrolls = if principal.shared { None } else { principal.user_id() };
+    if state.registry.owner_of(session.runner_id) != Some(enrolls) {
+        return Err(AppError::Forbidden("this token does not enroll the session's runner".to_owned()));
+    }
     let span = tracing::info_span!("session", id = %session.id);
     // Frames are written (and flushed) one at a time: no write buffer.
     let ws = ws.read_buffer_size(SESSION_READ_BUFFER).write_buffer_size(0);

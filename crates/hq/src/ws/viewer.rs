@@ -25,9 +25,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::{Close, SESSION_READ_BUFFER, close, send_json};
-use crate::api::sessions::find;
 use crate::audit;
 use crate::auth::{Principal, check_origin};
+use crate::authz::{self, Need};
 use crate::error::AppError;
 use crate::metrics::Counters;
 use crate::session::{Session, ToRunner, terminal_model};
@@ -83,12 +83,15 @@ pub async fn upgrade(
     let Query(query) = query.map_err(|_| {
         AppError::bad_field("from", "'from' must be a byte offset, and 'watch' true or false")
     })?;
-    let session = find(&state, &id)?;
-    if principal.is_read_only() && principal.session != Some(session.id) {
-        return Err(AppError::Forbidden("this share opens another session".to_owned()));
-    }
+    // Decided here, once: who may watch and who may type. A grant revoked later closes this
+    // viewer through `grant_cut`; a revoked token, a sign-out or a disabled user through
+    // `principal.revoked`.
+    let session = authz::session(&state, &principal, &id, Need::Watch)?;
+    let rights = authz::rights(&state, &principal, &session);
+    let read_only = !rights.drive;
+    let grant_cut = principal.user_id().and_then(|user| session.grants.viewer_cut(user)).unwrap_or_default();
     let max = state.config.max_viewers_per_session;
-    let viewer = ViewerInfo { name: principal.name.clone(), read_only: principal.is_read_only() };
+    let viewer = ViewerInfo { name: viewer_name(&principal), read_only };
     let watching = query.watch.unwrap_or(false);
     let seat = session.take_viewer_seat(max, viewer, watching).ok_or_else(|| {
         AppError::LimitReached(format!("session already has {max} viewers (--max-viewers-per-session)"))
@@ -102,7 +105,8 @@ pub async fn upgrade(
             if query.from.is_some() {
                 Counters::add(&state.counters.viewer_resumes, 1);
             }
-            if let Err(error) = serve(&state, session, socket, query.from, principal, seat.id()).await {
+            let access = Access { principal, read_only, grant_cut };
+            if let Err(error) = serve(&state, session, socket, query.from, access, seat.id()).await {
                 Counters::add(&state.counters.viewer_errors, 1);
                 tracing::debug!(error = format!("{error:#}"), "viewer connection ended");
             }
@@ -111,14 +115,35 @@ pub async fn upgrade(
     }))
 }
 
+/// Who a viewer is and what it may do, decided when it connected.
+struct Access {
+    principal: Principal,
+    read_only: bool,
+    /// Cancelled when the grant it attached through is revoked or changed.
+    grant_cut: tokio_util::sync::CancellationToken,
+}
+
+/// How a viewer is listed in `presence`: the user's name (and the token's, when it differs), or
+/// the share's name.
+fn viewer_name(principal: &Principal) -> String {
+    match &principal.user {
+        Some(user) if !principal.is_read_only() && user.name != principal.name => {
+            format!("{} ({})", user.name, principal.name)
+        }
+        Some(user) if !principal.is_read_only() => user.name.clone(),
+        _ => principal.name.clone(),
+    }
+}
+
 async fn serve(
     state: &AppState,
     session: Arc<Session>,
     socket: WebSocket,
     from: Option<u64>,
-    principal: Principal,
+    access: Access,
     seat: u64,
 ) -> anyhow::Result<()> {
+    let Access { principal, read_only, grant_cut } = access;
     let (mut tx, rx) = socket.split();
     // Subscribed before `attached`, so no size change between the two is missed.
     let mut size = session.subscribe_size();
@@ -150,12 +175,13 @@ async fn serve(
     // The viewer's keystrokes are read while its output is being written, not after it caught
     // up: a viewer far behind a flood must still be able to send the Ctrl-C that stops it.
     let (replies, replies_rx) = mpsc::channel(REPLIES);
-    let reading = read_input(state, &session, rx, principal.is_read_only(), seat, replies);
+    let reading = read_input(state, &session, rx, read_only, seat, replies);
     let writing = write_output(state, &session, &mut tx, offset, size, replies_rx);
     let (code, reason) = tokio::select! {
         ended = reading => return ended,
         ended = writing => return ended,
         _ = principal.revoked.cancelled() => (Close::Policy, "token revoked or signed out"),
+        _ = grant_cut.cancelled() => (Close::Policy, "access to this session was revoked"),
         _ = state.shutdown.cancelled() => (Close::ShuttingDown, "HQ is shutting down"),
     };
     close(&mut tx, code, reason).await;
@@ -179,7 +205,8 @@ async fn read_input(
     while let Some(frame) = rx.next().await {
         let answered = match frame.context("viewer socket")? {
             Message::Binary(_) | Message::Text(_) if read_only => {
-                let message = "this share is read-only: input and resizes are not sent";
+                let message =
+                    "this viewer is read-only (a share, or a view grant): input and resizes are not sent";
                 reply(FrameError::new(FrameErrorCode::ReadOnly, message)).await
             }
             Message::Binary(keys) => {
