@@ -25,6 +25,7 @@ import { SessionMissing } from "./components/SessionMissing";
 import { SessionList } from "./components/SessionList";
 import { SessionTabs } from "./components/SessionTabs";
 import { ShareDialog } from "./components/ShareDialog";
+import { ChangesPanel } from "./components/ChangesPanel";
 import { Terminal } from "./components/Terminal";
 import { useToasts } from "./components/Toasts";
 import "./lib/testHooks";
@@ -175,6 +176,8 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
     );
   const openSessions = tabs.open.map((id) => byId.get(id)).filter((s): s is Session => s !== undefined);
   const sharedSession = sharing ? byId.get(sharing) : undefined;
+  // A workspace session in front has its Changes panel beside the terminal.
+  const frontSession = front ? byId.get(front) : undefined;
 
   return (
     <div className="flex h-full flex-col bg-slate-950">
@@ -259,39 +262,44 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
             runnerNames={runnerNames}
             onRename={rename}
           />
-          <div className="relative min-h-0 flex-1">
-            {openSessions.map((session) => (
-              <Terminal
-                key={session.id}
-                sessionId={session.id}
-                active={session.id === front}
-                watch={phone}
-                runnerOnline={online.has(session.runner_id)}
-                usage={session.usage}
-                now={now}
-                onError={toasts.error}
-                onClose={() => closeTab(session.id)}
-                // HQ cut the socket (a revoked token): find out whether the whole sign-in is gone.
-                onAccessLost={() => void signedOut()}
-              />
-            ))}
-            <div className={overview ? `absolute inset-0 ${stale ? "opacity-60 grayscale" : ""}` : "hidden"}>
-              <Overview
-                sessions={sessions}
-                runners={live.runners}
-                filter={filter}
-                now={now}
-                onFilter={setFilter}
-                phone={phone}
-                onNew={() => setCreating(true)}
-              />
+          <div className="relative flex min-h-0 flex-1">
+            <div className="relative min-w-0 flex-1">
+              {openSessions.map((session) => (
+                <Terminal
+                  key={session.id}
+                  sessionId={session.id}
+                  active={session.id === front}
+                  watch={phone}
+                  runnerOnline={online.has(session.runner_id)}
+                  usage={session.usage}
+                  now={now}
+                  onError={toasts.error}
+                  onClose={() => closeTab(session.id)}
+                  // HQ cut the socket (a revoked token): find out whether the whole sign-in is gone.
+                  onAccessLost={() => void signedOut()}
+                />
+              ))}
+              <div className={overview ? `absolute inset-0 ${stale ? "opacity-60 grayscale" : ""}` : "hidden"}>
+                <Overview
+                  sessions={sessions}
+                  runners={live.runners}
+                  filter={filter}
+                  now={now}
+                  onFilter={setFilter}
+                  phone={phone}
+                  onNew={() => setCreating(true)}
+                />
+              </div>
+              {view.kind === "session" && !byId.has(view.id) && <SessionMissing id={view.id} />}
+              {view.kind === "runners" && <RunnersPage runners={live.runners} sessions={sessions} now={now} />}
+              {view.kind === "runner" && (
+                <RunnerPage id={view.id} runners={live.runners} sessions={sessions} now={now} />
+              )}
+              {view.kind === "unknown" && <Navigate to="/" replace />}
             </div>
-            {view.kind === "session" && !byId.has(view.id) && <SessionMissing id={view.id} />}
-            {view.kind === "runners" && <RunnersPage runners={live.runners} sessions={sessions} now={now} />}
-            {view.kind === "runner" && (
-              <RunnerPage id={view.id} runners={live.runners} sessions={sessions} now={now} />
+            {frontSession?.workspace && (
+              <ChangesPanel key={frontSession.id} session={{ ...frontSession, workspace: frontSession.workspace }} />
             )}
-            {view.kind === "unknown" && <Navigate to="/" replace />}
           </div>
         </main>
       </div>

@@ -1,10 +1,12 @@
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { BrowserRouter } from "react-router";
+import { QueryClientProvider } from "@tanstack/react-query";
 import "./index.css";
 import { App } from "./App";
 import { SharePage } from "./components/SharePage";
 import { ToastProvider } from "./components/Toasts";
+import { queryClient } from "./lib/queryClient";
 import { isSharePath, takeShareToken } from "./lib/share";
 
 // Before anything else: a share link's token leaves the address bar (and history).
@@ -19,7 +21,9 @@ if (root) {
           <SharePage token={share.token} />
         ) : (
           <BrowserRouter>
-            <App />
+            <QueryClientProvider client={queryClient}>
+              <App />
+            </QueryClientProvider>
           </BrowserRouter>
         )}
       </ToastProvider>

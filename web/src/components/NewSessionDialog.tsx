@@ -3,6 +3,8 @@ import { api, ApiError } from "../lib/api";
 import { joinCommand, splitCommand } from "../lib/argv";
 import { defaultPreset, launchFields, presetInUse, presetLine } from "../lib/launch";
 import type { Preset, Runner, Session } from "../lib/protocol";
+import { NO_WORKSPACE, workspaceSpec, type WorkspaceChoice } from "../lib/workspace";
+import { WorkspaceFields } from "./WorkspaceFields";
 
 interface Props {
   runners: Runner[];
@@ -24,6 +26,7 @@ export function NewSessionDialog({ runners, sessions, unreachable = false, onClo
   const [presetName, setPresetName] = useState<string | null>(initial?.name ?? null);
   const [command, setCommand] = useState(initial ? presetLine(initial) : "");
   const [cwd, setCwd] = useState("");
+  const [workspace, setWorkspace] = useState<WorkspaceChoice>(NO_WORKSPACE);
   const [name, setName] = useState("");
   const [busy, setBusy] = useState(false);
   // The session this form started, until it runs (the dialog closes) or fails (it says why here).
@@ -42,6 +45,9 @@ export function NewSessionDialog({ runners, sessions, unreachable = false, onClo
     : presetInUse(presets, presetName, split);
   const launch = locked ? (preset ? { preset: preset.name } : null) : launchFields(preset, split);
   const allowed = (chosen?.policy?.allow ?? []).map((prefix) => joinCommand(prefix));
+  const repos = chosen?.repos ?? [];
+  // A workspace is its own directory: no working directory with it.
+  const spec = repos.some((r) => r.name === workspace.repo) ? workspaceSpec(workspace) : null;
 
   useEffect(() => {
     const element = dialog.current;
@@ -104,7 +110,8 @@ export function NewSessionDialog({ runners, sessions, unreachable = false, onClo
       const session = await api.createSession({
         runner_id: chosen.id,
         ...launch,
-        ...(cwd.trim() && !locked ? { cwd: cwd.trim() } : {}),
+        ...(cwd.trim() && !locked && !spec ? { cwd: cwd.trim() } : {}),
+        ...(spec ? { workspace: spec } : {}),
         ...(name.trim() ? { name: name.trim() } : {}),
       });
       setPending(session);
@@ -191,6 +198,15 @@ export function NewSessionDialog({ runners, sessions, unreachable = false, onClo
           </p>
         )}
 
+        {repos.length > 0 && (
+          <WorkspaceFields
+            repos={repos}
+            value={workspace}
+            onChange={setWorkspace}
+            error={fieldError?.field === "workspace" ? fieldError.message : null}
+          />
+        )}
+
         {!locked && (
           <>
             <label className="block space-y-1.5">
@@ -230,7 +246,8 @@ export function NewSessionDialog({ runners, sessions, unreachable = false, onClo
               <input
                 value={cwd}
                 onChange={(e) => setCwd(e.target.value)}
-                placeholder="the runner's working directory"
+                disabled={spec !== null}
+                placeholder={spec ? "the workspace's worktree" : "the runner's working directory"}
                 spellCheck={false}
                 className={`${input} font-mono`}
               />

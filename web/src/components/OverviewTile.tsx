@@ -10,6 +10,7 @@ import { api } from "../lib/api";
 import { MenuButtons } from "./MenuButtons";
 import { SessionBadge } from "./SessionBadge";
 import { UsageFigures } from "./UsageFigures";
+import { WorkspaceBadge } from "./WorkspaceBadge";
 
 interface Props {
   session: Session;
@@ -56,6 +57,7 @@ export function OverviewTile({ session, runnerName, now, onError }: Props) {
         <code className="truncate px-3 pt-1 pb-2 text-sm text-slate-100" title={command}>
           {title}
         </code>
+        <WorkspaceBadge workspace={session.workspace} className="-mt-1 px-3 pb-2" />
         {/* The preview is a picture of the screen; the button's label says what it opens. */}
         <div ref={preview} aria-hidden="true" className="@container h-36 overflow-hidden border-t border-slate-800 bg-slate-950">
           <pre

@@ -8,6 +8,7 @@ import { sessionTitle } from "../lib/sessionTitle";
 import { relativeTime } from "../lib/time";
 import { SessionBadge } from "./SessionBadge";
 import { UsageFigures } from "./UsageFigures";
+import { WorkspaceBadge } from "./WorkspaceBadge";
 
 interface Props {
   sessions: ShownSession[];
@@ -115,6 +116,7 @@ export function SessionList({ sessions, runners, activeId, now, phone = false, o
                           <span aria-hidden="true">·</span>
                           <span title={session.created_at}>{relativeTime(session.created_at, now)}</span>
                           <UsageFigures usage={session.usage} className="ml-auto" />
+                          <WorkspaceBadge workspace={session.workspace} className="w-full" />
                           {session.error && <span className="w-full truncate text-red-300">{session.error}</span>}
                           {session.log_error && (
                             <span className="w-full truncate text-amber-300" title={session.log_error}>

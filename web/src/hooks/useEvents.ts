@@ -4,6 +4,7 @@
 import { useEffect, useState } from "react";
 import { signedOut } from "../lib/api";
 import type { Runner, Session } from "../lib/protocol";
+import { parseChangesEvent, withChanges } from "../lib/workspace";
 
 export interface LiveState {
   runners: Runner[];
@@ -52,6 +53,11 @@ export function useEvents(enabled: boolean): LiveState {
       current.addEventListener("session", (event) => {
         const session = JSON.parse((event as MessageEvent<string>).data) as Session;
         setState((s) => ({ ...s, connected: true, lostAt: null, sessions: upsert(s.sessions, session) }));
+      });
+      // A workspace session's changed files moved: its summary, as HQ now keeps it.
+      current.addEventListener("changes", (event) => {
+        const changes = parseChangesEvent((event as MessageEvent<string>).data);
+        if (changes) setState((s) => ({ ...s, sessions: withChanges(s.sessions, changes) }));
       });
       // Retention deleted a finished session: it leaves the lists.
       current.addEventListener("session_removed", (event) => {

@@ -1,7 +1,20 @@
 // REST calls. Auth rides the HttpOnly cookie set by /api/login; the token never lives in JS state
 // beyond the sign-in form.
 
-import type { ApiErrorBody, CreatedShare, LoginAnswer, Runner, Screen, Session } from "./protocol";
+import type {
+  ApiErrorBody,
+  Changes,
+  Committed,
+  CreatedShare,
+  Diff,
+  LoginAnswer,
+  Pushed,
+  Review,
+  Runner,
+  Screen,
+  Session,
+  WorkspaceSpec,
+} from "./protocol";
 
 export class ApiError extends Error {
   readonly status: number;
@@ -79,6 +92,8 @@ export type CreateSession = {
   runner_id: string;
   name?: string;
   cwd?: string;
+  /** A git worktree of one of the runner's repositories (not with `cwd`). */
+  workspace?: WorkspaceSpec;
   rows?: number;
   cols?: number;
 } & ({ command: string[] } | { preset: string });
@@ -104,4 +119,14 @@ export const api = {
   /** Any user may revoke a session's share (revoking tokens in general needs an admin). */
   revokeShare: (sessionId: string, shareId: string) =>
     request<void>("DELETE", `${sessionPath(sessionId)}/shares/${encodeURIComponent(shareId)}`),
+  /** A workspace session's changed files against its base commit. */
+  changes: (id: string) => request<Changes>("GET", `${sessionPath(id)}/changes`),
+  /** The unified diff of one file (or, without `path`, of all). */
+  diff: (id: string, path?: string) =>
+    request<Diff>("GET", `${sessionPath(id)}/diff${path === undefined ? "" : `?path=${encodeURIComponent(path)}`}`),
+  /** Types the review into the session (or queues it, `when: "waiting"`). */
+  review: (id: string, review: Review) => request<void>("POST", `${sessionPath(id)}/review`, review),
+  commitWorkspace: (id: string, message: string) =>
+    request<Committed>("POST", `${sessionPath(id)}/workspace/commit`, { message }),
+  pushWorkspace: (id: string) => request<Pushed>("POST", `${sessionPath(id)}/workspace/push`),
 };
