@@ -44,8 +44,10 @@ test: test-deps web test-rust test-api test-web test-bench test-deploy
 
 # The PyPI tools the tests use live in .venv (ignored by git), at these versions: schemathesis for
 # test-api, asciinema to read recordings back, PyYAML for check-deploy.py. The tests find them
-# first on PATH.
+# first on PATH. oidc-provider-mock is the real OpenID provider the single sign-on tests start on
+# loopback (0.3.4 is its last release for Python 3.11, Debian's).
 SCHEMATHESIS_VERSION := 4.32.5
+OIDC_PROVIDER_MOCK_VERSION := 0.3.4
 ASCIINEMA_VERSION := 2.4.0
 PYYAML_VERSION := 6.0.4
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
@@ -66,6 +68,8 @@ test-deps: web-deps agent-clis
 	  .venv/bin/pip install --quiet 'schemathesis==$(SCHEMATHESIS_VERSION)'
 	@.venv/bin/python -c 'import asciinema, yaml' 2>/dev/null || \
 	  .venv/bin/pip install --quiet 'asciinema==$(ASCIINEMA_VERSION)' 'pyyaml==$(PYYAML_VERSION)'
+	@.venv/bin/pip show oidc-provider-mock 2>/dev/null | grep -qx 'Version: $(OIDC_PROVIDER_MOCK_VERSION)' || \
+	  .venv/bin/pip install --quiet 'oidc-provider-mock==$(OIDC_PROVIDER_MOCK_VERSION)'
 	@if [ ! -x $(CHROMIUM) ]; then \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \

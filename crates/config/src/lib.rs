@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use clap::{CommandFactory, FromArgMatches};
 
 /// Flags whose values must not sit in a file others can read.
-const SECRETS: &[&str] = &["token", "admin-token", "runner-token"];
+const SECRETS: &[&str] = &["token", "admin-token", "runner-token", "oidc-client-secret"];
 
 /// Parses the process's arguments with the config file layered in; exits with clap's message
 /// (and status 2) on bad input, as `Parser::parse` does. `aliases` pairs a file key with a second

@@ -960,3 +960,65 @@ async fn rogue_read<T: serde::de::DeserializeOwned>(socket: &mut RogueSocket) ->
         }
     }
 }
+
+/// A real OpenID Connect provider on loopback: PyPI's `oidc-provider-mock` (a Flask and Authlib
+/// provider with a sign-in form), which `make test-deps` installs in `.venv`. Any client id and
+/// secret are accepted; people are whatever `sub` the form is given, with the claims set by
+/// [`OidcProvider::set_user`].
+pub struct OidcProvider {
+    /// Its issuer URL, `http://127.0.0.1:<port>`.
+    pub issuer: String,
+    http: reqwest::Client,
+    _child: tokio::process::Child,
+}
+
+impl OidcProvider {
+    /// Starts the provider on a free port and waits for its discovery document.
+    pub async fn start() -> Self {
+        let program = oidc_provider_program();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = tokio::process::Command::new(&program)
+            .args(["--port", &port.to_string(), "--require-nonce", "true"])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} (run `make test-deps`): {e}", program.display()));
+        let issuer = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let discovery = format!("{issuer}/.well-known/openid-configuration");
+        eventually("the OpenID provider to answer", || async {
+            http.get(&discovery).send().await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+        Self { issuer, http, _child: child }
+    }
+
+    /// Sets the claims of the person with subject `sub` (e-mail, name, groups…).
+    pub async fn set_user(&self, sub: &str, claims: Value) {
+        let response =
+            self.http.put(format!("{}/users/{sub}", self.issuer)).json(&claims).send().await.unwrap();
+        assert!(response.status().is_success(), "setting user {sub}: {}", response.status());
+    }
+
+    /// Submits the provider's sign-in form at `authorize_url` as `sub`: the redirect back to
+    /// the client (its `Location`).
+    pub async fn authorize(&self, authorize_url: &str, sub: &str) -> String {
+        let response = self.http.post(authorize_url).form(&[("sub", sub)]).send().await.unwrap();
+        assert!(response.status().is_redirection(), "the provider answered {}", response.status());
+        response.headers()["location"].to_str().unwrap().to_owned()
+    }
+}
+
+/// `oidc-provider-mock`: `$OIDC_PROVIDER_MOCK`, else the project's `.venv`, else `PATH`.
+pub fn oidc_provider_program() -> PathBuf {
+    if let Some(path) = std::env::var_os("OIDC_PROVIDER_MOCK") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/oidc-provider-mock");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("oidc-provider-mock")
+}

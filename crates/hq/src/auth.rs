@@ -30,7 +30,7 @@ use crate::store::LoginRecord;
 /// Name of the dashboard's sign-in cookie.
 pub const COOKIE: &str = "agentrelay_session";
 /// How long a dashboard sign-in lasts.
-const LOGIN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+pub(crate) const LOGIN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// Dashboard sign-ins: the SHA-256 of each cookie value → who signed in, until when. The cookie is
 /// a random handle, not the token itself, so the token never sits in the browser. Each is also
@@ -180,7 +180,6 @@ pub(crate) fn named_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h
         .find(|(found, _)| *found == name)
         .map(|(_, value)| value)
 }
-
 
 pub(crate) fn set_cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue, AppError> {
     let secure = if state.config.tls_enabled() { "; Secure" } else { "" };

@@ -151,6 +151,59 @@ pub struct HqConfig {
     #[arg(long, env = "AGENTRELAY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Single sign-on: the OpenID Connect issuer (its `/.well-known/openid-configuration` is
+    /// read on first use), e.g. `https://accounts.google.com`. The provider returns people to
+    /// `{public-url}/api/auth/oidc/callback`.
+    #[arg(long, env = "AGENTRELAY_OIDC_ISSUER", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+
+    /// The client id HQ has at the provider.
+    #[arg(long, env = "AGENTRELAY_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+
+    /// The client secret HQ has at the provider (or --oidc-client-secret-file).
+    #[arg(
+        long,
+        env = "AGENTRELAY_OIDC_CLIENT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "oidc_client_secret_file"
+    )]
+    pub oidc_client_secret: Option<String>,
+
+    /// A file holding the client secret (its first line).
+    #[arg(long, env = "AGENTRELAY_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+
+    /// The scopes HQ asks the provider for.
+    #[arg(long, env = "AGENTRELAY_OIDC_SCOPES", default_value = "openid email profile")]
+    pub oidc_scopes: String,
+
+    /// The sign-in button's label: "Sign in with <name>".
+    #[arg(long, env = "AGENTRELAY_OIDC_NAME", default_value = "SSO")]
+    pub oidc_name: String,
+
+    /// Who may sign up through single sign-on: people whose e-mail is at one of these domains
+    /// (comma-separated). Without this and --oidc-allowed-emails, anyone the provider signs in.
+    /// Users an admin made (`POST /api/users`) may always sign in.
+    #[arg(long, env = "AGENTRELAY_OIDC_ALLOWED_DOMAINS", value_delimiter = ',')]
+    pub oidc_allowed_domains: Vec<String>,
+
+    /// Who may sign up through single sign-on: these e-mail addresses (comma-separated).
+    #[arg(long, env = "AGENTRELAY_OIDC_ALLOWED_EMAILS", value_delimiter = ',')]
+    pub oidc_allowed_emails: Vec<String>,
+
+    /// People who become admins when they sign in (comma-separated e-mail addresses).
+    #[arg(long, env = "AGENTRELAY_OIDC_ADMIN_EMAILS", value_delimiter = ',')]
+    pub oidc_admin_emails: Vec<String>,
+
+    /// The ID token claim that lists a person's groups (e.g. `groups`), for --oidc-admin-group.
+    #[arg(long, env = "AGENTRELAY_OIDC_GROUPS_CLAIM", requires = "oidc_admin_group")]
+    pub oidc_groups_claim: Option<String>,
+
+    /// Members of this group (in --oidc-groups-claim) become admins when they sign in.
+    #[arg(long, env = "AGENTRELAY_OIDC_ADMIN_GROUP", requires = "oidc_groups_claim")]
+    pub oidc_admin_group: Option<String>,
+
     /// Log output: human or json.
     #[arg(long, env = "AGENTRELAY_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,

@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::health, super::ready, super::version, super::list_runners,
         crate::auth::login, crate::auth::logout,
+        crate::oidc::config, crate::oidc::login, crate::oidc::callback,
         super::sessions::create, super::sessions::list, super::sessions::get, super::sessions::update,
         super::sessions::delete,
         super::sessions::recording, super::session_log::log, super::sessions::screen, super::sessions::input,
@@ -195,6 +196,17 @@ impl Modify for RequestBodies {
             );
             object.properties.insert("expires_in".to_owned(), RefOr::T(Schema::OneOf(expires_in)));
         }
+        // `"shared": true` goes with `"scope": "runner"` only.
+        let not_shared = ObjectBuilder::new()
+            .property("shared", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([false])));
+        let runner = ObjectBuilder::new()
+            .property("scope", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["runner"])));
+        let shared = AnyOfBuilder::new()
+            .item(ObjectBuilder::new().property("shared", ObjectBuilder::new().schema_type(Type::Null)))
+            .item(not_shared)
+            .item(runner)
+            .build();
+        wrap_all_of(schemas, "CreateToken", [shared.into()]);
         if let Some(object) = object_mut(schemas, "CreateShare") {
             let expires_in =
                 duration(MAX_SHARE_LIFETIME_SECS, "30d", "How long the link works; without it, 24 hours.");

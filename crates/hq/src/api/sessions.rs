@@ -746,7 +746,7 @@ pub async fn unshare(
 }
 
 /// The URL people reach HQ at: `--public-url`, else what this request was sent to.
-fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+pub(crate) fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
     if let Some(url) = &state.config.public_url {
         return url.trim_end_matches('/').to_owned();
     }
