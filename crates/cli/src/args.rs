@@ -46,13 +46,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `agentrelay login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Paste a token at the prompt instead of signing in through the browser.
+    #[arg(long)]
+    pub paste: bool,
+    /// Sign in through the browser even when stdin is not a terminal.
+    #[arg(long, conflicts_with = "paste")]
+    pub browser: bool,
+    /// Print the sign-in page's address instead of opening a browser.
+    #[arg(long, env = "AGENTRELAY_NO_BROWSER")]
+    pub no_browser: bool,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Save HQ's address and a token (read from AGENTRELAY_TOKEN, the terminal, or stdin).
+    /// Save HQ's address and a token: on a terminal, signed in through the browser (or pasted
+    /// with --paste); else read from AGENTRELAY_TOKEN or stdin.
     #[command(after_help = "Examples:\n  agentrelay login --hq https://hq.example.com\n  \
+                            agentrelay login --hq https://hq.example.com --paste\n  \
                             echo \"$TOKEN\" | agentrelay login --hq http://127.0.0.1:8080")]
-    Login,
+    Login(LoginArgs),
+    /// Who HQ takes you for: name, e-mail and role.
+    Whoami(ListArgs),
     /// Forget the saved token.
     Logout,
     /// List runners.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use agentrelay_protocol::{Activity, CreatedToken, Runner, Session, SessionStatus, TokenInfo};
+use agentrelay_protocol::{Activity, CreatedToken, Role, Runner, Session, SessionStatus, TokenInfo, User};
 use anyhow::Context;
 use serde_json::{Value, json};
 
@@ -15,18 +15,24 @@ use crate::credentials::{self, Saved};
 use crate::error::CliError;
 use crate::table::{self, Table};
 
-/// `agentrelay login`: checks the token against HQ, then saves both (mode 0600).
+/// `agentrelay login`: a token from AGENTRELAY_TOKEN, the browser (on a terminal), a paste or
+/// stdin; checked against HQ, then saved with HQ's address (mode 0600).
 pub async fn login(
     path: &Path,
     hq: Option<String>,
     ca_cert: Option<&Path>,
     saved: Saved,
+    args: &crate::args::LoginArgs,
 ) -> Result<(), CliError> {
     let hq = hq.or(saved.hq.clone()).ok_or_else(|| {
         CliError::Config("which HQ? run `agentrelay login --hq https://hq.example.com`".into())
     })?;
     let token = match std::env::var("AGENTRELAY_TOKEN").ok().filter(|t| !t.is_empty()) {
         Some(token) => token,
+        None if args.browser || (std::io::stdin().is_terminal() && !args.paste) => {
+            let anonymous = Api::new(&hq, String::new(), ca_cert)?;
+            crate::browser_login::sign_in(&anonymous, !args.no_browser).await?.token
+        }
         None => {
             // Ctrl-C at the prompt must not leave the terminal without echo.
             let guard = tokio::spawn(async {
@@ -45,11 +51,41 @@ pub async fn login(
     let api = Api::new(&hq, token.clone(), ca_cert)?;
     // Any authenticated read proves the token; sessions need the user scope the CLI needs.
     let sessions: Vec<Value> = api.get("/api/sessions").await?;
+    let me: Option<User> = api.get("/api/me").await.ok();
     let saved =
         Saved { hq: Some(api.base().to_owned()), token: Some(token), ca_cert: ca_cert.map(Path::to_owned) };
     credentials::save(path, &saved)?;
-    say(&format!("Logged in to {} ({} sessions). Saved to {}", api.base(), sessions.len(), path.display()));
+    let who = me.map(|u| format!(" as {}", describe_user(&u))).unwrap_or_default();
+    say(&format!(
+        "Logged in to {}{who} ({} sessions). Saved to {}",
+        api.base(),
+        sessions.len(),
+        path.display()
+    ));
     Ok(())
+}
+
+/// `Ann Lee <ann@example.com> (member)`.
+fn describe_user(user: &User) -> String {
+    let role = match user.role {
+        Role::Admin => "admin",
+        Role::Member => "member",
+    };
+    if user.email.is_empty() {
+        format!("{} ({role})", user.name)
+    } else {
+        format!("{} <{}> ({role})", user.name, user.email)
+    }
+}
+
+/// `agentrelay whoami`: the user behind the saved token.
+pub async fn whoami(api: &Api, json: bool) -> Result<(), CliError> {
+    let me: Value = api.get("/api/me").await?;
+    if json {
+        return out(&format!("{me:#}"));
+    }
+    let user: User = serde_json::from_value(me).context("reading /api/me")?;
+    out(&format!("{} at {}", describe_user(&user), api.base()))
 }
 
 /// The token from the terminal (not echoed) or the first line of stdin.

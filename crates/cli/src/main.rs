@@ -3,6 +3,7 @@
 
 mod args;
 mod attach;
+mod browser_login;
 mod client;
 mod commands;
 mod console;
@@ -61,8 +62,8 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
     let saved = credentials::load(&path)?;
     let ca_cert = cli.ca_cert.clone().or(saved.ca_cert.clone());
     let command = match cli.command {
-        Command::Login => {
-            commands::login(&path, cli.hq, ca_cert.as_deref(), saved).await?;
+        Command::Login(args) => {
+            commands::login(&path, cli.hq, ca_cert.as_deref(), saved, &args).await?;
             return Ok(0);
         }
         Command::Logout => {
@@ -119,7 +120,8 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         }
         Command::Tokens(TokensCommand::List(list)) => commands::list_tokens(&api, list.json).await?,
         Command::Tokens(TokensCommand::Revoke { id }) => commands::revoke_token(&api, &id).await?,
-        Command::Login | Command::Logout | Command::Completions { .. } => {}
+        Command::Whoami(list) => commands::whoami(&api, list.json).await?,
+        Command::Login(_) | Command::Logout | Command::Completions { .. } => {}
     }
     Ok(0)
 }

@@ -181,6 +181,11 @@ pub(crate) fn named_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h
         .map(|(_, value)| value)
 }
 
+/// The caller signed in with the dashboard's cookie, if the request carries a valid one.
+pub(crate) fn cookie_principal(state: &AppState, headers: &HeaderMap) -> Option<Principal> {
+    cookie_value(headers).and_then(|value| state.logins.get(value))
+}
+
 pub(crate) fn set_cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue, AppError> {
     let secure = if state.config.tls_enabled() { "; Secure" } else { "" };
     let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");

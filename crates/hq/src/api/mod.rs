@@ -80,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/auth/config", get(crate::oidc::config))
+        .route("/api/auth/cli", get(crate::cli_login::page).post(crate::cli_login::decide))
+        .route("/api/auth/cli/token", post(crate::cli_login::token))
         .route("/api/auth/oidc/login", get(crate::oidc::login))
         .route("/api/auth/oidc/callback", get(crate::oidc::callback))
         .route("/api/v1/ws/register", get(runner_control::upgrade))
@@ -93,7 +95,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_body_size))
         // Every response: no framing, no sniffing, no referrer, and a CSP without inline scripts
         // (xterm.js sets inline styles, hence `style-src 'unsafe-inline'`).
-        .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
+        // (A page may widen its own: the CLI's sign-in page lets its form lead to the CLI.)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header_layer(header::REFERRER_POLICY, "no-referrer"))
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))

@@ -2,8 +2,8 @@
 //! protocol crate's types; `docs/openapi.json` is the committed copy a test keeps equal to it.
 
 use agentrelay_protocol::requests::{
-    CreateGrant, CreateSession, CreateShare, CreateToken, CreateUser, Health, Input, Login, UpdateSession,
-    UpdateUser, Version,
+    CliTokenRequest, CreateGrant, CreateSession, CreateShare, CreateToken, CreateUser, Health, Input, Login,
+    UpdateSession, UpdateUser, Version,
 };
 use agentrelay_protocol::users::{AuthConfig, SsoInfo};
 use agentrelay_protocol::workspace::{
@@ -36,6 +36,7 @@ use utoipa::{Modify, OpenApi};
         super::health, super::ready, super::version, super::list_runners,
         crate::auth::login, crate::auth::logout,
         crate::oidc::config, crate::oidc::login, crate::oidc::callback,
+        crate::cli_login::page, crate::cli_login::decide, crate::cli_login::token,
         super::sessions::create, super::sessions::list, super::sessions::get, super::sessions::update,
         super::sessions::delete,
         super::sessions::recording, super::session_log::log, super::sessions::screen, super::sessions::input,
@@ -58,6 +59,7 @@ use utoipa::{Modify, OpenApi};
         RepoInfo, WorkspaceSpec, Workspace, ChangeSummary, ChangedFile, FileStatus, Changes, Diff, Review,
         ReviewComment, CommitRequest, Committed, Pushed,
         User, Role, Owner, Access, Grant, CreateUser, UpdateUser, CreateGrant, AuthConfig, SsoInfo,
+        CliTokenRequest,
     )),
     modifiers(&Security, &RequestBodies, &Links, &ViewerSocket),
     security(("bearer" = []), ("cookie" = [])),
@@ -124,6 +126,7 @@ impl Modify for RequestBodies {
             "CreateUser",
             "UpdateUser",
             "CreateGrant",
+            "CliTokenRequest",
             "Login",
             "Input",
             "CreateShare",
