@@ -112,7 +112,8 @@ export async function startStack(options = {}) {
     return exited;
   };
   await startHq();
-  const runnerArgs = ["--hq", url, "--name", "e2e-runner", "--state-dir", join(dir, "runner")];
+  // --end-sessions-on-exit: stop() leaves no session host behind (a kill -9 still leaves them).
+  const runnerArgs = ["--hq", url, "--name", "e2e-runner", "--state-dir", join(dir, "runner"), "--end-sessions-on-exit"];
   let runner = start("agentrelay-runner", runnerArgs, { RUNNER_TOKEN: runnerToken });
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -146,7 +147,7 @@ export async function startStack(options = {}) {
   /** Starts one more runner named `name` with extra flags (and environment, which its sessions
    * inherit), and waits until HQ lists it online. */
   async function startRunner(name, args = [], extraEnv = {}) {
-    start("agentrelay-runner", ["--hq", url, "--name", name, "--state-dir", join(dir, `runner-${name}`), ...args], {
+    start("agentrelay-runner", ["--hq", url, "--name", name, "--state-dir", join(dir, `runner-${name}`), "--end-sessions-on-exit", ...args], {
       ...extraEnv,
       RUNNER_TOKEN: runnerToken,
     });

@@ -71,12 +71,6 @@ before(async () => {
 });
 
 after(async () => {
-  // The session ends first: a runner with a live workspace session does not stop on SIGTERM
-  // (its worktree watch waits for the session; see the report on issue 20).
-  if (sessionId) {
-    await stack.api("DELETE", `/api/sessions/${sessionId}`);
-    await waitFor("the session to end", async () => (await stack.api("GET", `/api/sessions/${sessionId}`)).json?.status !== "running");
-  }
   await stack?.stop();
 });
 

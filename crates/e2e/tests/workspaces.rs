@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use agentrelay_e2e::*;
+use agentrelay_protocol::RunnerStatus;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -408,4 +409,47 @@ async fn a_runner_without_workspaces_gets_a_clear_501() {
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{reply}");
     assert!(reply["error"]["message"].as_str().unwrap().contains("upgrade"), "{reply}");
     assert_eq!(hq.get_json("/api/sessions").await, json!([]));
+}
+
+#[tokio::test]
+async fn a_runner_stops_under_a_live_workspace_session_and_the_next_one_watches_it_again() {
+    let hq = TestHq::start_with(&["--lost-after", "1h"]).await;
+    let repo = Repo::new();
+    let state = tempfile::tempdir().unwrap();
+    let repo_flag = repo.flag("app");
+    let spawn = || runner_command(&hq, "box", state.path()).args(["--repo", &repo_flag]).spawn().unwrap();
+    let mut first = spawn();
+    let runner = hq.wait_for_runner("box", RunnerStatus::Online).await;
+    let session = start_in_workspace(
+        &hq,
+        runner.id,
+        "app",
+        "echo ready; read -r go; echo 'line 6' >> app.txt; echo edited; read -r end",
+    )
+    .await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    let mut viewer = hq.attach(id.parse().unwrap(), None).await;
+    viewer.read_until("ready").await.unwrap();
+
+    // SIGTERM: the runner ends (its worktree watcher with it), the session does not.
+    let pid = nix::unistd::Pid::from_raw(first.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status =
+        tokio::time::timeout(TIMEOUT, first.wait()).await.expect("the runner did not stop on SIGTERM");
+    assert!(status.unwrap().success());
+
+    // The next runner adopts the session and reports its edits as the first one would have.
+    let _second = spawn();
+    hq.wait_for_runner("box", RunnerStatus::Online).await;
+    let mut events = hq.request(Method::GET, "/api/events").send().await.unwrap();
+    let mut viewer = hq.attach(id.parse().unwrap(), None).await;
+    viewer.type_text("go\r").await;
+    viewer.read_until("edited").await.unwrap();
+    read_events(&mut events, |seen| {
+        seen.iter()
+            .any(|(name, data)| name == "changes" && data["session_id"] == id.as_str() && data["files"] == 1)
+    })
+    .await;
+    viewer.type_text("end\r").await;
+    viewer.read_to_exit().await.unwrap();
 }

@@ -187,9 +187,7 @@ impl Runner {
         };
         tracing::info!(session = %start.session_id, command = ?launch.command, "session started");
         if start.workspace {
-            let span = tracing::info_span!("session", id = %start.session_id);
-            let watch = workspace::watch(self.workspaces.clone(), session.clone(), self.outbox.clone());
-            self.tasks.spawn(watch.instrument(span));
+            self.watch_workspace(&session);
         }
         self.run_session(session, link, orders);
         None
@@ -214,6 +212,19 @@ impl Runner {
         self.tasks.spawn(data.instrument(span));
     }
 
+    /// Reports a workspace session's changes to HQ as its files change (nothing for a session
+    /// without a worktree).
+    fn watch_workspace(&self, session: &Arc<Session>) {
+        let span = tracing::info_span!("session", id = %session.id);
+        let watch = workspace::watch(
+            self.workspaces.clone(),
+            session.clone(),
+            self.outbox.clone(),
+            self.shutdown.clone(),
+        );
+        self.tasks.spawn(watch.instrument(span));
+    }
+
     /// Takes back the sessions a previous runner process left running in their hosts, and notes
     /// those whose host is gone for the next hello.
     pub(crate) async fn take_back_sessions(&self) {
@@ -224,6 +235,7 @@ impl Runner {
             tracing::info!(session = %hello.session_id, end = hello.end, "took a session back from its host");
             let (session, orders) =
                 Session::adopted(hello.session_id, self.config.buffer_size, hello.start, hello.end);
+            self.watch_workspace(&session);
             self.run_session(session, link, orders);
         }
     }

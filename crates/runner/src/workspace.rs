@@ -23,6 +23,7 @@ use agentrelay_protocol::workspace::{
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::presets::expand_home;
@@ -720,7 +721,14 @@ async fn finish(
 /// (one last look then) or its worktree is gone. Changes are noticed from inotify events under
 /// the worktree (git's own files aside), debounced; nothing runs while nothing changes. Without
 /// inotify it looks every few seconds.
-pub async fn watch(workspaces: Arc<Workspaces>, session: Arc<Session>, outbox: mpsc::Sender<RunnerMessage>) {
+/// Ends with the session, or when the runner shuts down (its session goes on under its host, and
+/// the next runner to adopt it watches again).
+pub async fn watch(
+    workspaces: Arc<Workspaces>,
+    session: Arc<Session>,
+    outbox: mpsc::Sender<RunnerMessage>,
+    shutdown: CancellationToken,
+) {
     use notify::Watcher;
     let Some(dir) = workspaces.worktree(session.id) else { return };
     let (tx, mut events) = mpsc::channel::<()>(1);
@@ -753,6 +761,7 @@ pub async fn watch(workspaces: Arc<Workspaces>, session: Arc<Session>, outbox: m
                 got = events.recv(), if !polling => got.is_none(),
                 () = tokio::time::sleep(POLL_EVERY), if polling => false,
                 _ = progress.wait_for(|p| p.exit.is_some()) => true,
+                () = shutdown.cancelled() => return,
             }
         };
         if !ended && !polling {

@@ -30,8 +30,8 @@ pub struct UsageQuery {
     tag = "agents",
     operation_id = "usage",
     params(
-        ("from" = Option<String>, Query, description = "First day, YYYY-MM-DD (default: 29 days before `to`)"),
-        ("to" = Option<String>, Query, description = "Last day, YYYY-MM-DD (default: today, UTC)"),
+        ("from" = Option<String>, Query, format = Date, description = "First day, YYYY-MM-DD (default: 29 days before `to`)"),
+        ("to" = Option<String>, Query, format = Date, description = "Last day, YYYY-MM-DD (default: today, UTC)"),
     ),
     responses(
         (status = 200, description = "Sums per day (UTC), runner and user, oldest first", body = [UsageRow]),
