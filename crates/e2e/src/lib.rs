@@ -4,6 +4,7 @@
 
 #![allow(missing_docs)]
 
+pub mod deps;
 pub mod model_server;
 
 use std::future::Future;
@@ -28,6 +29,11 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+/// Locks a mutex whatever a panicking test left in it.
+pub(crate) fn lock_ignoring_poison<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// How long any wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -262,6 +268,13 @@ impl HqClient {
     /// An authenticated request builder.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// `GET path` without a token: the status and the JSON body (`null` if it has none).
+    pub async fn http_get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
@@ -924,7 +937,7 @@ impl RogueHq {
             DataUp::Open(open) => assert_eq!(open.session_id, id),
             other => panic!("expected open, got {other:?}"),
         }
-        let resume = DataDown::Resume(Resume { from: 0 });
+        let resume = DataDown::Resume(Resume { from: 0, acks: false });
         socket.send(Message::text(serde_json::to_string(&resume).unwrap())).await.unwrap();
         let mut output = Vec::new();
         loop {
@@ -946,6 +959,32 @@ impl RogueHq {
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+impl RogueHq {
+    /// Sends `start` on `control` and takes the data connection the runner dials for it, up to
+    /// its `open` (the caller answers it).
+    pub async fn start_data(
+        &self,
+        control: &mut RogueSocket,
+        start: agentrelay_protocol::runner::StartSession,
+    ) -> (RogueSocket, agentrelay_protocol::runner::OpenData) {
+        use agentrelay_protocol::runner::HqMessage;
+        let id = start.session_id;
+        control.send(Message::text(serde_json::to_string(&HqMessage::Start(start)).unwrap())).await.unwrap();
+        self.accept_data(id).await
+    }
+
+    /// Takes the next data connection, for session `id`, up to its `open`.
+    pub async fn accept_data(&self, id: Uuid) -> (RogueSocket, agentrelay_protocol::runner::OpenData) {
+        use agentrelay_protocol::runner::DataUp;
+        let (path, mut socket) = self.accept().await;
+        assert_eq!(path, format!("/api/v1/ws/runner/session/{id}"));
+        match rogue_read(&mut socket).await {
+            DataUp::Open(open) => (socket, open),
+            other => panic!("expected open, got {other:?}"),
         }
     }
 }

@@ -121,10 +121,15 @@ impl Logins {
     /// Ends a sign-in, and with it every connection opened with its cookie.
     fn remove(&self, value: &str) -> [u8; 32] {
         let hash = digest(value);
+        self.remove_hash(hash);
+        hash
+    }
+
+    /// Ends the sign-in whose cookie hashes to `hash` (another replica signed it out).
+    pub fn remove_hash(&self, hash: [u8; 32]) {
         if let Some((principal, _)) = self.lock().remove(&hash) {
             principal.revoked.cancel();
         }
-        hash
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Principal, Instant)>> {
@@ -222,8 +227,14 @@ pub async fn login(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, AppError> {
     check_origin(&headers, state.config.public_url.as_deref())?;
-    // Only requests that did not come over a socket (tests' own) have no address.
-    if address.is_some_and(|address| !state.login_limiter.allow(address)) {
+    // Only requests that did not come over a socket (tests' own) have no address. A cluster
+    // counts attempts in PostgreSQL, so every replica sees them all.
+    let limited = match (address, &state.cluster) {
+        (Some(address), Some(cluster)) => !cluster.allow_login(address, state.config.login_attempts).await,
+        (Some(address), None) => !state.login_limiter.allow(address),
+        (None, _) => false,
+    };
+    if limited {
         audit::record(&state, None, "login.rate_limited", None, address, None);
         return Err(AppError::RateLimited("too many sign-in attempts; wait a minute".to_owned()));
     }
@@ -250,7 +261,11 @@ pub async fn login(
     };
     let (value, record) = state.logins.create(principal, state.admin_token.as_deref(), false);
     // Saved before the cookie goes out, so even a crash right after keeps the sign-in.
-    state.store.call(move |store| store.insert_login(&record)).await?;
+    let saved = record.clone();
+    state.store.call(move |store| store.insert_login(&saved)).await?;
+    if let Some(cluster) = &state.cluster {
+        cluster.send(crate::cluster::feed::FeedMessage::login(&record));
+    }
     let cookie = set_cookie(&state, &value, LOGIN_LIFETIME.as_secs())?;
     Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
 }
@@ -274,6 +289,9 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
     if let Some(value) = cookie_value(&headers) {
         let hash = state.logins.remove(value);
         state.store.call(move |store| store.delete_login(hash)).await?;
+        if let Some(cluster) = &state.cluster {
+            cluster.send(crate::cluster::feed::FeedMessage::LoginRemoved(crate::cluster::feed::hex(&hash)));
+        }
     }
     let cookie = set_cookie(&state, "", 0)?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())

@@ -204,6 +204,26 @@ pub struct HqConfig {
     #[arg(long, env = "AGENTRELAY_OIDC_ADMIN_GROUP", requires = "oidc_groups_claim")]
     pub oidc_admin_group: Option<String>,
 
+    /// Keep HQ's state in PostgreSQL (`postgres://user@host/db`) instead of SQLite in
+    /// --data-dir; with --nats-url, any number of HQ replicas with the same two URLs form one
+    /// cluster (docs/operations.md, "High availability").
+    #[arg(long, env = "AGENTRELAY_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// NATS (with JetStream) that joins the replicas of a cluster (`nats://host:4222`); needs
+    /// --database-url.
+    #[arg(long, env = "AGENTRELAY_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+
+    /// This replica's name in logs, metrics and `/api/version` (default: host name and port).
+    #[arg(long, env = "AGENTRELAY_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+
+    /// Prefix of this cluster's NATS subjects and JetStream stream names, so several clusters (or
+    /// tests) can share one NATS server.
+    #[arg(long, env = "AGENTRELAY_NATS_PREFIX", default_value = "agentrelay", hide = true)]
+    pub nats_prefix: String,
+
     /// Log output: human or json.
     #[arg(long, env = "AGENTRELAY_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
@@ -231,7 +251,50 @@ pub enum AdminAction {
     ResetToken,
 }
 
+/// Why a configuration cannot run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// NATS joins replicas that share a database; alone it has nothing to share.
+    #[error(
+        "--nats-url needs --database-url: replicas share their state through PostgreSQL and only talk over NATS \
+         (give both, or neither for a single HQ on SQLite)"
+    )]
+    NatsWithoutDatabase,
+    /// The database URL is not PostgreSQL's.
+    #[error("--database-url must be a postgres:// or postgresql:// URL")]
+    NotPostgres,
+    /// A NATS prefix must be one subject token.
+    #[error("--nats-prefix may hold only letters, digits, '-' and '_'")]
+    BadPrefix,
+}
+
 impl HqConfig {
+    /// Checks the flags that only make sense together.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.nats_url.is_some() && self.database_url.is_none() {
+            return Err(ConfigError::NatsWithoutDatabase);
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::NotPostgres);
+        }
+        let prefix_ok = !self.nats_prefix.is_empty()
+            && self.nats_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !prefix_ok {
+            return Err(ConfigError::BadPrefix);
+        }
+        Ok(())
+    }
+
+    /// `--replica-name`, else the host name and the port HQ listens on.
+    pub fn replica(&self) -> String {
+        self.replica_name.clone().filter(|name| !name.is_empty()).unwrap_or_else(|| {
+            let host = gethostname::gethostname().to_string_lossy().into_owned();
+            format!("{host}:{}", self.listen.port())
+        })
+    }
+
     /// Whether HQ serves HTTPS itself, or sits behind a proxy that does (`--public-url https://…`);
     /// either way cookies get the `Secure` flag.
     pub fn tls_enabled(&self) -> bool {

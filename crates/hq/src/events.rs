@@ -51,6 +51,8 @@ pub enum Event {
 pub struct EventBus {
     live: broadcast::Sender<Event>,
     store: Option<StoreHandle>,
+    /// In a cluster, where this replica's changes go to reach the others (`cluster::feed`).
+    feed: Option<tokio::sync::mpsc::UnboundedSender<crate::cluster::feed::FeedMessage>>,
 }
 
 impl Default for EventBus {
@@ -62,7 +64,15 @@ impl Default for EventBus {
 impl EventBus {
     /// A bus that also saves every event to `store`, when given.
     pub fn new(store: Option<StoreHandle>) -> Self {
-        Self { live: broadcast::Sender::new(1024), store }
+        Self { live: broadcast::Sender::new(1024), store, feed: None }
+    }
+
+    /// The same, and every event also goes to the other replicas of a cluster through `feed`.
+    pub fn clustered(
+        store: StoreHandle,
+        feed: tokio::sync::mpsc::UnboundedSender<crate::cluster::feed::FeedMessage>,
+    ) -> Self {
+        Self { live: broadcast::Sender::new(1024), store: Some(store), feed: Some(feed) }
     }
 
     /// Saves and sends an event; nobody listening is fine.
@@ -70,6 +80,14 @@ impl EventBus {
         if let Some(store) = &self.store {
             store.save(event.clone());
         }
+        if let Some(feed) = &self.feed {
+            let _ = feed.send(crate::cluster::feed::FeedMessage::from_event(&event));
+        }
+        let _ = self.live.send(event);
+    }
+
+    /// Sends another replica's change to this replica's subscribers only (that replica saved it).
+    pub fn publish_local(&self, event: Event) {
         let _ = self.live.send(event);
     }
 

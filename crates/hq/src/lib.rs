@@ -9,8 +9,10 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod bus;
 pub mod cli_login;
 pub mod client_ip;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod error;
@@ -59,10 +61,31 @@ pub struct Hq {
 impl Hq {
     /// Checks the configuration and binds the listening socket.
     pub async fn bind(config: HqConfig) -> anyhow::Result<Self> {
+        config.check()?;
         let admin_token = config.admin_token.clone().filter(|t| !t.is_empty());
         let runner_token = config.resolved_runner_token();
-        let mut store = store::SqliteStore::open(&config.data_dir)?;
-        let snapshot = store::Store::load(&mut store).context("cannot read HQ's database")?;
+        // PostgreSQL (and with NATS, a cluster of replicas), or SQLite in the data dir.
+        let (store, cluster): (Box<dyn store::Store>, _) = match &config.database_url {
+            Some(url) => {
+                let url = url.clone();
+                let store = tokio::task::spawn_blocking(move || store::postgres::PgStore::open(&url))
+                    .await
+                    .context("opening PostgreSQL")??;
+                let cluster = cluster::Cluster::connect(&config).await?;
+                cluster.load_ends().await.context("cannot read where stored output ends")?;
+                tracing::info!(replica = %cluster.replica, nats = config.nats_url.is_some(), "HQ state in PostgreSQL");
+                (Box::new(store), Some(cluster))
+            }
+            None => (Box::new(store::SqliteStore::open(&config.data_dir)?), None),
+        };
+        let (store, snapshot) = tokio::task::spawn_blocking(move || {
+            let mut store = store;
+            let snapshot = store.load();
+            (store, snapshot)
+        })
+        .await
+        .context("reading HQ's database")?;
+        let snapshot = snapshot.context("cannot read HQ's database")?;
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let metrics_listener = match config.metrics_listen {
@@ -74,7 +97,7 @@ impl Hq {
         };
         metrics::install();
         let tls = load_tls(&config).await?;
-        let store = store::start_writer(Box::new(store))?;
+        let store = store::start_writer(store)?;
         let tokens = tokens::Tokens::load(store.clone()).await.context("cannot read tokens")?;
         let users = users::Users::load(store.clone()).await.context("cannot read users")?;
         let oidc = oidc::Oidc::from_config(&config)?;
@@ -84,7 +107,17 @@ impl Hq {
         if runner_token.is_none() {
             tracing::info!("no --runner-token: runners need a runner token made with POST /api/tokens");
         }
-        let events = events::EventBus::new(Some(store.clone()));
+        if let Some(cluster) = &cluster {
+            // Other replicas reread tokens when one is made or revoked here.
+            let feed = cluster.feed_sender();
+            tokens.on_change(move || {
+                let _ = feed.send(cluster::feed::FeedMessage::Tokens);
+            });
+        }
+        let events = match &cluster {
+            Some(cluster) => events::EventBus::clustered(store.clone(), cluster.feed_sender()),
+            None => events::EventBus::new(Some(store.clone())),
+        };
         let state = AppState::new(Shared {
             login_limiter: auth::LoginLimiter::new(config.login_attempts),
             config,
@@ -101,6 +134,7 @@ impl Hq {
             events,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            cluster,
             counters: Default::default(),
         });
         session::start::restore(&state, snapshot);
@@ -122,6 +156,9 @@ impl Hq {
     /// Serves until `shutdown` is cancelled, then closes every connection and waits for tasks.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state.clone();
+        if let Some(cluster) = &state.cluster {
+            cluster.start(&state);
+        }
         state.tasks.spawn(refresh_tokens(state.clone()));
         state.tasks.spawn(retention::run(state.clone()));
         if let Some(url) = state.config.webhook_url.clone() {
@@ -175,6 +212,9 @@ impl Hq {
         state.tasks.close();
         state.tasks.wait().await;
         state.events.flush().await;
+        if let Some(cluster) = &state.cluster {
+            cluster.close().await;
+        }
         if let Err(error) = state.store.call(|store| store.checkpoint()).await {
             tracing::warn!(error = format!("{error:#}"), "the database keeps recent changes in hq.db-wal");
         }

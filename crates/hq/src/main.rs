@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> ExitCode {
     let config = agentrelay_config::parse::<HqConfig>(&[("runner-token", "RUNNER_TOKEN")]);
     init_logging(&config.log_format);
+    if let Err(error) = config.check() {
+        eprintln!("agentrelay-hq: {error}");
+        return ExitCode::from(2);
+    }
     if let Some(HqCommand::Admin { action: AdminAction::ResetToken }) = &config.command {
         return match agentrelay_hq::reset_admin_token(&config.data_dir) {
             Ok(secret) => {

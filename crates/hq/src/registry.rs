@@ -154,9 +154,30 @@ impl Registry {
         true
     }
 
-    /// Whether the runner is online now.
+    /// Whether the runner is online now (here, or on another replica of a cluster).
     pub fn is_online(&self, id: Uuid) -> bool {
-        self.lock().get(&id).is_some_and(|e| e.link.is_some())
+        self.lock().get(&id).is_some_and(|e| e.link.is_some() || e.info.status == RunnerStatus::Online)
+    }
+
+    /// Another replica's news of a runner (a cluster's change feed): kept as it says, except
+    /// that a runner connected here stays online here; told to this replica's subscribers.
+    pub fn apply_remote(&self, runner: Runner) {
+        let mut runners = self.lock();
+        let entry = runners.entry(runner.id).or_insert_with(|| Entry {
+            info: runner.clone(),
+            link: None,
+            workspaces: false,
+        });
+        // A runner that moved on to a newer connection (here or elsewhere) is not taken back by
+        // news of an older one (say, the replica it left saying it went offline).
+        if (entry.link.is_some() && runner.status == RunnerStatus::Offline)
+            || runner.connected_at < entry.info.connected_at
+        {
+            return;
+        }
+        entry.info = runner.clone();
+        drop(runners);
+        self.events.publish_local(Event::Runner(Box::new(runner)));
     }
 
     /// Whether the runner's connection answers workspace requests.
@@ -184,7 +205,7 @@ impl Registry {
     pub fn online_with_labels(&self, labels: &std::collections::BTreeMap<String, String>) -> Vec<Runner> {
         self.lock()
             .values()
-            .filter(|e| e.link.is_some())
+            .filter(|e| e.link.is_some() || e.info.status == RunnerStatus::Online)
             .filter(|e| labels.iter().all(|(k, v)| e.info.labels.get(k) == Some(v)))
             .map(|e| e.info.clone())
             .collect()

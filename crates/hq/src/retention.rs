@@ -35,13 +35,16 @@ pub async fn run(state: AppState) {
     }
 }
 
-/// One pass: by age, then by total size.
+/// One pass: by age, then by total size. In a cluster only the leader prunes (once per cluster).
 pub async fn prune(state: &AppState) {
+    if state.cluster.as_ref().is_some_and(|cluster| !cluster.is_leader()) {
+        return;
+    }
     let now = chrono::Utc::now();
     let max_age = chrono::Duration::from_std(state.config.retention).unwrap_or(chrono::Duration::MAX);
     let sessions = state.sessions.list();
     // Each log knows its length: no file system walk on every session end.
-    let mut total: u64 = sessions.iter().filter_map(|s| s.log().map(|log| log.len())).sum();
+    let mut total: u64 = sessions.iter().map(stored_len).sum();
     // Finished sessions (only they have ended), oldest end first.
     let mut finished: Vec<_> =
         sessions.into_iter().filter_map(|s| s.ended_at().map(|ended| (ended, s))).collect();
@@ -59,11 +62,20 @@ pub async fn prune(state: &AppState) {
             tracing::info!(session = %session.id, %error, "keeping a finished session until its runner removes its worktree");
             continue;
         }
-        let size = session.log().map_or(0, |log| log.len());
+        let size = stored_len(&session);
         total = total.saturating_sub(size);
         remove(state, &session).await;
         let why = if too_old { "older than --retention" } else { "over --retention-size" };
         tracing::info!(session = %session.id, bytes = size, why, "pruned a finished session");
+    }
+}
+
+/// The bytes a session's output takes: its log, or its output stored in PostgreSQL.
+fn stored_len(session: &std::sync::Arc<Session>) -> u64 {
+    match (session.log(), session.stored()) {
+        (Some(log), _) => log.len(),
+        (None, Some(stored)) => stored.len(),
+        (None, None) => 0,
     }
 }
 

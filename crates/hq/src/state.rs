@@ -49,6 +49,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Tracks background tasks (timers) so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// This replica's place in a cluster (`--database-url`); `None` for a single HQ on SQLite.
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// Data-path counters for `/metrics`.
     pub counters: crate::metrics::Counters,
 }

@@ -4,6 +4,8 @@
 //! Writes never happen on the data path: changes go over a channel to one writer thread, which
 //! applies them in batched transactions. [`StoreHandle::flush`] waits until it has caught up.
 
+pub mod postgres;
+
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::mpsc;

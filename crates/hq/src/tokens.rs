@@ -97,14 +97,32 @@ pub struct Tokens {
     /// the database just before a create or revoke would put back its stale picture: the new
     /// token forgotten, or the revoked one working again until the next refresh.
     writes: tokio::sync::Mutex<()>,
+    /// Told of every create and revoke (a cluster tells the other replicas).
+    on_change: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Tokens {
     /// Loads the active tokens.
     pub async fn load(store: StoreHandle) -> anyhow::Result<Self> {
-        let tokens = Self { store, by_hash: Mutex::default(), writes: tokio::sync::Mutex::new(()) };
+        let tokens = Self {
+            store,
+            by_hash: Mutex::default(),
+            writes: tokio::sync::Mutex::new(()),
+            on_change: std::sync::OnceLock::new(),
+        };
         tokens.refresh().await?;
         Ok(tokens)
+    }
+
+    /// Calls `hook` after every create and revoke from now on (once; later calls are ignored).
+    pub fn on_change(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_change.set(Box::new(hook));
+    }
+
+    fn changed(&self) {
+        if let Some(hook) = self.on_change.get() {
+            hook();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Active>> {
@@ -169,6 +187,7 @@ impl Tokens {
         let _writing = self.writes.lock().await;
         self.store.call(move |store| store.insert_token(&saved)).await?;
         self.lock().insert(record.hash, Active { record, revoked: CancellationToken::new() });
+        self.changed();
         Ok(CreatedToken {
             id: info.id,
             name: info.name,
@@ -192,6 +211,8 @@ impl Tokens {
                 active.revoked.cancel();
             }
         }
+        drop(map);
+        self.changed();
         Ok(existed)
     }
 

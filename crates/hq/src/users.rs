@@ -49,6 +49,14 @@ impl Users {
         Ok(Self { store, by_id: Mutex::new(by_id), writes: tokio::sync::Mutex::new(()) })
     }
 
+    /// Rereads every user (another replica of a cluster changed one).
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let _writing = self.writes.lock().await;
+        let records = self.store.call(|store| store.users()).await?;
+        *lock(&self.by_id) = records.into_iter().map(|r| (r.user.id, r)).collect();
+        Ok(())
+    }
+
     /// One user.
     pub fn get(&self, id: Uuid) -> Option<User> {
         lock(&self.by_id).get(&id).map(|r| r.user.clone())

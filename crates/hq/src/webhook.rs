@@ -106,6 +106,11 @@ pub async fn run(url: String, state: AppState) {
         if before == Some(now) {
             continue;
         }
+        // Every replica of a cluster hears every change; only the leader posts it, so each is
+        // posted once.
+        if state.cluster.as_ref().is_some_and(|cluster| !cluster.is_leader()) {
+            continue;
+        }
         let wanted = describe(&session, before, &state.registry)
             .into_iter()
             .filter(|delivery| state.config.webhook_events.contains(&delivery.kind))

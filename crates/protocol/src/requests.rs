@@ -201,4 +201,7 @@ pub struct Version {
     pub protocol_version: u32,
     /// The oldest runner protocol version HQ accepts.
     pub min_protocol_version: u32,
+    /// Which replica answered (`--replica-name`), when HQ runs as one of several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }

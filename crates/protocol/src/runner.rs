@@ -393,6 +393,10 @@ pub struct OpenData {
     pub start: u64,
     /// One past the newest output byte.
     pub end: u64,
+    /// The runner keeps output until HQ acknowledges it as stored (`ack`), so a replica that
+    /// dies costs nothing another cannot get again; absent (false) from older runners.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub acks: bool,
 }
 
 /// Text frame from HQ to runner on a session's data connection. Binary frames carry input.
@@ -408,6 +412,16 @@ pub enum DataDown {
     /// HQ has already ended this session (it was lost while the runner was away): the runner
     /// ends its process and forgets it; nothing more is wanted from it.
     Ended(LostReport),
+    /// Output before `offset` is stored durably: the runner may let it go. Sent only after a
+    /// `resume` that said `acks: true`.
+    Ack(Ack),
+}
+
+/// Payload of [`DataDown::Ack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// One past the last byte HQ has stored.
+    pub offset: u64,
 }
 
 /// Payload of [`DataDown::Resume`].
@@ -415,6 +429,10 @@ pub enum DataDown {
 pub struct Resume {
     /// The first offset HQ does not hold yet.
     pub from: u64,
+    /// HQ sends `ack` frames: the runner keeps output until they cover it (instead of until it
+    /// is sent). Only when the runner's `open` said `acks: true`; absent (false) from older HQs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub acks: bool,
 }
 
 #[cfg(test)]
@@ -427,10 +445,21 @@ mod tests {
         assert_eq!(beat, r#"{"type":"heartbeat"}"#);
         let kill: DataDown = serde_json::from_str(r#"{"type":"kill"}"#).expect("valid kill");
         assert_eq!(kill, DataDown::Kill);
-        let resume = DataDown::Resume(Resume { from: 42 });
+        let resume = DataDown::Resume(Resume { from: 42, acks: false });
         let text = serde_json::to_string(&resume).expect("serializable");
         assert_eq!(text, r#"{"type":"resume","payload":{"from":42}}"#);
         assert_eq!(serde_json::from_str::<DataDown>(&text).expect("round trip"), resume);
+        let acked = DataDown::Resume(Resume { from: 42, acks: true });
+        let text = serde_json::to_string(&acked).expect("serializable");
+        assert_eq!(text, r#"{"type":"resume","payload":{"from":42,"acks":true}}"#);
+        let ack: DataDown = serde_json::from_str(r#"{"type":"ack","payload":{"offset":7}}"#).expect("ack");
+        assert_eq!(ack, DataDown::Ack(Ack { offset: 7 }));
+        // An older runner's open says nothing of acks.
+        let open: DataUp = serde_json::from_str(
+            r#"{"type":"open","payload":{"runner_id":"00000000-0000-0000-0000-000000000001","session_id":"00000000-0000-0000-0000-000000000002","start":0,"end":3}}"#,
+        )
+        .expect("old open");
+        assert!(matches!(open, DataUp::Open(OpenData { acks: false, .. })));
     }
 
     #[test]

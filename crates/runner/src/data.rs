@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentrelay_protocol::runner::{ActivityReport, DataDown, DataUp, LostReport, OpenData};
+use agentrelay_protocol::runner::{ActivityReport, DataDown, DataUp, LostReport, OpenData, Resume};
 use agentrelay_protocol::viewer::Gap;
 use agentrelay_ring::Read;
 use anyhow::{Context, bail};
@@ -65,8 +65,12 @@ pub async fn stream(
             }
         };
         let ended = attempt.await;
-        // Disconnected: the ring may drop old bytes again rather than stall the process.
-        session.mark_sent(None);
+        // Disconnected. An HQ that acknowledges what it stores gets everything after its last
+        // ack again, wherever the runner reconnects (the ring keeps it; what does not fit waits
+        // in the session host's spool). Otherwise the ring may drop old bytes again.
+        if !session.holds_for_acks() {
+            session.mark_sent(None);
+        }
         match ended {
             Ok(Ended::Delivered) => {
                 session.set_outcome(Outcome::Recorded);
@@ -89,27 +93,31 @@ pub async fn stream(
 }
 
 /// Says which session this connection carries and what output the ring holds; HQ answers with
-/// the offset it wants output from (`ws::runner_data::resume` on HQ's side).
-async fn open(socket: &mut HqSocket, runner_id: Uuid, session: &Session) -> anyhow::Result<Option<u64>> {
+/// the offset it wants output from (`ws::runner_data::resume` on HQ's side), and whether it
+/// acknowledges what it stores.
+async fn open(socket: &mut HqSocket, runner_id: Uuid, session: &Session) -> anyhow::Result<Option<Resume>> {
     let (start, end) = session.output_range();
-    socket
-        .send(data_frame(&DataUp::Open(OpenData { runner_id, session_id: session.id, start, end })))
-        .await?;
-    let from =
+    let open = OpenData { runner_id, session_id: session.id, start, end, acks: true };
+    socket.send(data_frame(&DataUp::Open(open))).await?;
+    let resume =
         tokio::time::timeout(RESUME_TIMEOUT, read_resume(socket)).await.context("no resume in time")??;
-    let Some(from) = from else { return Ok(None) };
+    let Some(resume) = resume else { return Ok(None) };
     // An adopted session's output starts where HQ wants it (its host holds it from `start`).
-    session.attach_from(from);
-    Ok(Some(from.min(end)))
+    session.attach_from(resume.from);
+    Ok(Some(Resume { from: resume.from.min(end), ..resume }))
 }
 
 /// Output from HQ's offset on, orders from HQ to the PTY, the exit once the output is all sent.
 async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyhow::Result<Ended> {
-    let Some(mut offset) = open(&mut socket, runner_id, session).await? else {
+    let Some(Resume { from: mut offset, mut acks }) = open(&mut socket, runner_id, session).await? else {
         tracing::info!(session = %session.id, "HQ has ended this session; ending its process");
         let _ = session.orders().send(PtyOrder::Kill).await;
         return Ok(Ended::GivenUp);
     };
+    session.set_holds_for_acks(acks);
+    // With acks, output stays in the ring until HQ has stored it (a replica that dies before
+    // storing it gets it again from whichever replica the runner reaches next); without, until
+    // it is sent.
     session.mark_sent(Some(offset));
     let mut progress = session.subscribe();
     let mut reports = session.subscribe_activity();
@@ -125,13 +133,17 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
                 Read::Data(bytes) => {
                     offset += bytes.len() as u64;
                     socket.send(Message::Binary(bytes)).await?;
-                    session.mark_sent(Some(offset));
+                    if !acks {
+                        session.mark_sent(Some(offset));
+                    }
                 }
                 Read::Gap { from, to } => {
                     tracing::warn!(session = %session.id, from, to, "output outgrew the buffer during the outage");
                     socket.send(data_frame(&DataUp::Gap(Gap { from, to }))).await?;
                     offset = to;
-                    session.mark_sent(Some(offset));
+                    if !acks {
+                        session.mark_sent(Some(offset));
+                    }
                 }
                 Read::CaughtUp => break,
             }
@@ -182,6 +194,15 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
                         order(session, PtyOrder::Kill).await;
                         return Ok(Ended::GivenUp);
                     }
+                    // `u64::MAX`: HQ will store nothing more (its log stopped), so output is
+                    // let go once sent, as without acks.
+                    Ok(DataDown::Ack(ack)) if acks && ack.offset == u64::MAX => {
+                        acks = false;
+                        session.set_holds_for_acks(false);
+                        session.mark_sent(Some(offset));
+                    }
+                    // Never past what was sent: an ack of more would be HQ's mistake.
+                    Ok(DataDown::Ack(ack)) if acks => session.mark_sent(Some(ack.offset.min(offset))),
                     Ok(other) => tracing::warn!(?other, "ignoring an unexpected data frame"),
                     Err(e) => tracing::warn!(error = %e, "ignoring a bad data frame"),
                 },
@@ -197,11 +218,11 @@ async fn pump(mut socket: HqSocket, runner_id: Uuid, session: &Session) -> anyho
 
 /// HQ's answer to `open`: the offset it wants output from, or `None` when HQ has ended the
 /// session already.
-async fn read_resume(socket: &mut HqSocket) -> anyhow::Result<Option<u64>> {
+async fn read_resume(socket: &mut HqSocket) -> anyhow::Result<Option<Resume>> {
     loop {
         match socket.next().await.context("HQ closed before resume")?? {
             Message::Text(text) => match serde_json::from_str(text.as_str()).context("bad resume frame")? {
-                DataDown::Resume(resume) => return Ok(Some(resume.from)),
+                DataDown::Resume(resume) => return Ok(Some(resume)),
                 DataDown::Ended(_) => return Ok(None),
                 other => bail!("expected resume, got {other:?}"),
             },

@@ -80,6 +80,9 @@ pub struct Session {
     attach: watch::Sender<Attach>,
     /// What became of it at HQ; the host link waits for it before it lets the host go.
     outcome: watch::Sender<Option<Outcome>>,
+    /// HQ acknowledges what it stores: output stays pinned from the last ack, even while
+    /// disconnected (HQ may have lost what it had not stored).
+    holds_for_acks: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -119,6 +122,7 @@ impl Session {
             usage: watch::Sender::new(None),
             attach: watch::Sender::new(attach),
             outcome: watch::Sender::new(None),
+            holds_for_acks: Default::default(),
         };
         (Arc::new(session), rx)
     }
@@ -206,6 +210,16 @@ impl Session {
     pub fn mark_sent(&self, offset: Option<u64>) {
         lock(&self.output).pin_at(offset);
         self.room.notify_waiters();
+    }
+
+    /// Whether output stays in the ring until HQ acknowledges it stored.
+    pub fn holds_for_acks(&self) -> bool {
+        self.holds_for_acks.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Says whether HQ acknowledges what it stores (its last `resume` said so).
+    pub fn set_holds_for_acks(&self, holds: bool) {
+        self.holds_for_acks.store(holds, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether unsent output fills the ring.

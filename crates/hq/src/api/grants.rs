@@ -85,6 +85,9 @@ pub async fn create(
     let session_id = session.id;
     state.store.call(move |store| store.save_grant(session_id, &saved)).await?;
     session.grants.set(record.clone());
+    if let Some(cluster) = &state.cluster {
+        cluster.send(crate::cluster::feed::FeedMessage::grant(session.id, record.user_id, Some(&record)));
+    }
     announce(&state, &session);
     let detail = format!("{} ({}): {access:?}", grantee.name, grantee.id);
     audit::by_principal(&state, &principal, "session.granted", session.id.to_string(), Some(detail));
@@ -145,6 +148,10 @@ pub async fn revoke(
     let existed = state.store.call(move |store| store.delete_grant(session_id, user)).await?;
     if !session.grants.remove(user) && !existed {
         return Err(not_found());
+    }
+    if let Some(cluster) = &state.cluster {
+        // Other replicas close this user's viewers of the session too.
+        cluster.send(crate::cluster::feed::FeedMessage::grant(session.id, user, None));
     }
     announce(&state, &session);
     audit::by_principal(

@@ -151,6 +151,13 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if state.shutdown.is_cancelled() {
         return unavailable("HQ is shutting down".to_owned());
     }
+    // A replica of a cluster depends on PostgreSQL and NATS: it names the one that is down.
+    if let Some(cluster) = &state.cluster {
+        return match cluster.check().await {
+            Ok(()) => (StatusCode::OK, Json(Health { status: "ok".to_owned(), reason: None })),
+            Err(reason) => unavailable(reason),
+        };
+    }
     let check = state.store.call(|store| store.check());
     match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
         Ok(Ok(())) => (StatusCode::OK, Json(Health { status: "ok".to_owned(), reason: None })),
@@ -170,11 +177,12 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         (status = 200, description = "Versions", body = Version),
     )
 )]
-async fn version() -> Json<Version> {
+async fn version(State(state): State<AppState>) -> Json<Version> {
     Json(Version {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         protocol_version: agentrelay_protocol::PROTOCOL_VERSION,
         min_protocol_version: agentrelay_protocol::MIN_PROTOCOL_VERSION,
+        replica: state.cluster.as_ref().map(|cluster| cluster.replica.clone()),
     })
 }
 

@@ -191,9 +191,7 @@ pub async fn create(
             runner.name
         )));
     }
-    let control = state
-        .registry
-        .sender(runner.id)
+    let control = crate::cluster::ControlLink::to(&state, runner.id)
         .ok_or_else(|| AppError::RunnerOffline(format!("runner '{}' is offline", runner.name)))?;
     let asked = runner_policy::Asked {
         command: matches!(request.program, Program::Command(_)),
@@ -242,6 +240,10 @@ pub async fn create(
         prompt: request.prompt,
         workspace: workspace.is_some(),
     };
+    if state.cluster.is_some() {
+        // Saved before the runner hears of it: its data connection may reach another replica.
+        state.events.flush().await;
+    }
     if control.send(HqMessage::Start(start)).await.is_err() {
         session.mark_failed(format!("runner '{}' went offline before the session started", runner.name));
         return Err(AppError::RunnerOffline(format!("runner '{}' is offline", runner.name)));

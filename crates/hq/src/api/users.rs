@@ -99,6 +99,9 @@ pub async fn create(
     let user = state.users.create(name, email, role.unwrap_or(Role::Member), None).await?;
     let detail = format!("{} <{}> ({})", user.name, user.email, role_name(user.role));
     audit::by_principal(&state, &principal, "user.created", user.id.to_string(), Some(detail));
+    if let Some(cluster) = &state.cluster {
+        cluster.send(crate::cluster::feed::FeedMessage::Users);
+    }
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -163,6 +166,15 @@ pub async fn update(
         .await?;
     if after.disabled != before.disabled || after.role != before.role {
         cut_off(&state, id).await?;
+    }
+    if let Some(cluster) = &state.cluster {
+        // Other replicas reread users; a cut user is cut off there too.
+        let cut = after.disabled != before.disabled || after.role != before.role;
+        cluster.send(if cut {
+            crate::cluster::feed::FeedMessage::UserCut(id)
+        } else {
+            crate::cluster::feed::FeedMessage::Users
+        });
     }
     let detail = format!(
         "{}: role {} → {}, disabled {} → {}",

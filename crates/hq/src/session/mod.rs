@@ -19,6 +19,7 @@ mod output;
 pub mod output_log;
 mod presence;
 pub mod recording;
+pub mod replica;
 mod sessions;
 pub mod start;
 pub mod terminal_model;
@@ -85,6 +86,8 @@ pub struct Parts {
     pub log: Option<Arc<OutputLog>>,
     /// Lines on a quiet screen that mean "waiting for input".
     pub prompts: activity::Prompts,
+    /// In a cluster, the output stored in PostgreSQL (instead of `log`).
+    pub stored: Option<Arc<crate::cluster::stored::StoredLog>>,
 }
 
 /// One session.
@@ -130,6 +133,17 @@ pub struct Session {
     events: EventBus,
     /// The output on disk, when the data dir is writable.
     log: Option<Arc<OutputLog>>,
+    /// In a cluster, the output in PostgreSQL.
+    stored: Option<Arc<crate::cluster::stored::StoredLog>>,
+    /// In a cluster, whether this replica stores the output now (holds the runner's data
+    /// connection and the session's lease).
+    owned: AtomicBool,
+    /// Bumped by a data connection that wants `to_runner_rx`; a cluster's order forwarder
+    /// holding it gives it back.
+    rx_wanted: watch::Sender<u64>,
+    /// An order the forwarder took but could not deliver before it gave the queue back: it goes
+    /// first.
+    carry: Mutex<Option<ToRunner>>,
     /// Offset up to which output is in the log; sent by `persist`, awaited by the data path
     /// when unsaved output fills the ring.
     persisted: watch::Sender<u64>,
@@ -160,9 +174,13 @@ impl Session {
     /// log holds (`output_bytes` counts when there is no log). Use [`start::open`], which also
     /// registers the session and starts its tasks.
     fn new(spec: SessionSpec, lifecycle: Lifecycle, output_bytes: u64, parts: Parts) -> Self {
-        let Parts { ring_size, events, log, prompts } = parts;
+        let Parts { ring_size, events, log, prompts, stored } = parts;
         let (to_runner, rx) = mpsc::channel(TO_RUNNER_QUEUE);
-        let end = log.as_ref().map_or(output_bytes, |log| log.len());
+        let end = match (&log, &stored) {
+            (Some(log), _) => log.len(),
+            (None, Some(stored)) => stored.len(),
+            (None, None) => output_bytes,
+        };
         let size = log.as_ref().and_then(|log| log.last_size()).unwrap_or(TermSize::DEFAULT);
         let mut ring = OutputRing::starting_at(end, ring_size);
         // Nothing leaves the ring before it is in the log.
@@ -192,6 +210,10 @@ impl Session {
             rx_parked: Notify::new(),
             events,
             log,
+            stored,
+            owned: AtomicBool::new(false),
+            rx_wanted: watch::Sender::new(0),
+            carry: Mutex::new(None),
             persisted: watch::Sender::new(end),
             model: Mutex::new(None),
             viewers: Mutex::default(),
@@ -365,6 +387,9 @@ impl Session {
         if let Some(Err(error)) = self.log.as_ref().map(|log| log.note_resize(size)) {
             tracing::warn!(session = %self.id, error = format!("{error:#}"), "cannot record a resize");
         }
+        if let Some(stored) = &self.stored {
+            stored.note_resize(size);
+        }
     }
 
     /// Takes the runner-bound receiver for a new data connection, waiting briefly for an older
@@ -376,6 +401,8 @@ impl Session {
             if let Some(rx) = lock(&self.to_runner_rx).take() {
                 return Some(rx);
             }
+            // A cluster's forwarder may hold it: it gives it back when asked.
+            self.rx_wanted.send_modify(|wanted| *wanted += 1);
             if tokio::time::timeout_at(deadline, parked).await.is_err() {
                 return None;
             }
@@ -406,8 +433,13 @@ mod tests {
             owner: None,
             created_at: Utc::now(),
         };
-        let parts =
-            Parts { ring_size: 1024, events: EventBus::default(), log: None, prompts: Default::default() };
+        let parts = Parts {
+            ring_size: 1024,
+            events: EventBus::default(),
+            log: None,
+            prompts: Default::default(),
+            stored: None,
+        };
         Session::new(spec, Lifecycle::starting(), 0, parts)
     }
 

@@ -62,7 +62,7 @@ impl Session {
 
     /// The oldest output offset HQ can still serve (0 whenever the log holds the start).
     pub fn output_start(&self) -> u64 {
-        if self.log.is_some() { 0 } else { lock(&self.output).start() }
+        if self.log.is_some() || self.stored.is_some() { 0 } else { lock(&self.output).start() }
     }
 
     /// Whether the output has outgrown the in-memory ring: past that, a new viewer gets a
@@ -75,6 +75,14 @@ impl Session {
     /// Up to `max` bytes of output from `offset`, from the ring or, when older, from the log.
     pub async fn read_output(&self, offset: u64, max: usize) -> Read {
         let read = self.read_ring(offset, max);
+        if let Some(stored) = &self.stored {
+            // In a cluster the ring may not (or not yet) hold what is stored in PostgreSQL.
+            return match read {
+                Read::Data(_) => read,
+                Read::CaughtUp if offset >= self.progress.borrow().end => read,
+                _ => self.read_stored(stored, offset, max).await,
+            };
+        }
         let (Read::Gap { from, to }, Some(log)) = (&read, &self.log) else { return read };
         if *from >= log.len() {
             return read;
@@ -99,6 +107,12 @@ impl Session {
     /// The on-disk output, if any.
     pub fn log(&self) -> Option<&Arc<OutputLog>> {
         self.log.as_ref()
+    }
+
+    /// The offset up to which output is stored (`u64::MAX` once the log has stopped: nothing
+    /// more will be, and nothing should wait for it).
+    pub fn subscribe_stored(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.persisted.subscribe()
     }
 
     /// Waits (at most `limit`) until the log holds the output received so far: a recording asked
@@ -133,6 +147,7 @@ impl Session {
     /// of it is on disk (or HQ shuts down, after a last drain). Then the ring is released: the log
     /// serves every reader of a finished session.
     pub async fn persist(self: Arc<Self>, shutdown: CancellationToken) {
+        // In a cluster the replica holding the runner stores output (`persist_stored`).
         let Some(log) = self.log.clone() else { return };
         let mut progress = self.subscribe();
         let mut offset = log.len();

@@ -40,8 +40,8 @@ pub struct SessionSpec {
 }
 
 impl SessionSpec {
-    /// The spec of a stored session.
-    fn stored(view: &SessionView) -> Self {
+    /// The spec of a stored session (or one another replica announced).
+    pub fn stored(view: &SessionView) -> Self {
         Self {
             id: view.id,
             runner_id: view.runner_id,
@@ -75,16 +75,28 @@ pub enum Origin {
 /// announced on the event bus; a restored one is already in the store.
 pub fn open(state: &AppState, spec: SessionSpec, origin: Origin) -> Arc<Session> {
     let presets = state.registry.get(spec.runner_id).map(|r| r.presets).unwrap_or_default();
-    let parts = Parts {
-        ring_size: state.config.ring_size,
-        events: state.events.clone(),
-        log: open_log(state, spec.id, spec.created_at),
-        prompts: activity::prompt_patterns(&presets, spec.preset.as_deref(), &spec.command),
-    };
     // A new session's size goes into its log's timeline; a stored one's is read back from there.
     let (lifecycle, output_bytes, new_size, usage) = match origin {
         Origin::New(size) => (Lifecycle::starting(), 0, Some(size), None),
         Origin::Stored { lifecycle, output_bytes, usage } => (lifecycle, output_bytes, None, usage),
+    };
+    // In a cluster the output lives in PostgreSQL, where every replica reads it.
+    let stored = state.cluster.as_ref().map(|cluster| {
+        let end = if new_size.is_some() { 0 } else { cluster.stored_end_hint(spec.id, output_bytes) };
+        Arc::new(crate::cluster::stored::StoredLog::new(
+            spec.id,
+            cluster.pg.clone(),
+            cluster.writer.clone(),
+            spec.created_at,
+            end,
+        ))
+    });
+    let parts = Parts {
+        ring_size: state.config.ring_size,
+        events: state.events.clone(),
+        log: if stored.is_some() { None } else { open_log(state, spec.id, spec.created_at) },
+        prompts: activity::prompt_patterns(&presets, spec.preset.as_deref(), &spec.command),
+        stored,
     };
     let session = Arc::new(Session::new(spec, lifecycle, output_bytes, parts));
     session.restore_usage(usage);
@@ -92,9 +104,23 @@ pub fn open(state: &AppState, spec: SessionSpec, origin: Origin) -> Arc<Session>
         session.note_resize(size);
     }
     state.sessions.insert(session.clone());
-    if !session.status().is_final() {
-        state.tasks.spawn(session.clone().persist(state.shutdown.clone()));
-        state.tasks.spawn(activity::track(state.clone(), session.clone()));
+    match &state.cluster {
+        // In a cluster the replica that holds the runner stores output and tracks activity
+        // (`ws::runner_data`); the others send their orders there.
+        Some(cluster) if !session.status().is_final() => {
+            let forwarder = crate::cluster::stream::forward_orders(
+                cluster.clone(),
+                session.clone(),
+                state.shutdown.clone(),
+            );
+            state.tasks.spawn(forwarder);
+        }
+        Some(_) => {}
+        None if !session.status().is_final() => {
+            state.tasks.spawn(session.clone().persist(state.shutdown.clone()));
+            state.tasks.spawn(activity::track(state.clone(), session.clone()));
+        }
+        None => {}
     }
     if new_size.is_some() {
         session.publish();

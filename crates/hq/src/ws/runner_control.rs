@@ -104,7 +104,14 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
             Some(hello.id.to_string()),
         );
         take_back_sessions(state, &hello, said_hello_at);
+        // In a cluster, start orders for this runner come from every replica through this one.
+        let connected = state.shutdown.child_token();
+        if let (Some(cluster), Some(tx)) = (&state.cluster, state.registry.sender(id)) {
+            let serving = crate::cluster::stream::serve_control(cluster.clone(), id, tx, connected.clone());
+            state.tasks.spawn(serving);
+        }
         let result = run(state, &mut socket, id, registration, &principal).await;
+        connected.cancel();
         if state.registry.disconnect(id, connection) {
             tracing::info!("runner offline");
             for session in state.sessions.live_on_runner(id) {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentrelay_protocol::runner::{DataDown, DataUp, LostReport, OpenData, Resume};
+use agentrelay_protocol::runner::{Ack, DataDown, DataUp, LostReport, OpenData, Resume};
 use anyhow::{Context, bail};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -39,7 +39,11 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     let principal = runner_principal(&state, &headers, address)?;
-    let session = find(&state, &id)?;
+    let session = match (find(&state, &id), &state.cluster) {
+        // Started through another replica a moment ago: its row is in the database already.
+        (Err(AppError::NotFound(_)), Some(cluster)) => cluster.fetch_session(&state, &id).await?,
+        (found, _) => found?,
+    };
     // Only a token that may enroll the session's runner opens its data: a member's personal
     // runner token cannot read a shared runner's sessions, nor another member's.
     let enrolls = if principal.shared { None } else { principal.user_id() };
@@ -86,20 +90,60 @@ async fn serve(
     let Some(mut rx) = session.take_runner_rx().await else {
         bail!("another data connection still holds the session");
     };
+    // In a cluster, a runner that keeps output until it is stored hears when it is, so a replica
+    // that dies before storing it costs nothing. A single HQ keeps its own log and its runners
+    // their ring as before (after an outage past --buffer-size, a gap).
+    let acks = open.acks && session.stored().is_some();
+    // Ends with this connection: in a cluster, this replica takes the other replicas' orders
+    // for the session while it holds the runner.
+    let connected = state.shutdown.child_token();
     let result = async {
-        resume(&session, &mut socket).await?;
-        pump(state, &session, &mut socket, &mut rx, &principal).await
+        let from = match &state.cluster {
+            // The stored output's end, under this replica's lease: a replica that died with
+            // output it had not stored yet costs nothing, the runner still has it.
+            Some(cluster) => {
+                let from = cluster.take_stream(state, &session).await?;
+                let serving =
+                    crate::cluster::stream::serve_orders(cluster.clone(), session.clone(), connected.clone());
+                state.tasks.spawn(serving);
+                from
+            }
+            None => session.output_end(),
+        };
+        resume(&session, &mut socket, from, acks).await?;
+        if let Some(order) = session.take_carried() {
+            send_order(&mut socket, order).await?;
+        }
+        pump(state, &session, &mut socket, &mut rx, &principal, acks).await
     }
     .await;
+    connected.cancel();
     // Whatever happened, the next data connection finds the queue, and what waits in it.
     session.park_runner_rx(rx);
+    if let Some(cluster) = &state.cluster
+        && !session.status().is_final()
+    {
+        // The runner may come back through another replica: orders typed here go there.
+        let forwarder =
+            crate::cluster::stream::forward_orders(cluster.clone(), session.clone(), state.shutdown.clone());
+        state.tasks.spawn(forwarder);
+    }
     result
 }
 
+/// Writes one order to the runner.
+async fn send_order(socket: &mut WebSocket, order: ToRunner) -> anyhow::Result<()> {
+    let message = match order {
+        ToRunner::Input(bytes) => Message::Binary(bytes),
+        ToRunner::Resize(size) => json_message(&DataDown::Resize(size))?,
+        ToRunner::Kill => json_message(&DataDown::Kill)?,
+    };
+    socket.send(message).await.context("sending to runner")
+}
+
 /// Tells the runner where HQ's copy of the output ends, so it sends exactly what follows.
-async fn resume(session: &Session, socket: &mut WebSocket) -> anyhow::Result<()> {
-    let from = session.output_end();
-    send_json(socket, &DataDown::Resume(Resume { from })).await?;
+async fn resume(session: &Session, socket: &mut WebSocket, from: u64, acks: bool) -> anyhow::Result<()> {
+    send_json(socket, &DataDown::Resume(Resume { from, acks })).await?;
     session.mark_running();
     tracing::debug!(from, "data connection open");
     Ok(())
@@ -112,13 +156,32 @@ async fn pump(
     socket: &mut WebSocket,
     rx: &mut mpsc::Receiver<ToRunner>,
     principal: &Principal,
+    acks: bool,
 ) -> anyhow::Result<()> {
+    let mut stored = session.subscribe_stored();
+    let mut acked = *stored.borrow_and_update();
     loop {
         tokio::select! {
+            // What is stored since the last ack: one frame however many writes it took.
+            changed = stored.changed(), if acks => {
+                changed.context("session dropped")?;
+                // `u64::MAX`: the log stopped, nothing more will be stored; the runner stops
+                // waiting for acks.
+                let now = *stored.borrow_and_update();
+                let offset = if now == u64::MAX { now } else { now.min(session.output_end()) };
+                if offset > acked {
+                    acked = offset;
+                    send_json(socket, &DataDown::Ack(Ack { offset })).await?;
+                }
+            }
             frame = socket.recv() => match frame {
                 Some(Ok(Message::Binary(bytes))) => {
                     Counters::add(&state.counters.bytes_in, bytes.len() as u64);
-                    session.push_output(bytes);
+                    let at = session.output_end();
+                    session.push_output(bytes.clone());
+                    if let Some(cluster) = &state.cluster {
+                        cluster.publish_output(session.id, at, &bytes).await;
+                    }
                     session.wait_for_room().await;
                 }
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<DataUp>(text.as_str()) {
@@ -128,7 +191,15 @@ async fn pump(
                     }
                     Ok(DataUp::Exit(exit)) => {
                         tracing::info!(code = ?exit.code, signal = ?exit.signal, "session exited");
-                        session.mark_exited(exit);
+                        if state.cluster.is_some() {
+                            // Every byte, then the exit, stored before the runner forgets the
+                            // session: a replica that dies now loses neither.
+                            session.stored_all().await;
+                            session.mark_exited(exit);
+                            state.events.flush().await;
+                        } else {
+                            session.mark_exited(exit);
+                        }
                         // Tells the runner the exit is recorded, so it can forget the session.
                         close(socket, Close::Done, "exit recorded").await;
                         return Ok(());
@@ -137,7 +208,13 @@ async fn pump(
                     Ok(DataUp::Usage(total)) => crate::session::usage::record(state, session, total),
                     Ok(DataUp::Lost(lost)) => {
                         tracing::warn!(reason = %lost.reason, "session lost on the runner");
+                        if state.cluster.is_some() {
+                            session.stored_all().await;
+                        }
                         session.mark_lost(lost.reason);
+                        if state.cluster.is_some() {
+                            state.events.flush().await;
+                        }
                         // Like an exit: recorded, and the runner may forget the session.
                         close(socket, Close::Done, "loss recorded").await;
                         return Ok(());
@@ -152,12 +229,7 @@ async fn pump(
             order = rx.recv() => {
                 // The session holds a sender, so the channel never closes while we run.
                 let Some(order) = order else { return Ok(()) };
-                let message = match order {
-                    ToRunner::Input(bytes) => Message::Binary(bytes),
-                    ToRunner::Resize(size) => json_message(&DataDown::Resize(size))?,
-                    ToRunner::Kill => json_message(&DataDown::Kill)?,
-                };
-                socket.send(message).await.context("sending to runner")?;
+                send_order(socket, order).await?;
             }
             _ = principal.revoked.cancelled() => {
                 close(socket, Close::Policy, "token revoked").await;

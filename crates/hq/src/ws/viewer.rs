@@ -144,6 +144,8 @@ async fn serve(
     seat: u64,
 ) -> anyhow::Result<()> {
     let Access { principal, read_only, grant_cut } = access;
+    // In a cluster, the session's live output comes here while this viewer watches.
+    let _following = state.cluster.as_ref().map(|cluster| cluster.follow(state, &session));
     let (mut tx, rx) = socket.split();
     // Subscribed before `attached`, so no size change between the two is missed.
     let mut size = session.subscribe_size();

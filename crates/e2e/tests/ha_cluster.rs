@@ -1,0 +1,247 @@
+//! Several HQ replicas on one PostgreSQL and one NATS (issue 18): any replica answers, no
+//! output lives only on one replica, and a replica killed mid-stream costs no byte.
+
+use std::time::Duration;
+
+use agentrelay_e2e::deps::{TestDatabase, TestNats};
+use agentrelay_e2e::{HqProcess, TIMEOUT, TcpProxy, TestRunner, eventually};
+use agentrelay_protocol::{RunnerStatus, SessionStatus};
+
+/// The flags that make a replica of the cluster on `database` and `nats`.
+fn replica_args<'a>(database: &'a str, nats: &'a TestNats, name: &'a str) -> Vec<&'a str> {
+    vec![
+        "--database-url",
+        database,
+        "--nats-url",
+        &nats.url,
+        "--nats-prefix",
+        &nats.prefix,
+        "--replica-name",
+        name,
+    ]
+}
+
+/// `line 1` … `line N`, each exactly once and in order, then nothing but the prompt-less end.
+fn assert_every_line_once(text: &str, lines: usize) {
+    let got: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()).collect();
+    let want: Vec<String> = (1..=lines).map(|i| format!("line {i}")).collect();
+    if got != want {
+        let first_bad = got.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{} lines instead of {lines}; first difference at line {}: got {:?}, want {:?}",
+            got.len(),
+            first_bad + 1,
+            got.get(first_bad),
+            want.get(first_bad)
+        );
+    }
+}
+
+/// Prints `lines` numbered lines in bursts of 1,000 (so a replica dies with output it has not
+/// stored yet), then exits 7.
+fn counting(lines: usize) -> String {
+    format!(
+        "for i in $(seq 1 {lines}); do echo \"line $i\"; [ $((i % 1000)) = 0 ] && sleep 0.1; done; exit 7"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_runners_replica_mid_stream_loses_and_repeats_no_byte() {
+    let database = TestDatabase::create();
+    let nats = TestNats::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = HqProcess::spawn(dir_a.path(), None, &replica_args(&database.url, &nats, "a")).await;
+    let b = HqProcess::spawn(dir_b.path(), None, &replica_args(&database.url, &nats, "b")).await;
+    // The runner knows both, and reaches A first.
+    let (url_a, url_b) = (a.url(""), b.url(""));
+    // A small buffer: only what HQ acknowledged as stored may leave it.
+    let runner =
+        TestRunner::spawn(&a, "ha-runner", &["--hq", &url_a, "--hq", &url_b, "--buffer-size", "64KiB"]);
+    a.wait_for_runner("ha-runner", RunnerStatus::Online).await;
+    // B hears of it through the change feed, and starts a session on it through A.
+    b.wait_for_runner("ha-runner", RunnerStatus::Online).await;
+    let lines = 20_000;
+    let session = b.start_session(runner.id, &["sh", "-c", &counting(lines)]).await;
+    let mut viewer = b.attach(session.id, Some(0)).await;
+    viewer.read_until("line 2500\r\n").await.unwrap();
+    a.kill().await;
+    // The runner redials B, which takes the session's output over from what is stored: the
+    // viewer on B sees every line once, and the exit.
+    let exit = tokio::time::timeout(TIMEOUT * 2, viewer.read_to_exit()).await.expect("exit in time").unwrap();
+    assert_eq!(exit.code, Some(7));
+    assert_every_line_once(&viewer.text(), lines);
+    // The whole output is stored: a fresh viewer on B replays it from PostgreSQL.
+    let ended = b.wait_for_session(session.id, SessionStatus::Exited).await;
+    assert_eq!(ended.exit_code, Some(7));
+    let mut replay = b.attach(session.id, Some(0)).await;
+    replay.read_to_exit().await.unwrap();
+    assert_every_line_once(&replay.text(), lines);
+    drop(runner);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_replica_closes_its_viewers_on_another() {
+    let database = TestDatabase::create();
+    let nats = TestNats::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = HqProcess::spawn(dir_a.path(), None, &replica_args(&database.url, &nats, "a")).await;
+    let b = HqProcess::spawn(dir_b.path(), None, &replica_args(&database.url, &nats, "b")).await;
+    let runner = TestRunner::start(&a, "ha-tokens").await;
+    let session = a.start_session(runner.id, &["sh", "-c", "echo ready; sleep 60"]).await;
+    b.wait_for_session(session.id, SessionStatus::Running).await;
+    // A token made on A works on B at once.
+    let token = a.create_token("watcher", "admin").await;
+    let socket = eventually("B to know the new token", || async {
+        b.ws(&format!("/api/v1/ws/session/{}", session.id), Some(&token), None).await.ok()
+    })
+    .await;
+    let mut viewer = agentrelay_e2e::Viewer::new(socket).await;
+    viewer.read_until("ready").await.unwrap();
+    let tokens = a.get_json("/api/tokens").await;
+    let id = tokens.as_array().unwrap().iter().find(|t| t["name"] == "watcher").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = std::time::Instant::now();
+    let status =
+        a.request(reqwest::Method::DELETE, &format!("/api/tokens/{id}")).send().await.unwrap().status();
+    assert_eq!(status, 204);
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let agentrelay_e2e::Frame::Closed = viewer.next_frame().await.unwrap() {
+                return viewer.close_code;
+            }
+        }
+    })
+    .await
+    .expect("the viewer on B is closed within 2 s of the revocation on A");
+    assert_eq!(closed, Some(1008));
+    assert!(revoked.elapsed() < Duration::from_secs(2));
+    drop(runner);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_the_dependency_that_is_down() {
+    let database = TestDatabase::create();
+    let nats = TestNats::start();
+    // PostgreSQL and NATS each behind a proxy that can cut them off.
+    let pg_addr = database.url.split('@').nth(1).unwrap().split('/').next().unwrap().parse().unwrap();
+    let pg_proxy = TcpProxy::start(pg_addr).await;
+    let nats_addr = nats.url.trim_start_matches("nats://").parse().unwrap();
+    let nats_proxy = TcpProxy::start(nats_addr).await;
+    let via_proxy =
+        database.url.replacen(&pg_addr.to_string(), pg_proxy.url().trim_start_matches("http://"), 1);
+    let nats_url = format!("nats://{}", nats_proxy.url().trim_start_matches("http://"));
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--database-url",
+        &via_proxy,
+        "--nats-url",
+        &nats_url,
+        "--nats-prefix",
+        &nats.prefix,
+        "--replica-name",
+        "r",
+    ];
+    let hq = HqProcess::spawn(dir.path(), None, &args).await;
+    let ready = || async {
+        let response = hq.http_get("/readyz").await;
+        (response.0, response.1["reason"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(ready().await.0, 200);
+    let version = hq.get_json("/api/version").await;
+    assert_eq!(version["replica"], "r");
+
+    nats_proxy.refuse(true);
+    nats_proxy.cut();
+    let reason = eventually("readyz to say NATS is down", || async {
+        let (status, reason) = ready().await;
+        (status == 503).then_some(reason)
+    })
+    .await;
+    assert!(reason.contains("NATS"), "{reason}");
+    nats_proxy.refuse(false);
+    eventually("readyz to recover", || async { (ready().await.0 == 200).then_some(()) }).await;
+
+    pg_proxy.refuse(true);
+    pg_proxy.cut();
+    let reason = eventually("readyz to say PostgreSQL is down", || async {
+        let (status, reason) = ready().await;
+        (status == 503).then_some(reason)
+    })
+    .await;
+    assert!(reason.contains("PostgreSQL"), "{reason}");
+    pg_proxy.refuse(false);
+    eventually("readyz to recover", || async { (ready().await.0 == 200).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn nats_without_a_database_is_a_startup_error() {
+    let output = tokio::process::Command::new(agentrelay_e2e::binary("agentrelay-hq"))
+        .args(["--nats-url", "nats://127.0.0.1:4222", "--listen", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--nats-url needs --database-url"), "{stderr}");
+}
+
+/// What lets a replica die with output it has not stored: the runner keeps output until HQ
+/// acknowledges it as stored, not merely until it is sent. Against a stand-in HQ that never
+/// acknowledges: the runner stops at its buffer (the process waits), and after a reconnect it
+/// still holds everything from the last acknowledged offset on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_keeps_output_until_hq_acknowledges_it_stored() {
+    use agentrelay_e2e::{HqClient, RogueHq};
+    use agentrelay_protocol::TermSize;
+    use agentrelay_protocol::runner::{Ack, DataDown, Resume, StartSession};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let rogue = RogueHq::start().await;
+    let buffer = 64 * 1024;
+    let _runner = TestRunner::spawn(
+        &HqClient::new(rogue.addr()),
+        "acks",
+        &["--allow", "sh,head,tr,sleep", "--buffer-size", "64KiB"],
+    );
+    let (mut control, _) = rogue.accept_runner().await;
+    let id = uuid::Uuid::now_v7();
+    let start = StartSession {
+        session_id: id,
+        command: ["sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x; sleep 60"].map(str::to_owned).to_vec(),
+        cwd: None,
+        env: Default::default(),
+        size: TermSize::DEFAULT,
+        preset: None,
+        prompt: None,
+        workspace: false,
+    };
+    let (mut data, open) = rogue.start_data(&mut control, start).await;
+    assert!(open.acks, "a runner of this version asks for acks");
+    let send = |frame: DataDown| Message::text(serde_json::to_string(&frame).unwrap());
+    data.send(send(DataDown::Resume(Resume { from: 0, acks: true }))).await.unwrap();
+    // Read until the runner stops sending: without acks it holds at its buffer.
+    let mut received = 0usize;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_millis(500), data.next()).await {
+        if let Message::Binary(bytes) = frame {
+            received += bytes.len();
+        }
+    }
+    assert!(received <= buffer + 64 * 1024, "the runner sent {received} bytes without an ack");
+    let acked = 10_000u64;
+    data.send(send(DataDown::Ack(Ack { offset: acked }))).await.unwrap();
+    drop(data);
+    // The runner dials again: it still holds output from the acknowledged offset on.
+    let (mut data, open) = rogue.accept_data(id).await;
+    assert!(
+        open.start <= acked,
+        "the runner let go of unacknowledged output: it holds [{}, {})",
+        open.start,
+        open.end
+    );
+    data.send(send(DataDown::Resume(Resume { from: acked, acks: true }))).await.unwrap();
+    let first = tokio::time::timeout(TIMEOUT, data.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(first, Message::Binary(_)), "output resumes at once, no gap: {first:?}");
+}
