@@ -74,6 +74,12 @@ test-deps: web-deps agent-clis
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	fi
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v nats-server >/dev/null \
+	    || { ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; }; then \
+	  echo "Installing Debian's postgresql, nats-server and nginx for the cluster tests"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql nats-server nginx; \
+	fi
+	@scripts/test-services.sh
 
 agent-clis:
 	@if [ "$$(cat '$(AGENT_DIR)/.installed' 2>/dev/null)" != '$(AGENT_CLIS)' ]; then \

@@ -135,8 +135,10 @@ fn postgres_admin() -> (String, Option<Arc<Private>>) {
     if let Ok(url) = std::env::var("AGENTRELAY_TEST_DATABASE_URL") {
         return (url, None);
     }
-    if answers("127.0.0.1:5432") {
-        return ("postgres://postgres@127.0.0.1:5432/postgres".to_owned(), None);
+    let default = "postgres://postgres@127.0.0.1:5432/postgres";
+    // Something answers there, and lets `postgres` in without a password (else: our own).
+    if answers("127.0.0.1:5432") && admin_sql(default, "SELECT 1".to_owned()).is_ok() {
+        return (default.to_owned(), None);
     }
     let mut shared = crate::lock_ignoring_poison(&POSTGRES);
     if let (Some(server), Some(url)) =

@@ -76,6 +76,11 @@ async fn kill_9_of_the_runners_replica_mid_stream_loses_and_repeats_no_byte() {
     let mut replay = b.attach(session.id, Some(0)).await;
     replay.read_to_exit().await.unwrap();
     assert_every_line_once(&replay.text(), lines);
+    // So does its log, from PostgreSQL.
+    let log =
+        b.request(reqwest::Method::GET, &format!("/api/sessions/{}/log", session.id)).send().await.unwrap();
+    assert_eq!(log.status(), 200);
+    assert_every_line_once(&log.text().await.unwrap(), lines);
     drop(runner);
 }
 

@@ -78,15 +78,16 @@ pub async fn log(
     };
     // Output can hold secrets an agent printed: whoever may watch the session, as for recordings.
     let session = crate::authz::session(&state, &principal, &id, crate::authz::Need::Watch)?;
-    let log = session.log().cloned().ok_or_else(|| {
+    session.logged(std::time::Duration::from_secs(5)).await;
+    let log = session.output_files().await?.ok_or_else(|| {
         AppError::NotFound(format!("session '{id}' has no log (its output log could not be written)"))
     })?;
-    session.logged(std::time::Duration::from_secs(5)).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
-        let (path, _) = log.paths();
-        let mut file = match std::fs::File::open(path) {
+        // The whole value: a cluster's copy is deleted when it is dropped.
+        let log = log;
+        let mut file = match std::fs::File::open(&log.out) {
             Ok(file) => file,
             Err(error) => {
                 let _ = tx.blocking_send(Err(error));

@@ -790,17 +790,18 @@ pub async fn recording(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let session = authz::session(&state, &principal, &id, Need::Watch)?;
-    let log = session.log().cloned().ok_or_else(|| {
+    session.logged(std::time::Duration::from_secs(5)).await;
+    let log = session.output_files().await?.ok_or_else(|| {
         AppError::NotFound(format!("session '{id}' has no recording (its output log could not be written)"))
     })?;
-    session.logged(std::time::Duration::from_secs(5)).await;
     let title = session.command.join(" ");
     let timestamp = session.created_at.timestamp();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(16);
     tokio::task::spawn_blocking(move || {
-        let (out, timing) = log.paths();
+        // The whole value: a cluster's copy is deleted when it is dropped.
+        let log = log;
         let header = recording::Header { timestamp, title: &title };
-        let result = recording::render(out, timing, &header, |line| {
+        let result = recording::render(&log.out, &log.timing, &header, |line| {
             tx.blocking_send(Ok(line)).map_err(|_| anyhow::anyhow!("client went away"))
         });
         if let Err(error) = result {

@@ -284,3 +284,50 @@ impl Session {
         }
     }
 }
+
+/// A session's output as two files (raw bytes, timing index) for `/log` and `/recording`: the
+/// log's own files, or in a cluster a copy of the stored output in a temporary directory that
+/// goes away with this value.
+pub struct OutputFiles {
+    /// The raw output.
+    pub out: std::path::PathBuf,
+    /// The timing index.
+    pub timing: std::path::PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Rows of stored output copied per query.
+const EXPORT_CHUNK: usize = 4 * 1024 * 1024;
+
+impl Session {
+    /// The output as files, once everything received is written (`None`: there is no log).
+    pub async fn output_files(&self) -> anyhow::Result<Option<OutputFiles>> {
+        use anyhow::Context;
+        if let Some(log) = &self.log {
+            let (out, timing) = log.paths();
+            return Ok(Some(OutputFiles { out: out.to_owned(), timing: timing.to_owned(), _temp: None }));
+        }
+        let Some(stored) = &self.stored else { return Ok(None) };
+        let temp = tempfile::tempdir().context("a temporary directory for the stored output")?;
+        let out = temp.path().join(format!("{}.out", self.id));
+        let timing = temp.path().join(format!("{}.timing", self.id));
+        let mut file = tokio::fs::File::create(&out).await.context("copying the stored output")?;
+        let mut offset = 0;
+        loop {
+            match stored.read(offset, EXPORT_CHUNK).await? {
+                StoredRead::Data(bytes) => {
+                    offset += bytes.len() as u64;
+                    tokio::io::AsyncWriteExt::write_all(&mut file, &bytes).await?;
+                }
+                // A hole the runner reported: the copy goes on after it, as the stream does.
+                StoredRead::Gap { to, .. } => offset = to,
+                StoredRead::NotYet => break,
+            }
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file).await?;
+        let mut lines = stored.timing().await?.join("\n");
+        lines.push('\n');
+        tokio::fs::write(&timing, lines).await.context("copying the timing index")?;
+        Ok(Some(OutputFiles { out, timing, _temp: Some(temp) }))
+    }
+}
