@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Checks the deployment files no test can run here (no container engine): docker-compose.yml
-parses and points at files that exist, the Dockerfile is multi-stage with a non-root user and a
+and deploy/docker-compose.ha.yml parse and point at files that exist (the HA file: PostgreSQL,
+NATS with JetStream, replicas on the same two URLs, a proxy listing them all), the Dockerfile is multi-stage with a non-root user and a
 health check on /healthz, and the systemd unit `install-service` writes passes systemd-analyze
 (when systemd-analyze is installed). Exits non-zero with one line per problem."""
 
@@ -57,6 +58,53 @@ hq_env = services.get("hq", {}).get("env_file", [])
 runner_env = services.get("runner", {}).get("env_file", [])
 check(not set(map(str, hq_env)) & set(map(str, runner_env)),
       "docker-compose.yml: the runner must not share HQ's env file (it holds the admin token)")
+
+# deploy/docker-compose.ha.yml: PostgreSQL, NATS with JetStream, two or more replicas on the same
+# two URLs, and a proxy whose configuration lists every replica. Paths are the file's own.
+HA = os.path.join("deploy", "docker-compose.ha.yml")
+with open(os.path.join(ROOT, HA), encoding="utf-8") as f:
+    ha = yaml.safe_load(f)
+ha_services = ha.get("services", {})
+ha_volumes = set((ha.get("volumes") or {}).keys())
+replicas = {name: s for name, s in ha_services.items() if (s.get("environment") or {}).get("AGENTRELAY_REPLICA_NAME")}
+check(len(replicas) >= 2, f"{HA}: {len(replicas)} HQ replicas; expected two or more")
+for name, service in ha_services.items():
+    build = service.get("build")
+    if build is not None:
+        context = build if isinstance(build, str) else build.get("context", ".")
+        check(exists(os.path.join("deploy", context, "Dockerfile")), f"{HA}: {name} builds from no Dockerfile")
+    for env_file in service.get("env_file", []):
+        path = os.path.join("deploy", env_file if isinstance(env_file, str) else env_file["path"])
+        check(exists(path) or exists(path + ".example"), f"{HA}: {name}: env_file {path} (or its example) is missing")
+    for volume in service.get("volumes", []):
+        source = volume.split(":")[0]
+        if source.startswith((".", "/")):
+            check(exists(os.path.join("deploy", source)), f"{HA}: {name}: bind mount {source} is missing")
+        else:
+            check(source in ha_volumes, f"{HA}: {name}: volume '{source}' is not declared")
+    for dependency in service.get("depends_on", {}) or {}:
+        check(dependency in ha_services, f"{HA}: {name} depends on unknown service '{dependency}'")
+urls = {(s["environment"].get("AGENTRELAY_DATABASE_URL"), s["environment"].get("AGENTRELAY_NATS_URL"))
+        for s in replicas.values()}
+check(len(urls) == 1 and all(all(u) for u in urls), f"{HA}: every replica needs the same database and NATS URLs")
+names = [s["environment"]["AGENTRELAY_REPLICA_NAME"] for s in replicas.values()]
+check(len(set(names)) == len(names), f"{HA}: replica names repeat")
+check(any(u[0].startswith("postgres://") and "@postgres/" in u[0] for u in urls), f"{HA}: the replicas must use the postgres service")
+check(any("postgres" in (s.get("image") or "") for s in ha_services.values()), f"{HA}: no PostgreSQL service")
+nats = [s for s in ha_services.values() if "nats" in (s.get("image") or "")]
+check(nats and "-js" in (nats[0].get("command") or []), f"{HA}: NATS must run with JetStream (-js)")
+proxies = [s for s in ha_services.values() if "nginx" in (s.get("image") or "")]
+check(len(proxies) == 1, f"{HA}: expected one nginx proxy")
+if proxies:
+    mount = next((v.split(":")[0] for v in proxies[0].get("volumes", []) if v.endswith(".conf:ro") or ".conf:" in v), None)
+    check(mount is not None, f"{HA}: the proxy mounts no configuration")
+    if mount and exists(os.path.join("deploy", mount)):
+        with open(os.path.join(ROOT, "deploy", mount), encoding="utf-8") as f:
+            conf = f.read()
+        for name in replicas:
+            check(f"server {name}:8080" in conf, f"{mount}: the upstream does not list {name}")
+        check("Upgrade $http_upgrade" in conf and "proxy_buffering off" in conf,
+              f"{mount}: WebSocket upgrades and unbuffered events must pass")
 
 # Dockerfile
 with open(os.path.join(ROOT, "Dockerfile"), encoding="utf-8") as f:
@@ -121,4 +169,4 @@ for problem in problems:
     print(f"check-deploy: {problem}", file=sys.stderr)
 if problems:
     sys.exit(1)
-print("check-deploy: docker-compose.yml, Dockerfile and the systemd unit look right")
+print("check-deploy: docker-compose.yml, deploy/docker-compose.ha.yml, Dockerfile and the systemd unit look right")

@@ -250,3 +250,99 @@ async fn a_runner_keeps_output_until_hq_acknowledges_it_stored() {
     let first = tokio::time::timeout(TIMEOUT, data.next()).await.unwrap().unwrap().unwrap();
     assert!(matches!(first, Message::Binary(_)), "output resumes at once, no gap: {first:?}");
 }
+
+/// A PostgreSQL outage mid-stream (and NATS's at the same time) loses no output: the replica
+/// stops storing, its ring and the runner's hold the output (the runner's process waits), and
+/// everything is stored and shown once they are back; `/readyz` says what is down meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_postgres_and_nats_mid_stream_loses_no_output() {
+    let database = TestDatabase::create();
+    let nats = TestNats::start();
+    let pg_addr = database.url.split('@').nth(1).unwrap().split('/').next().unwrap().parse().unwrap();
+    let pg_proxy = TcpProxy::start(pg_addr).await;
+    let nats_proxy = TcpProxy::start(nats.url.trim_start_matches("nats://").parse().unwrap()).await;
+    let database_url =
+        database.url.replacen(&pg_addr.to_string(), pg_proxy.url().trim_start_matches("http://"), 1);
+    let nats_url = format!("nats://{}", nats_proxy.url().trim_start_matches("http://"));
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--database-url",
+        &database_url,
+        "--nats-url",
+        &nats_url,
+        "--nats-prefix",
+        &nats.prefix,
+        "--ring-size",
+        "64KiB",
+    ];
+    let hq = HqProcess::spawn(dir.path(), None, &args).await;
+    let runner = TestRunner::start_with(&hq, "outage", &["--buffer-size", "64KiB"]).await;
+    let lines = 20_000;
+    let session = hq.start_session(runner.id, &["sh", "-c", &counting(lines)]).await;
+    let mut viewer = hq.attach(session.id, Some(0)).await;
+    viewer.read_until("line 1500\r\n").await.unwrap();
+    for proxy in [&pg_proxy, &nats_proxy] {
+        proxy.refuse(true);
+        proxy.cut();
+    }
+    eventually("readyz to say what is down", || async {
+        (hq.http_get("/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for proxy in [&pg_proxy, &nats_proxy] {
+        proxy.refuse(false);
+    }
+    let exit = tokio::time::timeout(TIMEOUT * 3, viewer.read_to_exit()).await.expect("exit in time").unwrap();
+    assert_eq!(exit.code, Some(7));
+    assert_every_line_once(&viewer.text(), lines);
+    let mut replay = hq.attach(session.id, Some(0)).await;
+    replay.read_to_exit().await.unwrap();
+    assert_every_line_once(&replay.text(), lines);
+    drop(runner);
+}
+
+/// A single HQ's state moves into PostgreSQL with `admin migrate`, and a replica started on it
+/// serves its sessions, their output and its tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_migrate_moves_a_single_hq_into_postgres() {
+    let data = tempfile::tempdir().unwrap();
+    let single = HqProcess::spawn(data.path(), None, &[]).await;
+    let runner = TestRunner::start(&single, "moved").await;
+    let session = single.start_session(runner.id, &["sh", "-c", "echo kept-output; exit 4"]).await;
+    single.wait_for_session(session.id, SessionStatus::Exited).await;
+    let token = single.create_token("kept-token", "admin").await;
+    drop(runner);
+    assert!(single.terminate().await.success());
+
+    let database = TestDatabase::create();
+    let migrate = tokio::process::Command::new(agentrelay_e2e::binary("agentrelay-hq"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["admin", "migrate", "--to", &database.url])
+        .output()
+        .await
+        .unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("1 sessions"));
+
+    let nats = TestNats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let replica = HqProcess::spawn(dir.path(), None, &replica_args(&database.url, &nats, "after")).await;
+    let moved = replica.session(session.id).await;
+    assert_eq!((moved.status, moved.exit_code), (SessionStatus::Exited, Some(4)));
+    let mut replay = replica.attach(session.id, Some(0)).await;
+    replay.read_to_exit().await.unwrap();
+    assert!(replay.text().contains("kept-output"), "{}", replay.text());
+    let me = replica.http.get(replica.url("/api/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(me.status(), 200, "the token made before the move still works");
+    // Copying twice into the same database is refused.
+    let again = tokio::process::Command::new(agentrelay_e2e::binary("agentrelay-hq"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["admin", "migrate", "--to", &database.url])
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+}

@@ -249,6 +249,13 @@ pub enum HqCommand {
 pub enum AdminAction {
     /// Revokes the bootstrap admin token and prints a new one (HQ need not be stopped).
     ResetToken,
+    /// Copies a single HQ's state (--data-dir: its database and session logs) into an empty
+    /// PostgreSQL database, for replicas to start on (stop the single HQ first).
+    Migrate {
+        /// The PostgreSQL database to copy into (`postgres://user@host/db`).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// Why a configuration cannot run.

@@ -18,6 +18,7 @@ pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod migrate;
 pub mod oidc;
 pub mod registry;
 pub mod retention;

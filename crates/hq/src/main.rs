@@ -16,6 +16,29 @@ async fn main() -> ExitCode {
         eprintln!("agentrelay-hq: {error}");
         return ExitCode::from(2);
     }
+    if let Some(HqCommand::Admin { action: AdminAction::Migrate { to } }) = &config.command {
+        let (data_dir, url) = (config.data_dir.clone(), to.clone());
+        // The blocking PostgreSQL client runs a runtime of its own: not on this one's thread.
+        let migrated =
+            tokio::task::spawn_blocking(move || agentrelay_hq::migrate::to_postgres(&data_dir, &url)).await;
+        return match migrated {
+            Ok(Ok(done)) => {
+                println!(
+                    "copied {} runners, {} sessions ({} output bytes), {} tokens, {} users and {} audit entries",
+                    done.runners, done.sessions, done.output_bytes, done.tokens, done.users, done.audit
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(Err(error)) => {
+                eprintln!("agentrelay-hq: {error:#}");
+                ExitCode::FAILURE
+            }
+            Err(error) => {
+                eprintln!("agentrelay-hq: the migration failed: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(HqCommand::Admin { action: AdminAction::ResetToken }) = &config.command {
         return match agentrelay_hq::reset_admin_token(&config.data_dir) {
             Ok(secret) => {

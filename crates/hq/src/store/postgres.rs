@@ -208,6 +208,36 @@ impl PgStore {
         Ok(())
     }
 
+    /// Whether no session is stored yet (`admin migrate` copies only into an empty database).
+    pub fn holds_no_sessions(&mut self) -> anyhow::Result<bool> {
+        let count: i64 = self.retry(|client| client.query_one("SELECT COUNT(*) FROM sessions", &[]))?.get(0);
+        Ok(count == 0)
+    }
+
+    /// Stores a piece of a session's output (`admin migrate`).
+    pub fn import_output(&mut self, session: Uuid, offset: u64, data: &[u8]) -> anyhow::Result<()> {
+        let (start, end) = (offset as i64, (offset + data.len() as u64) as i64);
+        self.retry(|client| {
+            client.execute(
+                "INSERT INTO output_chunks (session_id, start_offset, end_offset, data) VALUES ($1, $2, $3, $4)",
+                &[&session, &start, &end, &data],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Stores a session's timing lines (`admin migrate`).
+    pub fn import_timing(&mut self, session: Uuid, lines: &[&str]) -> anyhow::Result<()> {
+        let sessions = vec![session; lines.len()];
+        self.retry(|client| {
+            client.execute(
+                "INSERT INTO output_timing (session_id, line) SELECT * FROM unnest($1::uuid[], $2::text[])",
+                &[&sessions, &lines],
+            )
+        })?;
+        Ok(())
+    }
+
     /// Runs `op`, dialling again and retrying while the connection is down (up to [`OUTAGE`]).
     fn retry<T>(
         &mut self,
