@@ -349,3 +349,186 @@ pub(crate) async fn slow_viewer(plan: &Plan) -> anyhow::Result<Value> {
     );
     Ok(json!({"bytes": bytes, "hq_rss_before_kib": before, "hq_peak_kib": peak}))
 }
+
+/// PostgreSQL and NATS for the cluster scenario: `AGENTRELAY_TEST_DATABASE_URL` /
+/// `AGENTRELAY_TEST_NATS_URL`, else the defaults on 127.0.0.1. A database of its own is made
+/// (and dropped by the returned guard).
+struct ClusterDeps {
+    admin_url: String,
+    database: String,
+    url: String,
+    nats_url: String,
+}
+
+impl ClusterDeps {
+    fn find() -> Option<Self> {
+        let admin_url = std::env::var("AGENTRELAY_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let nats_url =
+            std::env::var("AGENTRELAY_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+        let database = format!("agentrelay_bench_{}", uuid::Uuid::now_v7().simple());
+        let create = format!("CREATE DATABASE {database}");
+        let admin = admin_url.clone();
+        let created = std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls).ok()?;
+            client.batch_execute(&create).ok()
+        })
+        .join()
+        .ok()
+        .flatten();
+        created?;
+        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+        let url = format!("{base}/{database}");
+        Some(Self { admin_url, database, url, nats_url })
+    }
+
+    /// Transactions committed in the scenario's database so far.
+    fn commits(&self) -> i64 {
+        let (admin, database) = (self.admin_url.clone(), self.database.clone());
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls).ok()?;
+            let row = client
+                .query_one("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", &[&database])
+                .ok()?;
+            Some(row.get::<_, i64>(0))
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+    }
+}
+
+impl Drop for ClusterDeps {
+    fn drop(&mut self) {
+        let (admin, drop) =
+            (self.admin_url.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database));
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut client) = postgres::Client::connect(&admin, postgres::NoTls) {
+                let _ = client.batch_execute(&drop);
+            }
+        })
+        .join();
+    }
+}
+
+/// A viewer on the stack's viewing replica, retried while it has not heard of the session yet.
+async fn attach_when_known(stack: &Stack, id: &str) -> anyhow::Result<stack::Socket> {
+    for _ in 0..100 {
+        if let Ok(socket) = stack.attach(id).await {
+            return Ok(socket);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack.attach(id).await
+}
+
+/// Keystroke echo through `stack`: `samples` round trips, sorted.
+async fn echo_samples(stack: &Stack, samples: usize) -> anyhow::Result<Vec<Duration>> {
+    let id = stack.start_session(&["sh", "-c", raw::ECHO_PROGRAM]).await?;
+    let mut viewer = attach_when_known(stack, &id).await?;
+    let mut seen = Vec::new();
+    while !seen.ends_with(raw::READY) {
+        match tokio::time::timeout(Duration::from_secs(10), viewer.next()).await? {
+            Some(Ok(Message::Binary(bytes))) => seen.extend_from_slice(&bytes),
+            Some(Ok(_)) => continue,
+            other => bail!("the echo program did not start: {other:?}"),
+        }
+    }
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let byte = [b'a' + (i % 26) as u8];
+        let start = Instant::now();
+        viewer.send(Message::Binary(Bytes::copy_from_slice(&byte))).await?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), viewer.next()).await? {
+                Some(Ok(Message::Binary(bytes))) if bytes.as_ref() == byte => break,
+                Some(Ok(_)) => continue,
+                other => bail!("echo failed: {other:?}"),
+            }
+        }
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Ok(times)
+}
+
+/// Two replicas on PostgreSQL and NATS, the runner on one and the viewer on the other, beside a
+/// single HQ in the same run: throughput and echo (issue 18's targets: ≥ 80 % of single-node
+/// throughput; echo p50 within +300 µs and p99 within +1 ms of single-node), and PostgreSQL's
+/// transactions per second while output streams.
+pub(crate) async fn cluster(plan: &Plan) -> anyhow::Result<Value> {
+    let Some(deps) = ClusterDeps::find() else {
+        println!("\ncluster: skipped (no PostgreSQL to sign in to without a password, or no NATS)");
+        return Ok(Value::Null);
+    };
+    let prefix = format!("bench{}", uuid::Uuid::now_v7().simple());
+    let args = ["--database-url", deps.url.as_str(), "--nats-url", &deps.nats_url, "--nats-prefix", &prefix];
+    let single = Stack::start(&[]).await?;
+    let cluster = Stack::start_replicas(&args, 2).await?;
+    let dir = tempfile::tempdir()?;
+    let bytes = plan.throughput_bytes / 4;
+    let file = stack::text_file(dir.path(), bytes)?;
+    let file = file.to_str().context("temp path is not UTF-8")?.to_owned();
+    let mut ratios = Vec::new();
+    let mut rates = Vec::new();
+    let mut commits_per_s = Vec::new();
+    for _ in 0..plan.pairs {
+        let started = Instant::now();
+        let id = single.start_session(&["cat", &file]).await?;
+        let single_bytes = stack::drain_to_exit(&mut single.attach(&id).await?).await?;
+        let single_rate = single_bytes as f64 / started.elapsed().as_secs_f64();
+        let commits = deps.commits();
+        let started = Instant::now();
+        let id = cluster.start_session(&["cat", &file]).await?;
+        let cluster_bytes = stack::drain_to_exit(&mut attach_when_known(&cluster, &id).await?).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        if cluster_bytes != single_bytes {
+            bail!("the cluster relayed {cluster_bytes} bytes, the single HQ {single_bytes}");
+        }
+        commits_per_s.push((deps.commits() - commits) as f64 / elapsed);
+        let cluster_rate = cluster_bytes as f64 / elapsed;
+        ratios.push(cluster_rate / single_rate);
+        rates.push(json!({"single_bytes_per_s": single_rate, "cluster_bytes_per_s": cluster_rate, "bytes": cluster_bytes}));
+    }
+    let ratio = median(&mut ratios);
+    let commits = median(&mut commits_per_s);
+    let samples = plan.echo_samples.min(2000);
+    let single_echo = echo_samples(&single, samples).await?;
+    let cluster_echo = echo_samples(&cluster, samples).await?;
+    println!("\ncluster: runner on replica A, viewer on replica B (PostgreSQL and NATS), beside a single HQ");
+    for (i, p) in rates.iter().enumerate() {
+        println!(
+            "  pair {i}: single {:>8.1} MB/s   cluster {:>8.1} MB/s   bytes {}",
+            p["single_bytes_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+            p["cluster_bytes_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+            p["bytes"]
+        );
+    }
+    println!(
+        "  throughput: median {:.1} % of single-node (target ≥ 80 %), every byte delivered",
+        ratio * 100.0
+    );
+    println!("  PostgreSQL while streaming: {commits:.0} transactions/s (group commit, not one per chunk)");
+    let p = |list: &[Duration], q| micros(quantile(list, q));
+    println!(
+        "  echo ({samples} samples): single p50 {:.1} µs p99 {:.1} µs; cluster p50 {:.1} µs p99 {:.1} µs",
+        p(&single_echo, 0.5),
+        p(&single_echo, 0.99),
+        p(&cluster_echo, 0.5),
+        p(&cluster_echo, 0.99)
+    );
+    let over50 = p(&cluster_echo, 0.5) - p(&single_echo, 0.5);
+    let over99 = p(&cluster_echo, 0.99) - p(&single_echo, 0.99);
+    println!("  over single-node: p50 {over50:+.1} µs (target ≤ +300), p99 {over99:+.1} µs (target ≤ +1000)");
+    drop(cluster);
+    Ok(json!({
+        "throughput": {"pairs": rates, "median_ratio": ratio},
+        "postgres_commits_per_s": commits,
+        "echo": {
+            "single": {"p50_us": p(&single_echo, 0.5), "p99_us": p(&single_echo, 0.99)},
+            "cluster": {"p50_us": p(&cluster_echo, 0.5), "p99_us": p(&cluster_echo, 0.99)},
+            "over_p50_us": over50, "over_p99_us": over99,
+        },
+    }))
+}

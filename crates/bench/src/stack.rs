@@ -35,6 +35,10 @@ pub(crate) fn binary(name: &str) -> anyhow::Result<PathBuf> {
 /// HQ and one runner, running.
 pub(crate) struct Stack {
     pub(crate) addr: String,
+    /// Where viewers attach: HQ, or in a cluster another replica than the runner's.
+    pub(crate) view_addr: String,
+    /// Other replicas of a cluster (killed on drop).
+    _replicas: Vec<Child>,
     pub(crate) http: reqwest::Client,
     pub(crate) hq: Child,
     pub(crate) runner: Child,
@@ -44,28 +48,43 @@ pub(crate) struct Stack {
 
 impl Stack {
     pub(crate) async fn start(extra_hq: &[&str]) -> anyhow::Result<Self> {
+        Self::start_replicas(extra_hq, 1).await
+    }
+
+    /// `replicas` HQs with the same flags (a cluster's, for more than one); the runner dials the
+    /// first, viewers attach to the last.
+    pub(crate) async fn start_replicas(extra_hq: &[&str], replicas: usize) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-            probe.local_addr()?.port()
-        };
-        let addr = format!("127.0.0.1:{port}");
-        let hq = Command::new(binary("agentrelay-hq")?)
-            .args(["--listen", &addr, "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(extra_hq)
-            .env("AGENTRELAY_ADMIN_TOKEN", ADMIN)
-            .env("RUNNER_TOKEN", RUNNER)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting HQ")?;
         let http = reqwest::Client::new();
-        wait_until("HQ to answer", || async {
-            http.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status().is_success())
-        })
-        .await?;
+        let mut children = Vec::new();
+        let mut addrs = Vec::new();
+        for i in 0..replicas.max(1) {
+            let port = {
+                let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+                probe.local_addr()?.port()
+            };
+            let addr = format!("127.0.0.1:{port}");
+            let child = Command::new(binary("agentrelay-hq")?)
+                .args(["--listen", &addr, "--data-dir"])
+                .arg(dir.path().join(format!("data-{i}")))
+                .args(extra_hq)
+                .env("AGENTRELAY_ADMIN_TOKEN", ADMIN)
+                .env("RUNNER_TOKEN", RUNNER)
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting HQ")?;
+            wait_until("HQ to answer", || async {
+                http.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status().is_success())
+            })
+            .await?;
+            children.push(child);
+            addrs.push(addr);
+        }
+        let hq = children.remove(0);
+        let addr = addrs[0].clone();
+        let view_addr = addrs.last().cloned().unwrap_or_else(|| addr.clone());
         let runner = Command::new(binary("agentrelay-runner")?)
             .args(["--hq", &format!("http://{addr}"), "--name", "bench", "--state-dir"])
             .arg(dir.path().join("runner"))
@@ -74,7 +93,16 @@ impl Stack {
             .kill_on_drop(true)
             .spawn()
             .context("starting the runner")?;
-        let mut stack = Self { addr, http, hq, runner, runner_id: String::new(), _dir: dir };
+        let mut stack = Self {
+            addr,
+            view_addr,
+            _replicas: children,
+            http,
+            hq,
+            runner,
+            runner_id: String::new(),
+            _dir: dir,
+        };
         let runner_id = wait_for(|| async {
             let runners: Value = stack.get("/api/runners").await.ok()?;
             runners.as_array()?.iter().find(|r| r["status"] == "online")?["id"].as_str().map(str::to_owned)
@@ -114,7 +142,7 @@ impl Stack {
 
     /// Opens a viewer and reads its `attached` frame.
     pub(crate) async fn attach(&self, id: &str) -> anyhow::Result<Socket> {
-        let mut request = format!("ws://{}/api/v1/ws/session/{id}", self.addr).into_client_request()?;
+        let mut request = format!("ws://{}/api/v1/ws/session/{id}", self.view_addr).into_client_request()?;
         request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {ADMIN}"))?);
         let config = WebSocketConfig::default().max_message_size(Some(16 << 20));
         let (mut socket, _) =
