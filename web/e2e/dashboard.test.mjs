@@ -103,6 +103,7 @@ test("sign in, start bash, type, resize, reload, and fit a phone", async () => {
   await page.getByTestId("exit-banner").filter({ hasText: "exited with code 3" }).waitFor();
 
   // Sign out: back to the sign-in page, and the API no longer accepts the browser.
+  await page.getByTestId("user-menu").click();
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("Access token").waitFor();
   const status = await page.evaluate(() => fetch("/api/runners").then((r) => r.status));

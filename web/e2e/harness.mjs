@@ -53,7 +53,9 @@ export async function waitFor(what, check, ms = 15000) {
 /**
  * Options: `hqArgs`, more flags for HQ (e.g. `["--lost-after", "2s"]`); `webhook: true`, a
  * receiver for HQ's `--webhook-url` whose deliveries collect in `stack.deliveries`; `publicUrl:
- * true`, HQ's own address as its `--public-url`.
+ * true`, HQ's own address as its `--public-url`; `oidc: { flags }`, a real OpenID provider
+ * (`oidc-provider-mock` from `make test-deps`) at `stack.oidcIssuer`, on `localhost` so that it is
+ * another site than HQ on 127.0.0.1, with HQ's `--oidc-*` flags pointing at it (plus `flags`).
  */
 export async function startStack(options = {}) {
   for (const name of ["agentrelay-hq", "agentrelay-runner"]) {
@@ -69,7 +71,7 @@ export async function startStack(options = {}) {
   const children = [];
   const logs = [];
   const start = (name, args, extraEnv) => {
-    const child = spawn(join(BIN, name), args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(name.startsWith("/") ? name : join(BIN, name), args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
     child.stdout.on("data", (d) => logs.push(`${name}: ${d}`));
     child.stderr.on("data", (d) => logs.push(`${name}: ${d}`));
     children.push(child);
@@ -79,6 +81,19 @@ export async function startStack(options = {}) {
   let hookServer = null;
   const hqArgs = [...(options.hqArgs ?? [])];
   if (options.publicUrl) hqArgs.push("--public-url", url);
+  let oidcIssuer = null;
+  if (options.oidc) {
+    const oidcPort = await freePort();
+    const program = process.env.OIDC_PROVIDER_MOCK ?? join(ROOT, ".venv/bin/oidc-provider-mock");
+    if (!existsSync(program) && !process.env.OIDC_PROVIDER_MOCK) throw new Error(`${program} is missing: run make test-deps`);
+    start(program, ["--port", String(oidcPort), "--require-nonce", "true"], { NO_COLOR: "1" });
+    oidcIssuer = `http://localhost:${oidcPort}`;
+    await waitFor("the OpenID provider", () =>
+      fetch(`http://127.0.0.1:${oidcPort}/.well-known/openid-configuration`).then((r) => r.ok, () => false),
+    );
+    hqArgs.push("--oidc-issuer", oidcIssuer, "--oidc-client-id", "agentrelay", "--oidc-client-secret", "s3cret");
+    hqArgs.push(...(options.oidc.flags ?? []));
+  }
   if (options.webhook) {
     hookServer = createHttpServer((request, response) => {
       let body = "";
@@ -158,6 +173,7 @@ export async function startStack(options = {}) {
   }
   return {
     url,
+    oidcIssuer,
     adminToken,
     api,
     browser,

@@ -71,7 +71,7 @@ test("Alt+N opens no second dialog over an open one", async () => {
   await page.getByTestId("session-list").getByRole("link").filter({ hasText: "sleep 120" }).click();
   await page.locator(`[data-session="${json.id}"] .xterm`).waitFor({ state: "visible" });
   await page.getByRole("button", { name: "Share" }).click();
-  await page.getByRole("dialog").getByText("Share read-only").waitFor();
+  await page.getByRole("dialog").getByRole("heading", { name: "Share", exact: true }).waitFor();
   await page.keyboard.press("Alt+N");
   assert.equal(await page.locator("dialog[open]").count(), 1);
   await page.keyboard.press("Escape");

@@ -26,6 +26,11 @@ import { SessionList } from "./components/SessionList";
 import { SessionTabs } from "./components/SessionTabs";
 import { ShareDialog } from "./components/ShareDialog";
 import { ChangesPanel } from "./components/ChangesPanel";
+import { TokensPage } from "./components/TokensPage";
+import { UserMenu } from "./components/UserMenu";
+import { UsersPage } from "./components/UsersPage";
+import { useMe } from "./hooks/useMe";
+import { queryClient } from "./lib/queryClient";
 import { Terminal } from "./components/Terminal";
 import { useToasts } from "./components/Toasts";
 import "./lib/testHooks";
@@ -78,6 +83,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
   const setFilter = (next: OverviewFilter) => navigate(`/${filterToSearch(next)}`);
   // Decided once: a phone watches until it types (a rotation must not reattach every terminal).
   const [phone] = useState(isPhone);
+  const me = useMe();
 
   const { selectIndex, closeTab, openTab, showOverview, active, overview, view } = tabs;
   const front = active;
@@ -154,6 +160,8 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
       await api.logout();
     } finally {
       sessionStorage.clear();
+      // Who was signed in, their tokens and users: gone with the sign-in.
+      queryClient.clear();
       onSignedOut();
     }
   }, [onSignedOut]);
@@ -220,12 +228,7 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
         >
           New session
         </button>
-        <button
-          onClick={signOut}
-          className="rounded-lg px-2 py-1.5 text-sm whitespace-nowrap text-slate-300 hover:bg-slate-800 sm:px-3"
-        >
-          Sign out
-        </button>
+        <UserMenu me={me} onSignOut={() => void signOut()} />
       </header>
 
       {live.lostAt !== null && <HqUnreachable since={live.lostAt} />}
@@ -295,6 +298,8 @@ function Dashboard({ onSignedOut }: { onSignedOut(): void }) {
               {view.kind === "runner" && (
                 <RunnerPage id={view.id} runners={live.runners} sessions={sessions} now={now} />
               )}
+              {view.kind === "users" && <UsersPage me={me} onError={toasts.error} />}
+              {view.kind === "tokens" && <TokensPage me={me} onError={toasts.error} />}
               {view.kind === "unknown" && <Navigate to="/" replace />}
             </div>
             {frontSession?.workspace && (

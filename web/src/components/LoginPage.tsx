@@ -1,5 +1,7 @@
-import { useState, type FormEvent } from "react";
+import { useEffect, useState, type FormEvent } from "react";
 import { api, ApiError } from "../lib/api";
+import { nextFromLocation } from "../lib/next";
+import type { AuthConfig } from "../lib/protocol";
 import { rememberSharedSession, SHARE_PATH } from "../lib/share";
 import { Logo } from "./Logo";
 
@@ -8,6 +10,13 @@ export function LoginPage({ notice, onSignedIn }: { notice?: string; onSignedIn:
   const [token, setToken] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [config, setConfig] = useState<AuthConfig | null>(null);
+  // Where to go once signed in: `?next=` (the CLI's sign-in page, a deep link), else right here.
+  const next = nextFromLocation(window.location);
+
+  useEffect(() => {
+    api.authConfig().then(setConfig, () => setConfig({ sso: null }));
+  }, []);
 
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -20,6 +29,10 @@ export function LoginPage({ notice, onSignedIn }: { notice?: string; onSignedIn:
         // A share's token opens one session read-only, not the dashboard.
         rememberSharedSession(answer.session_id);
         window.location.assign(SHARE_PATH);
+        return;
+      }
+      if (next) {
+        window.location.assign(next);
         return;
       }
       onSignedIn();
@@ -48,12 +61,26 @@ export function LoginPage({ notice, onSignedIn }: { notice?: string; onSignedIn:
             {notice}
           </p>
         )}
+        {config?.sso && (
+          <>
+            <a
+              href={`${config.sso.login_url}?next=${encodeURIComponent(
+                next ?? `${window.location.pathname}${window.location.search}`,
+              )}`}
+              className="block w-full rounded-lg bg-sky-500 px-4 py-2 text-center text-sm font-semibold text-slate-950 hover:bg-sky-400"
+              data-testid="sso-sign-in"
+            >
+              Sign in with {config.sso.name}
+            </a>
+            <p className="text-center text-xs text-slate-400">or with a token</p>
+          </>
+        )}
         <label className="block space-y-2">
           <span className="text-sm font-medium text-slate-300">Access token</span>
           <input
             type="password"
             autoComplete="current-password"
-            autoFocus
+            autoFocus={!config?.sso}
             required
             value={token}
             onChange={(e) => setToken(e.target.value)}

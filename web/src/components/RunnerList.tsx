@@ -2,6 +2,7 @@ import { Link } from "react-router";
 import type { Runner } from "../lib/protocol";
 import { runnerPath } from "../hooks/useTabs";
 import { elapsed, relativeTime } from "../lib/time";
+import { RunnerOwnerBadge } from "./OwnerBadge";
 import { StatusBadge } from "./StatusBadge";
 
 /** `stale`: HQ is unreachable, so statuses are as last heard (shown so, and no longer counting). */
@@ -35,6 +36,7 @@ export function RunnerList({ runners, now, stale = false }: { runners: Runner[];
                 <StatusBadge status={runner.status} />
               </div>
               <div className="mt-1 flex flex-wrap items-center gap-1.5 text-xs text-slate-400">
+                <RunnerOwnerBadge owner={runner.owner} />
                 <span>{runner.os}</span>
                 <span aria-hidden="true">·</span>
                 {stale ? (

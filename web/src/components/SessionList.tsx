@@ -7,6 +7,7 @@ import { groupSessions } from "../lib/sessionGroups";
 import { sessionTitle } from "../lib/sessionTitle";
 import { relativeTime } from "../lib/time";
 import { SessionBadge } from "./SessionBadge";
+import { SessionOwner } from "./OwnerBadge";
 import { UsageFigures } from "./UsageFigures";
 import { WorkspaceBadge } from "./WorkspaceBadge";
 
@@ -115,6 +116,8 @@ export function SessionList({ sessions, runners, activeId, now, phone = false, o
                           <span>{names.get(session.runner_id) ?? session.runner_id.slice(0, 8)}</span>
                           <span aria-hidden="true">·</span>
                           <span title={session.created_at}>{relativeTime(session.created_at, now)}</span>
+                          {session.owner && <span aria-hidden="true">·</span>}
+                          <SessionOwner owner={session.owner} />
                           <UsageFigures usage={session.usage} className="ml-auto" />
                           <WorkspaceBadge workspace={session.workspace} className="w-full" />
                           {session.error && <span className="w-full truncate text-red-300">{session.error}</span>}

@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from "react";
 import { api, ApiError } from "../lib/api";
 import type { CreatedShare, Session } from "../lib/protocol";
 import { sessionTitle } from "../lib/sessionTitle";
+import { TeammateAccess } from "./TeammateAccess";
 
 const EXPIRIES = [
   { value: "1h", label: "1 hour" },
@@ -73,7 +74,7 @@ export function ShareDialog({ session, onClose, onError }: Props) {
       <div className="space-y-4 p-6">
         <div className="flex items-center justify-between">
           <h2 id="share-title" className="text-lg font-semibold">
-            Share read-only
+            Share
           </h2>
           <button type="button" onClick={onClose} aria-label="Close" className="text-slate-400 hover:text-white">
             ×
@@ -147,6 +148,7 @@ export function ShareDialog({ session, onClose, onError }: Props) {
             )}
           </div>
         )}
+        <TeammateAccess sessionId={session.id} onError={onError} />
       </div>
     </dialog>
   );

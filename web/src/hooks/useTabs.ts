@@ -14,6 +14,8 @@ export type View =
   | { kind: "session"; id: string }
   | { kind: "runners" }
   | { kind: "runner"; id: string }
+  | { kind: "users" }
+  | { kind: "tokens" }
   | { kind: "unknown" };
 
 export const sessionPath = (id: string) => `/sessions/${encodeURIComponent(id)}`;
@@ -43,7 +45,11 @@ export function useView(): View {
   const runner = useMatch("/runners/:id");
   const runners = useMatch("/runners");
   const overview = useMatch("/");
+  const users = useMatch("/users");
+  const tokens = useMatch("/tokens");
   if (session?.params.id) return { kind: "session", id: session.params.id };
+  if (users) return { kind: "users" };
+  if (tokens) return { kind: "tokens" };
   if (runner?.params.id) return { kind: "runner", id: runner.params.id };
   if (runners) return { kind: "runners" };
   if (overview) return { kind: "overview" };

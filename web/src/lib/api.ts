@@ -2,7 +2,14 @@
 // beyond the sign-in form.
 
 import type {
+  Access,
   ApiErrorBody,
+  AuthConfig,
+  CreatedToken,
+  Grant,
+  Role,
+  TokenInfo,
+  User,
   Changes,
   Committed,
   CreatedShare,
@@ -129,4 +136,23 @@ export const api = {
   commitWorkspace: (id: string, message: string) =>
     request<Committed>("POST", `${sessionPath(id)}/workspace/commit`, { message }),
   pushWorkspace: (id: string) => request<Pushed>("POST", `${sessionPath(id)}/workspace/push`),
+  /** How people sign in here (single sign-on's button). */
+  authConfig: () => request<AuthConfig>("GET", "/api/auth/config"),
+  /** The signed-in person. */
+  me: () => request<User>("GET", "/api/me"),
+  users: () => request<User[]>("GET", "/api/users"),
+  createUser: (body: { name: string; email: string; role: Role }) => request<User>("POST", "/api/users", body),
+  updateUser: (id: string, change: { role?: Role; disabled?: boolean }) =>
+    request<User>("PATCH", `/api/users/${encodeURIComponent(id)}`, change),
+  /** Your own tokens (every one, for admins). */
+  tokens: () => request<TokenInfo[]>("GET", "/api/tokens"),
+  createToken: (body: { name: string; scope: "user" | "runner" | "admin"; shared?: boolean; expires_in?: string }) =>
+    request<CreatedToken>("POST", "/api/tokens", body),
+  revokeToken: (id: string) => request<void>("DELETE", `/api/tokens/${encodeURIComponent(id)}`),
+  grants: (sessionId: string) => request<Grant[]>("GET", `${sessionPath(sessionId)}/grants`),
+  /** Lets a teammate (by e-mail or id) watch or drive a session. */
+  grant: (sessionId: string, user: string, access: Access) =>
+    request<Grant>("POST", `${sessionPath(sessionId)}/grants`, { user, access }),
+  revokeGrant: (sessionId: string, userId: string) =>
+    request<void>("DELETE", `${sessionPath(sessionId)}/grants/${encodeURIComponent(userId)}`),
 };

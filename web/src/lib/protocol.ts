@@ -27,6 +27,8 @@ export interface Runner {
   policy?: RunnerPolicy;
   /** The repositories it offers for workspaces (`--repo`); absent from an HQ older than workspaces. */
   repos?: RepoInfo[];
+  /** Whose personal runner it is; null (or absent) for a shared runner every member may use. */
+  owner?: Owner | null;
   connected_at: string;
   last_seen_at: string;
 }
@@ -61,6 +63,8 @@ export interface Session {
   signal: string | null;
   error: string | null;
   created_by: string;
+  /** Who started it: they, those it is granted to and admins see it. */
+  owner?: Owner | null;
   created_at: string;
   ended_at: string | null;
   output_bytes: number;
@@ -292,6 +296,63 @@ export interface LoginAnswer {
   scope: Scope;
   /** For a share: the one session it opens. */
   session_id: string | null;
+  /** The person who signed in (not for a share). */
+  user?: User;
+}
+
+export type Role = "admin" | "member";
+
+/** A person (`GET /api/me`, `GET /api/users`). */
+export interface User {
+  id: string;
+  name: string;
+  /** Empty for the built-in admin and for users an upgrade made from tokens. */
+  email: string;
+  role: Role;
+  disabled: boolean;
+  created_at: string;
+  last_seen_at: string | null;
+}
+
+/** Who owns a runner or session, or holds a token or grant. */
+export interface Owner {
+  id: string;
+  name: string;
+  email: string;
+}
+
+/** What a grant lets a teammate do with a session. */
+export type Access = "view" | "drive";
+
+/** A teammate's access to a session. */
+export interface Grant {
+  user: Owner;
+  access: Access;
+  granted_by: Owner | null;
+  created_at: string;
+}
+
+/** `GET /api/auth/config`. */
+export interface AuthConfig {
+  sso: { name: string; login_url: string } | null;
+}
+
+/** A token as `GET /api/tokens` lists it (never its secret). */
+export interface TokenInfo {
+  id: string;
+  name: string;
+  scope: "admin" | "user" | "runner" | "share";
+  created_at: string;
+  expires_at: string | null;
+  session_id?: string;
+  user?: Owner | null;
+  /** A runner token whose runners are shared. */
+  shared?: boolean;
+}
+
+/** `POST /api/tokens`'s answer: the only time the secret is shown. */
+export interface CreatedToken extends Omit<TokenInfo, "created_at" | "session_id"> {
+  token: string;
 }
 
 /** `POST /api/sessions/{id}/shares`'s answer. */
