@@ -194,6 +194,9 @@ async fn send(cluster: &Cluster, message: &FeedMessage) -> Result<(), crate::bus
 pub async fn follow(state: AppState, cluster: Arc<Cluster>) {
     let mut delay = Duration::from_millis(100);
     let mut feed = loop {
+        if let Some(followed) = cluster.take_followed() {
+            break followed;
+        }
         match cluster.bus.follow(cluster.subjects.feed_all()).await {
             Ok(feed) => break feed,
             Err(error) => tracing::warn!(%error, "cannot follow the change feed; retrying"),

@@ -51,6 +51,9 @@ pub struct Cluster {
     /// Changes to send to the other replicas; the feed's publisher task receives.
     feed: tokio::sync::mpsc::UnboundedSender<feed::FeedMessage>,
     feed_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<feed::FeedMessage>>>,
+    /// The other replicas' changes from before this replica read its state from PostgreSQL on;
+    /// taken by the feed's follower when HQ starts serving.
+    followed: std::sync::Mutex<Option<crate::bus::Subscription>>,
     /// Sessions whose output this replica stores, and how to stop doing so.
     streams: stream::Streams,
     /// Whether this replica leads now.
@@ -73,6 +76,16 @@ impl Cluster {
             Some(nats) => Arc::new(crate::bus::nats::NatsBus::connect(nats, &subjects, &replica).await?),
             None => Arc::new(MemoryBus::new()),
         };
+        // Followed before anything is read from PostgreSQL: a change another replica makes
+        // while this one loads its state is in the snapshot, or in the feed, or both (applying
+        // one twice is harmless), never in neither.
+        let followed = match bus.follow(subjects.feed_all()).await {
+            Ok(followed) => Some(followed),
+            Err(error) => {
+                tracing::warn!(%error, "cannot follow the change feed yet; retrying once serving");
+                None
+            }
+        };
         let pg = Arc::new(pg::Pg::new(url)?);
         pg.get().await.context("PostgreSQL (async connection)")?;
         let writer_stop = CancellationToken::new();
@@ -87,6 +100,7 @@ impl Cluster {
             writer,
             feed,
             feed_rx: std::sync::Mutex::new(Some(feed_rx)),
+            followed: std::sync::Mutex::new(followed),
             streams: Default::default(),
             ends: Default::default(),
             leader: AtomicBool::new(false),
@@ -115,6 +129,11 @@ impl Cluster {
     pub fn send(&self, message: feed::FeedMessage) {
         // Fails only once the publisher is gone (HQ stopping): nobody is left to tell.
         let _ = self.feed.send(message);
+    }
+
+    /// The change feed as followed since before this replica loaded its state, once.
+    pub fn take_followed(&self) -> Option<crate::bus::Subscription> {
+        crate::lock(&self.followed).take()
     }
 
     /// Whether this replica leads the cluster now (retention, webhooks).
