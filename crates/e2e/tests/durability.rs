@@ -352,10 +352,21 @@ async fn a_full_disk_stops_the_log_with_an_error_event_but_never_the_live_stream
             .await;
     let runner = TestRunner::start(&hq, "scribe").await;
     let mut events = hq.request(reqwest::Method::GET, "/api/events").send().await.unwrap();
-    let script = "head -c 3000000 /dev/zero | tr '\\0' x; printf '\\r\\nall-printed\\r\\n'; exit 5";
+    // The session waits for a line after the flood, so the log stops while it is live (with
+    // the whole flood in HQ's ring, the write that fails could otherwise come after the exit).
+    let script =
+        "head -c 3000000 /dev/zero | tr '\\0' x; read line; printf '\\r\\nall-printed\\r\\n'; exit 5";
     let session = hq.start_session(runner.id, &["sh", "-c", script]).await;
     let mut viewer = hq.attach(session.id, Some(0)).await;
 
+    // The live viewer hears of it, and the stream goes on after it.
+    loop {
+        match viewer.next_control().await.unwrap() {
+            frame @ ServerFrame::Error(_) => break viewer.controls.push(frame),
+            frame => viewer.controls.push(frame),
+        }
+    }
+    viewer.type_text("go\r").await;
     // Every byte still reaches the viewer, with one recoverable error frame on the way.
     assert_eq!(viewer.read_to_exit().await.unwrap().code, Some(5));
     assert!(viewer.text().trim_end().ends_with("all-printed"));
