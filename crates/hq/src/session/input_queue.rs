@@ -18,6 +18,11 @@ use crate::lock;
 /// Code, Ink apps) would otherwise take the Enter as part of a paste, a newline, not a submit.
 const ENTER_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How long the Enter waits for the program to draw the text it was typed. A busy agent reads
+/// its input late, and would then read text and Enter together, whatever pause HQ left between
+/// them; a program that echoes nothing gets its Enter after this.
+const ECHO_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Items waiting for the session to wait, and whether a task is delivering them.
 #[derive(Debug, Default)]
 pub(super) struct Queue {
@@ -31,13 +36,20 @@ pub(super) struct Queue {
 pub struct Ended;
 
 impl Session {
-    /// Types `text`, then (after a short pause) Enter, in order with every other input.
+    /// Types `text`, then (once the program has drawn it, and a short pause) Enter, in order
+    /// with every other input.
     pub async fn type_input(&self, text: &str, enter: bool) -> Result<(), Ended> {
         self.note_input();
+        let mut progress = self.subscribe();
+        let before = progress.borrow_and_update().end;
         if !text.is_empty() {
             self.to_runner.send(ToRunner::Input(text.to_owned().into())).await.map_err(|_| Ended)?;
         }
         if enter {
+            if !text.is_empty() {
+                let echoed = progress.wait_for(|now| now.end > before || now.status.is_final());
+                let _ = tokio::time::timeout(ECHO_WAIT, echoed).await;
+            }
             tokio::time::sleep(ENTER_DELAY).await;
             self.to_runner.send(ToRunner::Input("\r".into())).await.map_err(|_| Ended)?;
         }
