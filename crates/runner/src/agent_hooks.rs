@@ -43,7 +43,7 @@ pub fn wire(launch: &mut Launch, state_dir: &Path) {
 
 /// Claude Code: a settings file with hooks, added with `--settings` (merged over the user's own).
 /// `UserPromptSubmit` → working; `PermissionRequest` (the moment a permission dialog opens),
-/// `Notification` (Claude Code says it waits) and `Stop` (its turn is over) → waiting.
+/// `Notification` (a question, or a while idle) and `Stop` (its turn is over) → waiting.
 fn wire_claude(launch: &mut Launch, state_dir: &Path, exe: &Path) -> anyhow::Result<()> {
     if launch.command.iter().any(|arg| arg == "--settings" || arg.starts_with("--settings=")) {
         anyhow::bail!("the command line passes its own --settings");
@@ -53,17 +53,27 @@ fn wire_claude(launch: &mut Launch, state_dir: &Path, exe: &Path) -> anyhow::Res
     Ok(())
 }
 
+/// The notifications that mean Claude Code waits for someone: a question for the user, or
+/// its input box idle a while.
+const NOTIFICATION_MATCHER: &str = "idle_prompt|elicitation_dialog";
+
 /// The hooks file; the same for every session (the report command finds its session in its
 /// environment), rewritten at each start so it names this runner's binary.
 fn write_claude_settings(state_dir: &Path, exe: &Path) -> anyhow::Result<PathBuf> {
     let exe = exe.to_str().context("the runner's path is not UTF-8")?;
     let exe = shlex::try_quote(exe).context("the runner's path cannot be quoted")?;
-    let hook = |activity: &str| json!([{ "hooks": [{ "type": "command", "command": format!("{exe} report {activity}") }] }]);
+    let hook = |activity: &str, matcher: &str| {
+        let command = format!("{exe} report {activity}");
+        json!([{ "matcher": matcher, "hooks": [{ "type": "command", "command": command }] }])
+    };
     let settings = json!({ "hooks": {
-        "UserPromptSubmit": hook("working"),
-        "PermissionRequest": hook("waiting"),
-        "Notification": hook("waiting"),
-        "Stop": hook("waiting"),
+        "UserPromptSubmit": hook("working", ""),
+        "PermissionRequest": hook("waiting", ""),
+        // Not `permission_prompt`: `PermissionRequest` tells of the dialog as it opens, and that
+        // notification's hook can come late, after the dialog was answered (seen under load),
+        // turning an agent back at work into one that waits.
+        "Notification": hook("waiting", NOTIFICATION_MATCHER),
+        "Stop": hook("waiting", ""),
     }});
     let dir = state_dir.join("agents");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -144,6 +154,8 @@ mod tests {
                 .map(|c| c.ends_with("report working")),
             Some(true)
         );
+        // Permission prompts are PermissionRequest's: their notification can come after the answer.
+        assert_eq!(settings["hooks"]["Notification"][0]["matcher"], "idle_prompt|elicitation_dialog");
 
         let mut own = launch(&["claude", "--settings", "mine.json"]);
         assert!(wire_claude(&mut own, dir.path(), Path::new("/x/agentrelay-runner")).is_err());

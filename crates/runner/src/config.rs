@@ -165,8 +165,9 @@ pub enum RunnerCommand {
     },
     /// Inside a session: tell HQ what this session is doing (e.g. from an agent's hooks).
     #[command(after_help = "Example (Claude Code hooks in .claude/settings.json):\n  \
-        \"Notification\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"agentrelay-runner report waiting\"}]}]\n  \
+        \"Notification\": [{\"matcher\": \"idle_prompt|elicitation_dialog\", \"hooks\": [{\"type\": \"command\", \"command\": \"agentrelay-runner report waiting\"}]}]\n  \
         \"UserPromptSubmit\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"agentrelay-runner report working\"}]}]\n  \
+        \"PermissionRequest\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"agentrelay-runner report waiting\"}]}]\n  \
         \"Stop\": [{\"hooks\": [{\"type\": \"command\", \"command\": \"agentrelay-runner report waiting\"}]}]")]
     Report {
         /// What the session is doing.
