@@ -68,11 +68,22 @@ command = ["sleep", "600"]
 name = "done"
 description = "Exits at once"
 command = ["true"]
+
+[[preset]]
+name = "asks"
+description = "Takes a prompt, and exits at once"
+command = ["true"]
+prompt_args = ["{prompt}"]
 TOML
+
+# One repository for workspaces (`app`, named as in the document's examples), with one commit.
+git init --quiet --initial-branch=main "$work/app"
+git -C "$work/app" -c user.name=check -c user.email=check@localhost commit --quiet --allow-empty -m first
 
 runner_name=laptop
 RUNNER_TOKEN=$runner_token "$bin/agentrelay-runner" --hq "$url" --name "$runner_name" \
   --state-dir "$work/runner" --allow true --allow sleep --presets "$work/presets.toml" \
+  --repo "app=$work/app" \
   --kill-grace 1s --log-format json >"$work/runner.log" 2>&1 &
 pids+=($!)
 
@@ -97,10 +108,10 @@ session_id=$(curl -fsS -H "Authorization: Bearer $admin_token" -H 'Content-Type:
   -d "{\"runner\": \"$runner_name\", \"preset\": \"claude\"}" "$url/api/sessions" \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 
-# What only the live HQ knows (its runner, that runner's presets and allowed environment,
-# durations in range) reaches the requests through scripts/check_openapi_hooks.py.
-export AGENTRELAY_RUNNER_ID=$runner_id AGENTRELAY_RUNNER_NAME=$runner_name AGENTRELAY_PRESETS=claude,done \
-  AGENTRELAY_ENV_ALLOWED=$env_allowed
+# What only the live HQ knows (its runner, that runner's presets, repository and allowed
+# environment, durations in range) reaches the requests through scripts/check_openapi_hooks.py.
+export AGENTRELAY_RUNNER_ID=$runner_id AGENTRELAY_RUNNER_NAME=$runner_name AGENTRELAY_PRESETS=claude,done,asks \
+  AGENTRELAY_PROMPT_PRESETS=asks AGENTRELAY_ENV_ALLOWED=$env_allowed AGENTRELAY_REPO=app
 cat >"$work/schemathesis.toml" <<TOML
 hooks = "$PWD/scripts/check_openapi_hooks.py"
 

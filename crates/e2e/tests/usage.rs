@@ -89,6 +89,10 @@ async fn an_agents_tokens_and_cost_reach_the_session_the_api_the_metrics_and_the
     assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
     let none = hq.get_json("/api/usage?from=2020-01-01&to=2020-01-31").await;
     assert_eq!(none, json!([]));
+    // Days to come hold nothing yet; a range given backwards is a mistake.
+    assert_eq!(hq.get_json("/api/usage?from=2999-01-01").await, json!([]));
+    let backwards = hq.request(Method::GET, "/api/usage?from=2020-02-01&to=2020-01-01").send().await.unwrap();
+    assert_eq!(backwards.status(), reqwest::StatusCode::BAD_REQUEST);
 
     // Prometheus.
     let metrics = hq.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();

@@ -146,7 +146,7 @@ impl CliRequest {
     operation_id = "cli_login_page",
     security(()),
     params(
-        ("port" = u16, Query, description = "The CLI's loopback port", minimum = 1),
+        ("port" = u16, Query, description = "The CLI's loopback port", minimum = 1, maximum = 65535),
         ("state" = String, Query, description = "The CLI's state, handed back to it",
             pattern = "^[A-Za-z0-9_-]{8,128}$"),
         ("code_challenge" = String, Query, description = "base64url SHA-256 of the CLI's PKCE verifier",

@@ -249,7 +249,7 @@ impl JsonObject {
 
 /// JSON has one kind of number: `24.0` is `24` (and JSON Schema's `integer` says so), but serde
 /// reads a number written with a fraction only as a float. A whole one is made an integer here.
-fn whole_number(value: Value) -> Value {
+pub(super) fn whole_number(value: Value) -> Value {
     const U64_END: f64 = 18_446_744_073_709_551_616.0; // 2^64
     const I64_MIN: f64 = -9_223_372_036_854_775_808.0; // -2^63
     match value {

@@ -21,8 +21,8 @@ use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{
-    AdditionalProperties, AllOfBuilder, AnyOfBuilder, ObjectBuilder, OneOf, OneOfBuilder, Schema, SchemaType,
-    Type,
+    AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOf, OneOfBuilder,
+    Schema, SchemaType, Type,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, Required, ResponseBuilder};
@@ -171,7 +171,13 @@ impl Modify for RequestBodies {
             .item(present("command", ObjectBuilder::new().schema_type(Type::Array)))
             .item(present("preset", string()))
             .build();
-        wrap_all_of(schemas, "CreateSession", [runner.into(), program.into()]);
+        // A workspace is where the session starts (no `cwd`); a prompt goes to a preset.
+        let null = |field: &str| {
+            ObjectBuilder::new().property(field, ObjectBuilder::new().schema_type(Type::Null)).build()
+        };
+        let place = AnyOfBuilder::new().item(null("workspace")).item(null("cwd")).build();
+        let prompt = AnyOfBuilder::new().item(null("prompt")).item(present("preset", string())).build();
+        wrap_all_of(schemas, "CreateSession", [runner.into(), program.into(), place.into(), prompt.into()]);
 
         // Input: some text, or Enter, or both.
         let input = AnyOfBuilder::new()
@@ -179,6 +185,35 @@ impl Modify for RequestBodies {
             .item(present("enter", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true]))))
             .build();
         wrap_all_of(schemas, "Input", [input.into()]);
+
+        // Workspaces and reviews: every text has something in it besides white space, and the
+        // names in a workspace are at most 200 characters.
+        let non_blank = format!("[^{RUST_WHITE_SPACE}]");
+        for (name, fields, max) in [
+            ("WorkspaceSpec", &["repo", "branch", "base"][..], Some(200)),
+            ("ReviewComment", &["path", "body"][..], None),
+        ] {
+            let Some(object) = object_mut(schemas, name) else { continue };
+            for field in fields {
+                if let Some(RefOr::T(Schema::Object(text))) = object.properties.get_mut(*field) {
+                    text.pattern = Some(non_blank.clone());
+                    text.max_length = max;
+                }
+            }
+        }
+        // A review: a summary, some comments, or both.
+        let comments =
+            ArrayBuilder::new().items(RefOr::Ref(Ref::from_schema_name("ReviewComment"))).min_items(Some(1));
+        let review = AnyOfBuilder::new()
+            .item(present("summary", string().pattern(Some(non_blank))))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::AnyValue)
+                    .required("comments")
+                    .property("comments", comments),
+            )
+            .build();
+        wrap_all_of(schemas, "Review", [review.into()]);
 
         if let Some(object) = object_mut(schemas, "CreateToken") {
             // `name.trim()` must leave something: a character outside Rust's White_Space set

@@ -546,7 +546,32 @@ pub async fn input(
         return Err(ended());
     }
     let detail = format!("{} bytes{}", text.len(), if enter { " + enter" } else { "" });
-    if when.unwrap_or_default() == InputWhen::Waiting {
+    let typed = Typed { text, enter, when: when.unwrap_or_default(), action: "session.input", detail };
+    type_or_queue(&state, &principal, &session, typed).await
+}
+
+/// Text for a session's terminal, from `POST /input` or `POST /review`.
+pub(super) struct Typed {
+    pub text: String,
+    /// Enter after the text.
+    pub enter: bool,
+    pub when: InputWhen,
+    /// The audit action: as is when typed, with `_queued` when queued.
+    pub action: &'static str,
+    /// The audit detail.
+    pub detail: String,
+}
+
+/// Types `typed` into the session now (204), or queues it until the agent next waits for input
+/// (202 with the queued item).
+pub(super) async fn type_or_queue(
+    state: &AppState,
+    principal: &Principal,
+    session: &Arc<Session>,
+    typed: Typed,
+) -> Result<Response, AppError> {
+    let Typed { text, enter, when, action, detail } = typed;
+    if when == InputWhen::Waiting {
         let item = QueuedInput {
             id: Uuid::now_v7(),
             text,
@@ -554,14 +579,18 @@ pub async fn input(
             queued_by: principal.name.clone(),
             queued_at: chrono::Utc::now(),
         };
-        audit::by_principal(&state, &principal, "session.input_queued", session.id.to_string(), Some(detail));
+        let action = format!("{action}_queued");
+        audit::by_principal(state, principal, &action, session.id.to_string(), Some(detail));
         if session.queue_input(item.clone()) {
             state.tasks.spawn(input_queue::deliver(session.clone(), state.shutdown.clone()));
         }
         return Ok((StatusCode::ACCEPTED, Json(item)).into_response());
     }
-    audit::by_principal(&state, &principal, "session.input", session.id.to_string(), Some(detail));
-    session.type_input(&text, enter).await.map_err(|_| ended())?;
+    audit::by_principal(state, principal, action, session.id.to_string(), Some(detail));
+    session
+        .type_input(&text, enter)
+        .await
+        .map_err(|_| AppError::SessionEnded(format!("session {} has ended", session.id)))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -53,11 +53,15 @@ pub async fn usage(
         })
         .transpose()
     };
-    let to = day("to", query.to)?.unwrap_or_else(|| chrono::Utc::now().date_naive());
-    let from = day("from", query.from)?.unwrap_or(to - chrono::Days::new(DEFAULT_DAYS as u64 - 1));
-    if from > to {
+    let (from, to) = (day("from", query.from)?, day("to", query.to)?);
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
         return Err(AppError::bad_field("from", "'from' is after 'to'"));
     }
+    // A `from` after today alone asks for days that have not come yet: nothing, not an error.
+    let to = to.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let from = from.unwrap_or(to - chrono::Days::new(DEFAULT_DAYS as u64 - 1));
     let (from, to) = (from.format("%Y-%m-%d").to_string(), to.format("%Y-%m-%d").to_string());
     let mut rows = state.store.call(move |store| store.usage(&from, &to)).await?;
     for row in &mut rows {

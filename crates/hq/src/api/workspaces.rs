@@ -13,17 +13,18 @@ use agentrelay_protocol::workspace::{
 use agentrelay_protocol::{ErrorResponse, Runner};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::JsonObject;
+use super::sessions::{Typed, type_or_queue};
 use crate::audit;
 use crate::auth::Principal;
 use crate::authz::{self, Need};
 use crate::error::AppError;
-use crate::session::{Session, input_queue};
+use crate::session::Session;
 use crate::state::AppState;
 use crate::workspace::{ANSWER_TIMEOUT, SLOW_ANSWER_TIMEOUT, ask, unexpected};
 
@@ -41,7 +42,9 @@ pub fn take_spec(body: &mut JsonObject) -> Result<Option<WorkspaceSpec>, AppErro
     let mut text = |name: &str| -> Result<Option<String>, AppError> {
         match fields.remove(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) if !text.trim().is_empty() && text.len() <= 200 => Ok(Some(text)),
+            Some(Value::String(text)) if !text.trim().is_empty() && text.chars().count() <= 200 => {
+                Ok(Some(text))
+            }
             Some(_) => Err(AppError::bad_field(
                 "workspace",
                 format!("'workspace.{name}' must be a string of 1 to 200 characters"),
@@ -246,42 +249,21 @@ pub async fn review(
         return Err(AppError::bad_field("comments", "the review is longer than 64 KiB"));
     }
     let detail = format!("{} comments, {} bytes", comments.len(), text.len());
-    if when.unwrap_or_default() == InputWhen::Waiting {
-        let item = QueuedInput {
-            id: Uuid::now_v7(),
-            text,
-            enter: true,
-            queued_by: principal.name.clone(),
-            queued_at: chrono::Utc::now(),
-        };
-        audit::by_principal(
-            &state,
-            &principal,
-            "session.review_queued",
-            session.id.to_string(),
-            Some(detail),
-        );
-        if session.queue_input(item.clone()) {
-            state.tasks.spawn(input_queue::deliver(session.clone(), state.shutdown.clone()));
-        }
-        return Ok((StatusCode::ACCEPTED, Json(item)).into_response());
-    }
-    audit::by_principal(&state, &principal, "session.review", session.id.to_string(), Some(detail));
-    session
-        .type_input(&text, true)
-        .await
-        .map_err(|_| AppError::SessionEnded(format!("session {id} has ended")))?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let typed = Typed { text, enter: true, when: when.unwrap_or_default(), action: "session.review", detail };
+    type_or_queue(&state, &principal, &session, typed).await
 }
 
 /// One comment of a review body, checked.
-fn comment(value: Value) -> Result<ReviewComment, AppError> {
+fn comment(mut value: Value) -> Result<ReviewComment, AppError> {
     let bad = || {
         AppError::bad_field(
             "comments",
             "each comment is {\"path\": a file, \"line\": a number from 1, \"body\": some text}",
         )
     };
+    if let Some(line) = value.get_mut("line") {
+        *line = super::whole_number(line.take());
+    }
     let comment: ReviewComment = serde_json::from_value(value.clone()).map_err(|_| bad())?;
     let known =
         value.as_object().is_some_and(|o| o.keys().all(|k| matches!(k.as_str(), "path" | "line" | "body")));
