@@ -346,3 +346,80 @@ async fn admin_migrate_moves_a_single_hq_into_postgres() {
         .unwrap();
     assert!(!again.status.success());
 }
+
+/// A network partition mid-stream: the replica holding the stream (A) is cut off from the runner
+/// and from PostgreSQL at once, silently (its sockets stay open, nothing moves). The runner moves
+/// to B within seconds, B takes the stream's lease and resumes from what is stored, and the
+/// viewer on B sees every line once and the exit. Two things make that work: the runner's data
+/// connections redial when its control connection goes quiet (they may be silent, or stuck on a
+/// full socket, themselves), and PostgreSQL ends A's transaction left open mid-write, whose
+/// share lock on the lease would hold B's takeover back. When A is reachable again, what it had
+/// received but not stored goes nowhere: the stored output has no byte twice, and A serves the
+/// whole output as B stored it. (That a stale holder's append is refused is tested on its own in
+/// `ha_lease.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_replica_is_fenced_and_the_runner_carries_on_through_another() {
+    let database = TestDatabase::create();
+    let nats = TestNats::start();
+    let pg_addr = database.url.split('@').nth(1).unwrap().split('/').next().unwrap().parse().unwrap();
+    let pg_proxy = TcpProxy::start(pg_addr).await;
+    let a_database =
+        database.url.replacen(&pg_addr.to_string(), pg_proxy.url().trim_start_matches("http://"), 1);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let beats = ["--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s"];
+    let mut args_a = replica_args(&a_database, &nats, "a");
+    args_a.extend(beats);
+    let mut args_b = replica_args(&database.url, &nats, "b");
+    args_b.extend(beats);
+    let a = HqProcess::spawn(dir_a.path(), None, &args_a).await;
+    let b = HqProcess::spawn(dir_b.path(), None, &args_b).await;
+    let to_a = TcpProxy::start(a.addr).await;
+    let runner = TestRunner::spawn(
+        &a,
+        "partitioned",
+        &["--hq", &to_a.url(), "--hq", &b.url(""), "--buffer-size", "64KiB"],
+    );
+    b.wait_for_runner("partitioned", RunnerStatus::Online).await;
+    let lines = 20_000;
+    let session = b.start_session(runner.id, &["sh", "-c", &counting(lines)]).await;
+    let mut viewer = b.attach(session.id, Some(0)).await;
+    viewer.read_until("line 2500\r\n").await.unwrap();
+
+    for proxy in [&pg_proxy, &to_a] {
+        proxy.refuse(true);
+        proxy.freeze();
+    }
+    let exit = tokio::time::timeout(TIMEOUT * 2, viewer.read_to_exit()).await.expect("exit in time").unwrap();
+    assert_eq!(exit.code, Some(7));
+    assert_every_line_once(&viewer.text(), lines);
+
+    // A is back: its frozen connections drop and it dials PostgreSQL again.
+    for proxy in [&pg_proxy, &to_a] {
+        proxy.refuse(false);
+        proxy.cut();
+    }
+    let pg = agentrelay_hq::cluster::pg::Pg::new(&database.url).unwrap();
+    let client = pg.get().await.unwrap();
+    let holder: String = client
+        .query_one("SELECT replica FROM stream_leases WHERE session_id = $1", &[&session.id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(holder, "b");
+    a.wait_for_session(session.id, SessionStatus::Exited).await;
+    let mut replay = a.attach(session.id, Some(0)).await;
+    replay.read_to_exit().await.unwrap();
+    assert_every_line_once(&replay.text(), lines);
+    let overlapping: i64 = client
+        .query_one(
+            "SELECT count(*) FROM output_chunks x JOIN output_chunks y ON x.session_id = y.session_id
+               AND x.start_offset < y.start_offset AND y.start_offset < x.end_offset
+             WHERE x.session_id = $1",
+            &[&session.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(overlapping, 0, "two holders both appended");
+    drop(runner);
+}

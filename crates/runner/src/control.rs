@@ -44,7 +44,11 @@ impl Runner {
                     reported_unreachable = false;
                     match self.serve_control(socket).await? {
                         Ended::Shutdown => return Ok(()),
-                        Ended::Dropped(e) => tracing::warn!(error = format!("{e:#}"), "lost HQ; redialing"),
+                        Ended::Dropped(e) => {
+                            tracing::warn!(error = format!("{e:#}"), "lost HQ; redialing");
+                            // The data connections may be on the same dead path: they redial too.
+                            self.relink.send_modify(|drops| *drops += 1);
+                        }
                     }
                 }
                 Err(DialError::Refused(status)) => return Err(RunnerError::TokenRefused(status.to_string())),
@@ -206,6 +210,7 @@ impl Runner {
             self.id,
             session,
             Arc::clone(&self.sessions),
+            self.relink.subscribe(),
             self.shutdown.clone(),
             !end_on_exit,
         );

@@ -38,11 +38,14 @@ enum Ended {
 /// Streams one session to HQ until its exit (or loss) is recorded, then forgets it. On runner
 /// shutdown it stops at once when `detach_on_shutdown` (the session runs on in its host, for the
 /// next runner process); otherwise the host link ends the session and the exit still comes.
+/// Whenever `relink` changes (the control connection was lost), the connection is dropped and
+/// dialled again.
 pub async fn stream(
     hq: HqEndpoint,
     runner_id: Uuid,
     session: Arc<Session>,
     table: Arc<SessionTable>,
+    mut relink: tokio::sync::watch::Receiver<u64>,
     shutdown: CancellationToken,
     detach_on_shutdown: bool,
 ) {
@@ -50,6 +53,8 @@ pub async fn stream(
     let mut backoff = Backoff::default();
     loop {
         let attempt = async {
+            // Losses of the control connection before this dial are no news to it.
+            relink.borrow_and_update();
             let socket = hq.dial(&path).await?;
             backoff.reset();
             let detach = async {
@@ -62,6 +67,11 @@ pub async fn stream(
             tokio::select! {
                 pumped = pump(socket, runner_id, &session) => pumped.map_err(|e| DialError::Unreachable(format!("{e:#}"))),
                 () = detach => Ok(Ended::Detached),
+                // A closed sender (the runner is gone) disables this arm.
+                Ok(()) = relink.changed() => {
+                    tracing::info!(session = %session.id, "the control connection was lost; redialing this one too");
+                    Ok(Ended::Interrupted)
+                }
             }
         };
         let ended = attempt.await;

@@ -77,6 +77,12 @@ pub struct Runner {
     outbox: tokio::sync::mpsc::Sender<agentrelay_protocol::runner::RunnerMessage>,
     /// Its receiving end, held by the current control connection.
     outbox_rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<agentrelay_protocol::runner::RunnerMessage>>,
+    /// Counts control connections lost. Each session's data connection redials when it
+    /// changes: a control connection that went quiet says the path to that HQ is gone (a
+    /// partition), which a data connection, silent itself while its session prints nothing or
+    /// stuck on a full socket, would otherwise learn only from TCP minutes later. Sent by the
+    /// control loop; the runner holds it, so it never closes while sessions run.
+    relink: tokio::sync::watch::Sender<u64>,
     /// Cancelled to stop the runner; sessions are hung up.
     shutdown: CancellationToken,
     /// Every session's PTY and data tasks, awaited on shutdown.
@@ -152,6 +158,7 @@ impl Runner {
             workspaces: Arc::new(workspaces),
             outbox,
             outbox_rx: tokio::sync::Mutex::new(outbox_rx),
+            relink: tokio::sync::watch::Sender::new(0),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })

@@ -8,6 +8,11 @@ use tokio_postgres::{Client, NoTls};
 
 /// Connections kept idle at most.
 const IDLE: usize = 4;
+/// How long PostgreSQL lets one of these connections sit in a transaction without a word: a
+/// replica cut off mid-transaction (a partition) holds its locks, the share lock on a stream's
+/// lease among them, only this long, so another replica can take the stream over. Our own
+/// transactions send their statements back to back.
+const IDLE_IN_TRANSACTION: &str = "5s";
 
 /// A small pool of async connections to one database.
 pub struct Pg {
@@ -49,6 +54,11 @@ impl Pg {
             url.parse().context("--database-url is not a PostgreSQL URL")?;
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("agentrelay-hq");
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION}",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim_start());
         Ok(Self { config, idle: Default::default() })
     }
 
