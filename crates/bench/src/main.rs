@@ -1,6 +1,6 @@
 //! `make bench`: measures AgentRelay (release HQ and runner on loopback) next to a raw local PTY
 //! in the same run, prints a table and writes JSON (`BENCH_ONLY=echo,scale` picks scenarios:
-//! throughput, echo, start, scale, idle, hosts, slow, cluster). `BENCH_QUICK=1` runs tiny sizes, only to
+//! throughput, echo, start, scale, idle, hosts, slow, cluster, cluster_scale). `BENCH_QUICK=1` runs tiny sizes, only to
 //! prove the benchmark still works; its numbers mean nothing.
 //!
 //! `agentrelay-bench tick <ms>` is the load generator for the scale run: one process that prints
@@ -109,6 +109,8 @@ async fn run(plan: Plan) -> anyhow::Result<Value> {
     let hosts = if wanted("hosts") { scenarios::idle_sessions(&plan).await? } else { Value::Null };
     let slow = if wanted("slow") { scenarios::slow_viewer(&plan).await? } else { Value::Null };
     let cluster = if wanted("cluster") { scenarios::cluster(&plan).await? } else { Value::Null };
+    let cluster_scale =
+        if wanted("cluster_scale") { scenarios::cluster_scale(&plan).await? } else { Value::Null };
     Ok(json!({
         "quick": plan.quick,
         "cores": cores(),
@@ -120,6 +122,7 @@ async fn run(plan: Plan) -> anyhow::Result<Value> {
         "idle_sessions": hosts,
         "slow_viewer": slow,
         "cluster": cluster,
+        "cluster_scale": cluster_scale,
     }))
 }
 

@@ -1,5 +1,7 @@
 //! The measurements, each printing its rows and returning its JSON.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agentrelay_protocol::PROTOCOL_VERSION;
@@ -399,6 +401,37 @@ impl ClusterDeps {
     }
 }
 
+/// What PostgreSQL counts for one database, cumulatively.
+#[derive(Clone, Copy, Default)]
+struct PgLoad {
+    commits: i64,
+    rows_written: i64,
+    rows_read: i64,
+}
+
+impl ClusterDeps {
+    /// Transactions committed, rows inserted, updated or deleted, and rows read (fetched) in the
+    /// scenario's database so far.
+    fn load(&self) -> PgLoad {
+        let (admin, database) = (self.admin_url.clone(), self.database.clone());
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls).ok()?;
+            let row = client
+                .query_one(
+                    "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted, tup_fetched
+                     FROM pg_stat_database WHERE datname = $1",
+                    &[&database],
+                )
+                .ok()?;
+            Some(PgLoad { commits: row.get(0), rows_written: row.get(1), rows_read: row.get(2) })
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    }
+}
+
 impl Drop for ClusterDeps {
     fn drop(&mut self) {
         let (admin, drop) =
@@ -530,5 +563,137 @@ pub(crate) async fn cluster(plan: &Plan) -> anyhow::Result<Value> {
             "cluster": {"p50_us": p(&cluster_echo, 0.5), "p99_us": p(&cluster_echo, 0.99)},
             "over_p50_us": over50, "over_p99_us": over99,
         },
+    }))
+}
+
+/// Issue 18's cluster at scale: three replicas on PostgreSQL and NATS, `idle_runners` simulated
+/// idle runners spread over them, and `scale_sessions` live sessions (a line every 100 ms each)
+/// on a real runner on the first replica, each with a viewer on the third. Over a window: CPU and
+/// memory per replica, PostgreSQL's load (transactions, rows written and read per second) and
+/// NATS's (messages and bytes per second on the cluster's subjects).
+pub(crate) async fn cluster_scale(plan: &Plan) -> anyhow::Result<Value> {
+    let Some(deps) = ClusterDeps::find() else {
+        println!("\ncluster at scale: skipped (no PostgreSQL to sign in to without a password, or no NATS)");
+        return Ok(Value::Null);
+    };
+    let prefix = format!("bench{}", uuid::Uuid::now_v7().simple());
+    // Simulated runners send no heartbeats: the replicas wait for them longer than the run.
+    let args = [
+        "--database-url",
+        deps.url.as_str(),
+        "--nats-url",
+        &deps.nats_url,
+        "--nats-prefix",
+        &prefix,
+        "--max-sessions-per-runner",
+        "100000",
+        "--heartbeat-timeout",
+        "1h",
+    ];
+    let cluster = Stack::start_replicas(&args, 3).await?;
+    let replicas = cluster.replica_addrs.len();
+    let started = Instant::now();
+    let mut connections = Vec::with_capacity(plan.idle_runners);
+    let batches: Vec<Vec<usize>> =
+        (0..plan.idle_runners).collect::<Vec<_>>().chunks(200).map(<[usize]>::to_vec).collect();
+    for batch in batches {
+        let opened = futures_util::future::join_all(
+            batch.into_iter().map(|i| simulated_runner(cluster.replica_addrs[i % replicas].clone(), i)),
+        )
+        .await;
+        for socket in opened {
+            connections.push(socket?);
+        }
+    }
+    let connect_time = started.elapsed();
+    let me = std::env::current_exe()?;
+    let me = me.to_str().context("path is not UTF-8")?.to_owned();
+    let mut readers = Vec::with_capacity(plan.scale_sessions);
+    for _ in 0..plan.scale_sessions {
+        let id = cluster.start_session(&[&me, "tick", "100"]).await?;
+        let mut viewer = attach_when_known(&cluster, &id).await?;
+        readers.push(tokio::spawn(async move { while let Some(Ok(_)) = viewer.next().await {} }));
+    }
+    // Everything published on the cluster's subjects, counted by a client of NATS's own.
+    let nats = async_nats::connect(&deps.nats_url).await.context("connecting to NATS")?;
+    let mut subjects = nats.subscribe(format!("{prefix}.>")).await.context("subscribing to NATS")?;
+    let (messages, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let counter = {
+        let (messages, bytes) = (messages.clone(), bytes.clone());
+        tokio::spawn(async move {
+            while let Some(message) = subjects.next().await {
+                messages.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+            }
+        })
+    };
+    // Let every session reach its steady state, then measure a window.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pids = cluster.replica_pids();
+    let cpu0: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
+    let runner0 = cpu_ticks(cluster.runner_pid());
+    let (pg0, messages0, bytes0) =
+        (deps.load(), messages.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+    let window = Instant::now();
+    tokio::time::sleep(plan.scale_window).await;
+    let seconds = window.elapsed().as_secs_f64();
+    let (pg1, messages1, bytes1) =
+        (deps.load(), messages.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+    let hz = ticks_per_second();
+    let percent = |ticks: u64| ticks as f64 / hz / seconds * 100.0;
+    let per_second = |delta: i64| delta as f64 / seconds;
+    let online: usize = cluster
+        .get("/api/runners")
+        .await?
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|r| r["status"] == "online").count());
+    println!(
+        "\ncluster at scale: {} idle runners over {replicas} replicas ({online} online, connected in {:.1} s), {} live sessions (a line every 100 ms) on replica 1 with their viewers on replica {replicas}",
+        plan.idle_runners,
+        connect_time.as_secs_f64(),
+        plan.scale_sessions,
+    );
+    let mut per_replica = Vec::new();
+    for (i, (pid, before)) in pids.iter().zip(&cpu0).enumerate() {
+        let cpu = percent(cpu_ticks(*pid).saturating_sub(*before));
+        let (rss, _) = memory_kib(*pid);
+        println!("  replica {}  CPU {cpu:>6.1} % of one core   RSS {:>8.1} MiB", i + 1, rss as f64 / 1024.0);
+        per_replica.push(json!({"cpu_percent": cpu, "rss_kib": rss}));
+    }
+    let runner_cpu = percent(cpu_ticks(cluster.runner_pid()).saturating_sub(runner0));
+    let (runner_rss, _) = memory_kib(cluster.runner_pid());
+    println!(
+        "  runner     CPU {runner_cpu:>6.1} % of one core   RSS {:>8.1} MiB",
+        runner_rss as f64 / 1024.0
+    );
+    let (commits, written, read) = (
+        per_second(pg1.commits - pg0.commits),
+        per_second(pg1.rows_written - pg0.rows_written),
+        per_second(pg1.rows_read - pg0.rows_read),
+    );
+    println!(
+        "  PostgreSQL {commits:>8.0} transactions/s   {written:>8.0} rows written/s   {read:>8.0} rows read/s"
+    );
+    let (nats_messages, nats_bytes) =
+        (per_second((messages1 - messages0) as i64), per_second((bytes1 - bytes0) as i64));
+    println!(
+        "  NATS       {nats_messages:>8.0} messages/s        {:>8.1} kB/s on the cluster's subjects",
+        nats_bytes / 1e3
+    );
+    counter.abort();
+    for reader in readers {
+        reader.abort();
+    }
+    drop(connections);
+    drop(cluster);
+    // The change feed's stream goes with the run.
+    let _ = async_nats::jetstream::new(nats).delete_stream(format!("{prefix}_feed")).await;
+    Ok(json!({
+        "idle_runners": plan.idle_runners, "online": online, "sessions": plan.scale_sessions,
+        "connect_seconds": connect_time.as_secs_f64(),
+        "replicas": per_replica,
+        "runner": {"cpu_percent": runner_cpu, "rss_kib": runner_rss},
+        "postgres": {"transactions_per_s": commits, "rows_written_per_s": written, "rows_read_per_s": read},
+        "nats": {"messages_per_s": nats_messages, "bytes_per_s": nats_bytes},
     }))
 }

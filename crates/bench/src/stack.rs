@@ -38,7 +38,9 @@ pub(crate) struct Stack {
     /// Where viewers attach: HQ, or in a cluster another replica than the runner's.
     pub(crate) view_addr: String,
     /// Other replicas of a cluster (killed on drop).
-    _replicas: Vec<Child>,
+    replicas: Vec<Child>,
+    /// Every replica's address, the runner's first.
+    pub(crate) replica_addrs: Vec<String>,
     pub(crate) http: reqwest::Client,
     pub(crate) hq: Child,
     pub(crate) runner: Child,
@@ -96,7 +98,8 @@ impl Stack {
         let mut stack = Self {
             addr,
             view_addr,
-            _replicas: children,
+            replicas: children,
+            replica_addrs: addrs,
             http,
             hq,
             runner,
@@ -155,6 +158,11 @@ impl Stack {
 
     pub(crate) fn hq_pid(&self) -> u32 {
         self.hq.id().unwrap_or(0)
+    }
+
+    /// Every replica's process id, the runner's first.
+    pub(crate) fn replica_pids(&self) -> Vec<u32> {
+        std::iter::once(self.hq_pid()).chain(self.replicas.iter().map(|c| c.id().unwrap_or(0))).collect()
     }
 
     pub(crate) fn runner_pid(&self) -> u32 {
