@@ -37,15 +37,20 @@ impl Turn {
     }
 }
 
-/// Token counts every reply reports: input, output, cached input.
-pub const USAGE: Usage = Usage { input: 1200, output: 34, cached: 200 };
+/// Token counts every reply reports, odd enough that a total made of them can only have come
+/// from this server's replies (each API spells them its own way: see [`Usage`]).
+pub const USAGE: Usage = Usage { input: 1237, output: 41, cache_read: 311, cache_write: 53 };
 
-/// Token counts in a reply.
+/// Token counts in a reply: `input` is the fresh input, without the cache's reads and writes.
+/// The Messages API reports the three apart; the Responses API's `input_tokens` counts all
+/// three; Gemini's `promptTokenCount` counts fresh input and cache reads (it has no cache
+/// writes, so its replies report none).
 #[derive(Debug, Clone, Copy)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,
-    pub cached: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
 }
 
 /// What the server was asked: the path (with its query) and the JSON body.
@@ -216,7 +221,8 @@ async fn anthropic(State(shared): State<Shared>, uri: Uri, body: axum::body::Byt
         Reply::Say(text) => (json!({"type": "text", "text": text}), "end_turn"),
     };
     let usage = json!({"input_tokens": USAGE.input, "output_tokens": USAGE.output,
-                       "cache_read_input_tokens": USAGE.cached, "cache_creation_input_tokens": 0});
+                       "cache_read_input_tokens": USAGE.cache_read,
+                       "cache_creation_input_tokens": USAGE.cache_write});
     if body["stream"] != true {
         return axum::Json(json!({
             "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
@@ -296,9 +302,11 @@ async fn openai(State(shared): State<Shared>, uri: Uri, body: axum::body::Bytes)
                                    "content": [{"type": "output_text", "text": text, "annotations": []}]})
         }
     };
-    let usage = json!({"input_tokens": USAGE.input, "input_tokens_details": {"cached_tokens": USAGE.cached},
+    let input = USAGE.input + USAGE.cache_read + USAGE.cache_write;
+    let usage = json!({"input_tokens": input,
+                       "input_tokens_details": {"cached_tokens": USAGE.cache_read, "cache_write_tokens": USAGE.cache_write},
                        "output_tokens": USAGE.output, "output_tokens_details": {"reasoning_tokens": 0},
-                       "total_tokens": USAGE.input + USAGE.output});
+                       "total_tokens": input + USAGE.output});
     let model = body["model"].as_str().unwrap_or("fake-model");
     let response = |status: &str, output: Value, usage: Value| {
         json!({"id": "resp_fake", "object": "response", "created_at": 0, "model": model, "status": status,
@@ -351,11 +359,12 @@ async fn gemini(
     let body = parse(&body);
     record(&shared, &uri, &body);
     let Some((_model, method)) = call.split_once(':') else { return StatusCode::NOT_FOUND.into_response() };
+    let prompt = USAGE.input + USAGE.cache_read;
     if method == "countTokens" {
-        return axum::Json(json!({"totalTokens": USAGE.input})).into_response();
+        return axum::Json(json!({"totalTokens": prompt})).into_response();
     }
-    let usage = json!({"promptTokenCount": USAGE.input, "candidatesTokenCount": USAGE.output,
-                       "cachedContentTokenCount": USAGE.cached, "totalTokenCount": USAGE.input + USAGE.output});
+    let usage = json!({"promptTokenCount": prompt, "candidatesTokenCount": USAGE.output,
+                       "cachedContentTokenCount": USAGE.cache_read, "totalTokenCount": prompt + USAGE.output});
     let config = &body["generationConfig"];
     let schema = config.get("responseJsonSchema").or_else(|| config.get("responseSchema"));
     let part = if let Some(schema) = schema.filter(|_| config["responseMimeType"] == "application/json") {
