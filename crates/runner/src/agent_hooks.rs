@@ -93,12 +93,8 @@ fn wire_codex(launch: &mut Launch, exe: &Path) -> anyhow::Result<()> {
     if launch.command.iter().any(|arg| arg.trim_start().starts_with("notify")) {
         anyhow::bail!("the command line sets its own notify");
     }
-    let home = launch.env.get("CODEX_HOME").cloned().or_else(|| std::env::var("CODEX_HOME").ok());
-    let home =
-        home.map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".codex")));
-    if let Some(config) = home.map(|h| h.join("config.toml"))
-        && let Ok(text) = std::fs::read_to_string(&config)
-        && text.parse::<toml::Table>().is_ok_and(|table| table.contains_key("notify"))
+    if let Some((config, table)) = codex_config(launch)
+        && table.contains_key("notify")
     {
         anyhow::bail!("{} sets its own notify", config.display());
     }
@@ -106,6 +102,17 @@ fn wire_codex(launch: &mut Launch, exe: &Path) -> anyhow::Result<()> {
     let notify = toml::Value::Array([exe, "report", "waiting"].into_iter().map(toml::Value::from).collect());
     launch.command.splice(1..1, ["-c".to_owned(), format!("notify={notify}")]);
     Ok(())
+}
+
+/// The user's Codex `config.toml` (in `$CODEX_HOME`, from the session's environment or the
+/// runner's, else `~/.codex`), when there is one that parses.
+pub fn codex_config(launch: &Launch) -> Option<(PathBuf, toml::Table)> {
+    let home = launch.env.get("CODEX_HOME").cloned().or_else(|| std::env::var("CODEX_HOME").ok());
+    let home =
+        home.map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".codex")))?;
+    let config = home.join("config.toml");
+    let table = std::fs::read_to_string(&config).ok()?.parse::<toml::Table>().ok()?;
+    Some((config, table))
 }
 
 /// Whether an agent's event, passed to `report` as its last argument, is about the session's own

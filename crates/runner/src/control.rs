@@ -268,16 +268,12 @@ impl Runner {
             return;
         };
         let Some(exporter) = def.telemetry else { return };
-        let theirs = exporter
-            .user_settings()
-            .iter()
-            .find(|name| launch.env.contains_key(**name) || std::env::var_os(name).is_some());
-        if let Some(name) = theirs {
-            tracing::info!(session = %start.session_id, variable = name, "the agent's telemetry goes where the user sent it: no usage figures");
+        if let Some(setting) = exporter.set_elsewhere(launch) {
+            tracing::info!(session = %start.session_id, setting, "the agent's telemetry goes where the user sent it: no usage figures");
             return;
         }
         let endpoint = collector.endpoint_for(session);
-        launch.env.extend(exporter.env(&endpoint).into_iter().map(|(k, v)| (k.to_owned(), v)));
+        exporter.wire(&endpoint, launch);
     }
 }
 

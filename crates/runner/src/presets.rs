@@ -36,7 +36,8 @@ pub const PROMPT_PLACEHOLDER: &str = "{prompt}";
 /// their prompt argument (after `--`, so a prompt that starts with `-` is not read as a flag),
 /// Gemini CLI with `--prompt-interactive=` (one word, for the same reason).
 /// The built-in agents that export usage figures through OpenTelemetry.
-const BUILT_IN_TELEMETRY: &[(&str, Exporter)] = &[("claude", Exporter::Claude), ("gemini", Exporter::Gemini)];
+const BUILT_IN_TELEMETRY: &[(&str, Exporter)] =
+    &[("claude", Exporter::Claude), ("codex", Exporter::Codex), ("gemini", Exporter::Gemini)];
 
 const BUILT_IN_PROMPT_ARGS: &[(&str, &[&str])] = &[
     ("claude", &["--", PROMPT_PLACEHOLDER]),

@@ -7,9 +7,13 @@
 //! connection as `usage` frames.
 //!
 //! What is read: Claude Code's `claude_code.token.usage` (`type`: input, output, cacheRead,
-//! cacheCreation) and `claude_code.cost.usage` (USD), and Gemini CLI's `gemini_cli.token.usage`
-//! (`type`: input, output, thought, cache, tool), each with its `model`. Sums may come as deltas or
-//! as cumulative totals (OTLP's `aggregationTemporality`); both are added up right.
+//! cacheCreation) and `claude_code.cost.usage` (USD), Gemini CLI's `gemini_cli.token.usage`
+//! (`type`: input, output, thought, cache, tool) and Codex's `codex.turn.token_usage`, a histogram
+//! whose sums count a turn's tokens (`token_type`: input, cached_input, cache_write_input,
+//! output), each with its `model`. Gemini CLI's and Codex's input counts include the cache's reads
+//! (and Codex's its writes): those are taken out, so `input_tokens` is fresh input for every
+//! agent. Figures may come as deltas or as cumulative totals (OTLP's `aggregationTemporality`);
+//! both are added up right.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +29,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agent_hooks::codex_config;
+use crate::policy::Launch;
 use crate::session::Session;
 
 /// Largest OTLP request read.
@@ -42,11 +48,26 @@ pub enum Exporter {
     Claude,
     /// Gemini CLI: its `GEMINI_TELEMETRY_*` variables.
     Gemini,
+    /// Codex: `-c otel.metrics_exporter=…` on its command line (it reads no variables for it),
+    /// and the standard export interval.
+    Codex,
 }
 
 impl Exporter {
+    /// Points the agent `launch` starts at `endpoint`.
+    pub fn wire(self, endpoint: &str, launch: &mut Launch) {
+        launch.env.extend(self.env(endpoint).into_iter().map(|(k, v)| (k.to_owned(), v)));
+        if self == Self::Codex {
+            // Codex posts to the endpoint as given, path and all.
+            let url = toml::Value::from(format!("{endpoint}/v1/metrics"));
+            let exporter =
+                format!("otel.metrics_exporter={{otlp-http={{endpoint={url},protocol=\"json\"}}}}");
+            launch.command.splice(1..1, ["-c".to_owned(), exporter]);
+        }
+    }
+
     /// The variables that point the agent at `endpoint`.
-    pub fn env(self, endpoint: &str) -> Vec<(&'static str, String)> {
+    fn env(self, endpoint: &str) -> Vec<(&'static str, String)> {
         let otlp = || {
             vec![
                 ("OTEL_METRICS_EXPORTER", "otlp".to_owned()),
@@ -62,6 +83,7 @@ impl Exporter {
                 env.push(("CLAUDE_CODE_ENABLE_TELEMETRY", "1".to_owned()));
                 env
             }
+            Self::Codex => vec![("OTEL_METRIC_EXPORT_INTERVAL", EXPORT_INTERVAL_MS.to_owned())],
             Self::Gemini => vec![
                 ("GEMINI_TELEMETRY_ENABLED", "true".to_owned()),
                 ("GEMINI_TELEMETRY_TARGET", "local".to_owned()),
@@ -72,15 +94,34 @@ impl Exporter {
         }
     }
 
-    /// Variables that, set by the user already, mean the agent's telemetry goes elsewhere: the
-    /// runner then leaves it alone (and reports no usage).
-    pub fn user_settings(self) -> &'static [&'static str] {
-        match self {
+    /// The user's setting that sends the agent's telemetry elsewhere already, if any: the runner
+    /// then leaves it alone (and reports no usage). A variable of the session's or the runner's
+    /// environment; for Codex, `otel.metrics_exporter` on the command line or in its
+    /// `config.toml`.
+    pub fn set_elsewhere(self, launch: &Launch) -> Option<String> {
+        let variables: &[&str] = match self {
             Self::Otlp | Self::Claude => {
                 &["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]
             }
             Self::Gemini => &["GEMINI_TELEMETRY_OTLP_ENDPOINT", "GEMINI_TELEMETRY_ENABLED"],
+            Self::Codex => &[],
+        };
+        if let Some(name) =
+            variables.iter().find(|name| launch.env.contains_key(**name) || std::env::var_os(name).is_some())
+        {
+            return Some((*name).to_owned());
         }
+        if self != Self::Codex {
+            return None;
+        }
+        let setting = |arg: &String| arg.trim_start().starts_with("otel");
+        if launch.command.iter().any(setting) {
+            return Some("otel on the command line".to_owned());
+        }
+        let (config, table) = codex_config(launch)?;
+        let otel = table.get("otel").and_then(toml::Value::as_table)?;
+        otel.contains_key("metrics_exporter")
+            .then(|| format!("otel.metrics_exporter in {}", config.display()))
     }
 }
 
@@ -108,6 +149,10 @@ enum Kind {
     Output,
     CacheRead,
     CacheCreation,
+    /// Cache reads that the agent's input count already includes.
+    CacheReadOfInput,
+    /// Cache writes that the agent's input count already includes.
+    CacheCreationOfInput,
     CostUsd,
 }
 
@@ -244,11 +289,13 @@ impl Tally {
             |kind: Kind| self.series.values().filter(|(k, _)| *k == kind).map(|(_, v)| *v).sum::<f64>();
         let tokens = |kind: Kind| total(kind).max(0.0).round() as u64;
         let priced = self.series.values().any(|(k, _)| *k == Kind::CostUsd);
+        let (read_of_input, creation_of_input) =
+            (tokens(Kind::CacheReadOfInput), tokens(Kind::CacheCreationOfInput));
         Usage {
-            input_tokens: tokens(Kind::Input),
+            input_tokens: tokens(Kind::Input).saturating_sub(read_of_input + creation_of_input),
             output_tokens: tokens(Kind::Output),
-            cache_read_tokens: tokens(Kind::CacheRead),
-            cache_creation_tokens: tokens(Kind::CacheCreation),
+            cache_read_tokens: tokens(Kind::CacheRead) + read_of_input,
+            cache_creation_tokens: tokens(Kind::CacheCreation) + creation_of_input,
             cost_usd: priced.then(|| total(Kind::CostUsd)),
             model: self.model.clone(),
         }
@@ -267,7 +314,8 @@ struct Point {
     model: Option<String>,
 }
 
-/// The data points of the token and cost metrics in an OTLP/JSON metrics export.
+/// The data points of the token and cost metrics in an OTLP/JSON metrics export: a sum's
+/// values, or a histogram's sums.
 fn data_points(export: &Value) -> Vec<Point> {
     let list =
         |value: &Value, key: &str| value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
@@ -276,17 +324,25 @@ fn data_points(export: &Value) -> Vec<Point> {
         for scope in list(&resource, "scopeMetrics") {
             for metric in list(&scope, "metrics") {
                 let Some(name) = metric.get("name").and_then(Value::as_str) else { continue };
-                let Some(sum) = metric.get("sum") else { continue };
+                let (data, histogram) = match (metric.get("sum"), metric.get("histogram")) {
+                    (Some(sum), _) => (sum, false),
+                    (None, Some(histogram)) => (histogram, true),
+                    (None, None) => continue,
+                };
                 // OTLP: 1 is delta, 2 cumulative (JSON may spell the enum's name).
-                let cumulative = match sum.get("aggregationTemporality") {
+                let cumulative = match data.get("aggregationTemporality") {
                     Some(Value::Number(n)) => n.as_u64() == Some(2),
                     Some(Value::String(s)) => s.ends_with("CUMULATIVE"),
                     _ => false,
                 };
-                for point in list(sum, "dataPoints") {
+                for point in list(data, "dataPoints") {
                     let attributes = attributes(&point);
                     let Some(kind) = kind_of(name, &attributes) else { continue };
-                    let Some(value) = number(&point) else { continue };
+                    let value = match histogram {
+                        true => point.get("sum").and_then(Value::as_f64),
+                        false => number(&point),
+                    };
+                    let Some(value) = value else { continue };
                     let model = attributes.get("model").cloned();
                     let mut canonical: Vec<_> = attributes.into_iter().collect();
                     canonical.sort();
@@ -339,17 +395,27 @@ fn number(point: &Value) -> Option<f64> {
 
 /// What a data point of `metric` with these attributes counts, if it is one this module reads.
 fn kind_of(metric: &str, attributes: &HashMap<String, String>) -> Option<Kind> {
-    let kind = attributes.get("type").map(String::as_str);
-    match (metric, kind) {
+    let attribute = |key: &str| attributes.get(key).map(String::as_str);
+    match (metric, attribute("type")) {
         ("claude_code.cost.usage", _) => Some(Kind::CostUsd),
         ("claude_code.token.usage", Some("input")) => Some(Kind::Input),
         ("claude_code.token.usage", Some("output")) => Some(Kind::Output),
         ("claude_code.token.usage", Some("cacheRead")) => Some(Kind::CacheRead),
         ("claude_code.token.usage", Some("cacheCreation")) => Some(Kind::CacheCreation),
-        // Tool-call prompts are input; thinking is output (and billed so).
+        // Tool-call prompts are input; thinking is output (and billed so); Gemini's prompt count
+        // includes what the cache served.
         ("gemini_cli.token.usage", Some("input" | "tool")) => Some(Kind::Input),
         ("gemini_cli.token.usage", Some("output" | "thought")) => Some(Kind::Output),
-        ("gemini_cli.token.usage", Some("cache")) => Some(Kind::CacheRead),
+        ("gemini_cli.token.usage", Some("cache")) => Some(Kind::CacheReadOfInput),
+        // The Responses API's input counts the cache's reads and writes, its output the
+        // reasoning (`reasoning_output`), and `total` is the two.
+        ("codex.turn.token_usage", _) => match attribute("token_type")? {
+            "input" => Some(Kind::Input),
+            "cached_input" => Some(Kind::CacheReadOfInput),
+            "cache_write_input" => Some(Kind::CacheCreationOfInput),
+            "output" => Some(Kind::Output),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -429,6 +495,58 @@ mod tests {
         assert_eq!(usage.input_tokens, 29, "25 from the first run, 4 from the restarted one");
         assert_eq!(usage.output_tokens, 2);
         assert_eq!(usage.cost_usd, None, "Gemini says nothing of cost");
+    }
+
+    /// What Codex 0.171.0's interactive TUI exported for three requests to the fake model server
+    /// (each reporting 1601 input tokens of which 311 cache reads and 53 cache writes, and 41
+    /// output tokens), cut down to the token histogram and two metrics not read.
+    const CODEX_EXPORT: &str = include_str!("telemetry/codex-0.171.0-metrics.json");
+
+    #[test]
+    fn a_codex_export_counts_fresh_input_apart_from_the_cache() {
+        let export: Value = serde_json::from_str(CODEX_EXPORT).unwrap();
+        let usage = tally(std::slice::from_ref(&export));
+        assert_eq!(
+            (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_creation_tokens),
+            (3 * 1237, 3 * 41, 3 * 311, 3 * 53)
+        );
+        assert_eq!(usage.cost_usd, None, "Codex says nothing of cost here");
+        assert_eq!(usage.model.as_deref(), Some("agentrelay-fake"));
+        // Its histograms are deltas: the next export adds up.
+        assert_eq!(tally(&[export.clone(), export]).output_tokens, 6 * 41);
+    }
+
+    #[test]
+    fn codex_is_pointed_at_the_endpoint_on_its_command_line() {
+        let mut launch = Launch {
+            command: vec!["codex".into(), "--no-daemon".into()],
+            cwd: None,
+            env: [("CODEX_HOME".to_owned(), "/nonexistent".to_owned())].into(),
+        };
+        assert_eq!(Exporter::Codex.set_elsewhere(&launch), None);
+        Exporter::Codex.wire("http://127.0.0.1:9/otlp/s", &mut launch);
+        assert_eq!(
+            launch.command[..3],
+            [
+                "codex",
+                "-c",
+                r#"otel.metrics_exporter={otlp-http={endpoint="http://127.0.0.1:9/otlp/s/v1/metrics",protocol="json"}}"#
+            ]
+        );
+        assert_eq!(launch.env["OTEL_METRIC_EXPORT_INTERVAL"], EXPORT_INTERVAL_MS);
+        assert!(
+            Exporter::Codex.set_elsewhere(&launch).is_some(),
+            "a command line that sets otel is the user's"
+        );
+
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("config.toml"), "[otel]\nmetrics_exporter = \"none\"\n").unwrap();
+        let launch = Launch {
+            command: vec!["codex".into()],
+            cwd: None,
+            env: [("CODEX_HOME".to_owned(), home.path().display().to_string())].into(),
+        };
+        assert!(Exporter::Codex.set_elsewhere(&launch).is_some(), "its config.toml sends metrics elsewhere");
     }
 
     #[test]
