@@ -2,8 +2,10 @@
 //! a real runner and HQ, against the harness's fake model server: start from the preset, type a
 //! task through `POST /input`, reach the real approval prompt, see `waiting_for_input` with the
 //! menu (in `/screen` and once in the webhook), approve with the menu's key, see the command's
-//! file appear and the agent come back to its input box. These tell us when a new release of an
-//! agent breaks what we detect.
+//! file appear and the agent come back to its input box; then see the tokens the agent's own
+//! OpenTelemetry exporter counted (every reply of the fake model server reports the same odd
+//! [`USAGE`]) on the session. These tell us when a new release of an agent breaks what we detect
+//! or what we count.
 //!
 //! Each test isolates the agent's home and config in its own directory and leaves no process
 //! behind. They skip, saying so loudly, only when the CLIs are not installed.
@@ -15,9 +17,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agentrelay_e2e::model_server::{ModelServer, Turn};
+use agentrelay_e2e::model_server::{ModelServer, Request, Turn, USAGE};
 use agentrelay_e2e::{HqClient, TestHq, WebhookReceiver, runner_command};
-use agentrelay_protocol::{Activity, ActivitySource, Menu, RunnerStatus, Screen, Session};
+use agentrelay_protocol::{Activity, ActivitySource, Menu, RunnerStatus, Screen, Session, Usage};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -213,6 +215,36 @@ impl Stack {
         }
     }
 
+    /// Waits until the session's usage is what the agent was told in the replies to the requests
+    /// it counts (`counted`): `USAGE` that many times over, cache reads and writes apart from the
+    /// fresh input whatever the API's way of counting them. Returns it.
+    async fn wait_for_usage(&self, id: Uuid, counted: fn(&Request) -> bool) -> Usage {
+        let deadline = tokio::time::Instant::now() + AGENT_TIMEOUT;
+        loop {
+            let usage = self.hq.session(id).await.usage;
+            let replies = self.model.requests().iter().filter(|r| counted(r)).count() as u64;
+            let figures = usage
+                .as_ref()
+                .map(|u| (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_creation_tokens));
+            // Gemini has no cache writes.
+            let writes = if self.name == "gemini" { 0 } else { USAGE.cache_write };
+            let expected = (USAGE.input, USAGE.output, USAGE.cache_read, writes);
+            let expected =
+                (expected.0 * replies, expected.1 * replies, expected.2 * replies, expected.3 * replies);
+            if replies > 0 && figures == Some(expected) {
+                return usage.unwrap();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: usage {usage:?}, expected (input, output, cache reads, cache writes) {expected:?} \
+                 for {replies} replies\nmodel requests:\n{}",
+                self.name,
+                self.model.summary()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn type_text(&self, id: Uuid, text: &str, enter: bool) {
         let response = self
             .hq
@@ -353,8 +385,12 @@ async fn claude_code_asks_waits_and_finishes() {
         done_source: ActivitySource::Hook,
     };
     task_with_approval(&mut stack, id, Since::MIN_UTC, expect).await;
-    let requests = stack.model.requests();
-    assert!(requests.iter().any(|r| r.path.starts_with("/v1/messages")), "{}", stack.model.summary());
+    let messages = |r: &Request| r.path.starts_with("/v1/messages") && !r.path.contains("count_tokens");
+    let usage = stack.wait_for_usage(id, messages).await;
+    // Claude Code prices what it used itself.
+    assert!(usage.cost_usd.is_some_and(|usd| usd > 0.0), "{usage:?}");
+    let models: Vec<Value> = stack.model.requests().iter().map(|r| r.body["model"].clone()).collect();
+    assert!(models.contains(&json!(usage.model)), "{usage:?} is none of {models:?}");
     stack.finish(id).await;
 }
 
@@ -371,6 +407,9 @@ async fn codex_asks_waits_and_finishes() {
         done_source: ActivitySource::Hook,
     };
     task_with_approval(&mut stack, id, Since::MIN_UTC, expect).await;
+    let usage = stack.wait_for_usage(id, |r| r.path.starts_with("/v1/responses")).await;
+    assert_eq!(usage.model.as_deref(), Some("agentrelay-fake"));
+    assert_eq!(usage.cost_usd, None, "Codex prices nothing here");
     stack.finish(id).await;
 }
 
@@ -398,5 +437,11 @@ async fn gemini_cli_asks_about_the_folder_then_about_the_command() {
         done_source: ActivitySource::Screen,
     };
     task_with_approval(&mut stack, id, answered, expect).await;
+    let generated =
+        |r: &Request| r.path.contains(":generateContent") || r.path.contains(":streamGenerateContent");
+    let usage = stack.wait_for_usage(id, generated).await;
+    // Gemini CLI names the model the replies say answered (`modelVersion`), not the one it asked.
+    assert_eq!(usage.model.as_deref(), Some("gemini-fake"));
+    assert_eq!(usage.cost_usd, None, "Gemini CLI says nothing of cost");
     stack.finish(id).await;
 }
