@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agentrelay_e2e::model_server::{ModelServer, Request, Turn, USAGE};
-use agentrelay_e2e::{HqClient, TestHq, WebhookReceiver, runner_command};
+use agentrelay_e2e::{TestHq, WebhookReceiver, runner_command};
 use agentrelay_protocol::{Activity, ActivitySource, Menu, RunnerStatus, Screen, Session, Usage};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -193,7 +193,16 @@ impl Stack {
         let deadline = tokio::time::Instant::now() + AGENT_TIMEOUT;
         loop {
             let session = self.hq.session(id).await;
-            let screen = screen(&self.hq, id).await;
+            let response = self
+                .hq
+                .request(Method::GET, &format!("/api/sessions/{id}/screen?format=json"))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == StatusCode::CONFLICT {
+                self.ended(id, stage).await;
+            }
+            let screen: Screen = response.json().await.unwrap();
             let new = session.activity_since.is_some_and(|at| at > since);
             if session.activity == Some(Activity::WaitingForInput)
                 && screen.menu.is_some() == with_menu
@@ -245,6 +254,21 @@ impl Stack {
         }
     }
 
+    /// Fails saying how the agent ended before `stage`: its exit and the end of its output.
+    async fn ended(&self, id: Uuid, stage: &str) -> ! {
+        let session = self.hq.session(id).await;
+        let log = self.hq.request(Method::GET, &format!("/api/sessions/{id}/log")).send().await.unwrap();
+        let log = log.bytes().await.unwrap();
+        let tail = String::from_utf8_lossy(&log[log.len().saturating_sub(4000)..]).into_owned();
+        panic!(
+            "{} ended before {stage}: {:?} exit {:?}\noutput's end:\n{tail}\nmodel requests:\n{}",
+            self.name,
+            session.status,
+            session.exit_code,
+            self.model.summary()
+        );
+    }
+
     async fn type_text(&self, id: Uuid, text: &str, enter: bool) {
         let response = self
             .hq
@@ -273,10 +297,6 @@ impl Stack {
         }
         let _ = self.runner.kill().await;
     }
-}
-
-async fn screen(hq: &HqClient, id: Uuid) -> Screen {
-    serde_json::from_value(hq.get_json(&format!("/api/sessions/{id}/screen?format=json")).await).unwrap()
 }
 
 fn save_screen(agent: &str, stage: &str, screen: &Screen) {
