@@ -21,6 +21,7 @@ pub mod reaper;
 pub mod spool;
 pub mod wire;
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use agentrelay_protocol::{ExitStatus, TermSize};
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use pty_process::Size;
@@ -124,6 +126,8 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     };
     let command_pid = process.id();
     let group = command_pid.and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
+    // The master once more, to ask the kernel (not the runtime) whether output waits.
+    let master = pty.as_fd().try_clone_to_owned().context("cannot duplicate the PTY")?;
     let (mut reader, writer) = pty.into_split();
     let (pty_tx, pty_rx) = mpsc::channel(256);
     // Ends with the process.
@@ -139,6 +143,8 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     let ahead = MAX_AHEAD.min(args.spool_size / 2).max(1);
     // Intervals, not fresh sleeps, so a flood of output cannot starve them.
     let mut poll = tokio::time::interval(POLL);
+    // Not a burst of the ticks missed before the exit: each one scans /proc.
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut check = tokio::time::interval(CHECK_EVERY);
     let mut attached: Option<Attachment> = None;
     let mut alone_since = Some(Instant::now());
@@ -275,6 +281,10 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
                 leftovers_until = Some(Instant::now() + args.grace);
                 drain_until = Instant::now() + DRAIN_QUIET;
             }
+            // The deadline passed, but maybe only because the host fell behind (a loaded machine,
+            // /proc scans): then the PTY is readable as the deadline fires, `select!` picks either,
+            // and ending here lost the tail. It is quiet only if the kernel has nothing to read.
+            Event::Drained if has_output(&master) => drain_until = Instant::now() + DRAIN_QUIET,
             Event::Drained => eof = true,
             Event::Poll => {
                 reaper::reap_except(None);
@@ -330,6 +340,14 @@ enum Event {
     ChildEnded,
     Terminate,
     Check,
+}
+
+/// Whether output waits in the PTY whose master is `master`, whatever the runtime has seen of it
+/// yet. An error (EINTR) says nothing, so it counts as output: the next quiet period asks again.
+fn has_output(master: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_err()
+        || fds[0].revents().is_some_and(|events| events.contains(PollFlags::POLLIN))
 }
 
 /// Takes the listening socket the runner passed as standard input.
@@ -479,4 +497,24 @@ pub fn describe_exit(status: std::process::ExitStatus) -> ExitStatus {
 /// Where the kernel says this boot began (a reboot ends every host).
 pub fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|id| id.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_waiting_in_the_pty_is_seen_until_read_and_a_hang_up_alone_is_not_output() {
+        let (pty, pts) = pty_process::open().expect("a PTY");
+        let master = pty.as_fd().try_clone_to_owned().expect("dup");
+        assert!(!has_output(&master), "nothing written yet");
+        nix::unistd::write(pts.as_fd(), b"tail").expect("write");
+        drop(pts);
+        // Written, and the other end closed: the bytes are still there to read.
+        assert!(has_output(&master), "the tail waits");
+        let mut buf = [0u8; 16];
+        let read = nix::unistd::read(&master, &mut buf).expect("read");
+        assert_eq!(&buf[..read], b"tail");
+        assert!(!has_output(&master), "only the hang-up is left");
+    }
 }
