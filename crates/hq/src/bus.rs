@@ -59,7 +59,8 @@ pub enum BusError {
 pub trait Bus: Send + Sync + 'static {
     /// Sends `payload` to whoever subscribes to `subject` now.
     fn publish(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), BusError>>;
-    /// Everything published to subjects matching `pattern` from now on.
+    /// Everything published to subjects matching `pattern` from now on. Returns once the bus
+    /// has the subscription: a publish or request any replica makes after that reaches it.
     fn subscribe(&self, pattern: String) -> BoxFuture<'_, Result<Subscription, BusError>>;
     /// Publishes a request and waits (up to `timeout`) for the first answer.
     fn request(

@@ -14,6 +14,8 @@ use super::{Bus, BusError, BusMessage, Subjects, Subscription};
 
 /// How long the change feed keeps a change: a replica away longer reloads from PostgreSQL.
 const FEED_AGE: Duration = Duration::from_secs(3600);
+/// How long to wait for the server to answer a round trip before asking again.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// NATS, as one replica's connection to the others.
 pub struct NatsBus {
@@ -55,6 +57,26 @@ impl NatsBus {
         Ok(Self { client, jetstream, stream })
     }
 
+    /// Returns once the server has processed everything this connection sent before, such as a
+    /// SUB. `Client::flush` is not enough: it only writes to the socket, and the server reads
+    /// each connection on its own, so another replica's request could still find no responders.
+    /// A request to a subject nobody subscribes to is answered by the server itself ("no
+    /// responders"), after everything sent before it on this connection.
+    async fn round_trip(&self) -> Result<(), BusError> {
+        loop {
+            let probe = async_nats::Request::new().timeout(Some(ROUND_TRIP_TIMEOUT));
+            match self.client.send_request(self.client.new_inbox(), probe).await {
+                Ok(_) => return Ok(()),
+                Err(error) => match error.kind() {
+                    async_nats::RequestErrorKind::NoResponders => return Ok(()),
+                    // Lost in a reconnect (which renews the subscriptions): ask again.
+                    async_nats::RequestErrorKind::TimedOut => {}
+                    async_nats::RequestErrorKind::Other => return Err(down(error)),
+                },
+            }
+        }
+    }
+
     /// Deletes the change feed's stream (tests leave nothing behind).
     pub async fn delete_stream(&self) -> anyhow::Result<()> {
         self.jetstream.delete_stream(&self.stream).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -78,8 +100,8 @@ impl Bus for NatsBus {
     fn subscribe(&self, pattern: String) -> BoxFuture<'_, Result<Subscription, BusError>> {
         async move {
             let subscriber = self.client.subscribe(pattern).await.map_err(down)?;
-            // Subscribed once the server knows it: a publish right after this call is seen.
-            self.client.flush().await.map_err(down)?;
+            // Not before the server has the SUB: another replica may request on it next.
+            self.round_trip().await?;
             let stream: Subscription = Box::pin(subscriber.map(message));
             Ok(stream)
         }
