@@ -270,6 +270,33 @@ async fn with_end_sessions_on_exit_sigterm_on_the_runner_ends_its_sessions_and_r
 }
 
 #[tokio::test]
+async fn with_end_sessions_on_exit_a_runner_whose_hq_is_gone_still_stops_and_the_next_one_reports_the_exit() {
+    let data = tempfile::tempdir().unwrap();
+    let hq = HqProcess::spawn(data.path(), None, &[]).await;
+    let addr = hq.addr;
+    let state = tempfile::tempdir().unwrap();
+    let mut child =
+        runner_command(&hq, "stranded", state.path()).arg("--end-sessions-on-exit").spawn().unwrap();
+    let runner = hq.wait_for_runner("stranded", RunnerStatus::Online).await;
+    let session = hq.start_session(runner.id, &["sh", "-c", "echo up; exec sleep 600"]).await;
+    let mut viewer = hq.attach(session.id, None).await;
+    viewer.read_until("up").await.unwrap();
+
+    // HQ goes first (as when both are stopped at once): the runner cannot report the exit, and
+    // stops anyway, rather than waiting for HQ for ever.
+    hq.terminate().await;
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().unwrap().to_string()).status().unwrap();
+    let status = tokio::time::timeout(TIMEOUT, child.wait()).await.expect("the runner stops").unwrap();
+    assert!(status.success(), "runner exits cleanly: {status:?}");
+
+    // The session was ended all the same, and its host hands the exit to the next runner.
+    let hq = HqProcess::spawn(data.path(), Some(addr), &[]).await;
+    let _next = runner_command(&hq, "stranded", state.path()).kill_on_drop(true).spawn().unwrap();
+    let done = hq.wait_for_session(session.id, SessionStatus::Exited).await;
+    assert_eq!(done.signal.as_deref(), Some("SIGHUP"), "{done:?}");
+}
+
+#[tokio::test]
 async fn a_late_viewer_of_a_long_session_gets_the_current_screen_then_live_bytes() {
     let hq = TestHq::start_with(&["--ring-size", "64KiB"]).await;
     let runner = TestRunner::start(&hq, "long").await;

@@ -96,7 +96,11 @@ pub async fn stream(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                // Whoever waits for HQ to record the end must stop waiting.
+                session.set_outcome(Outcome::Undelivered);
+                return;
+            }
         }
     }
     table.remove(session.id);

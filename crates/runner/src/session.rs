@@ -55,6 +55,8 @@ pub enum Outcome {
     Recorded,
     /// HQ has given it up (it was lost there): its host ends it and goes.
     GivenUp,
+    /// The runner stopped with HQ out of reach: the host keeps what HQ lacks for the next runner.
+    Undelivered,
 }
 
 /// One session on this runner.

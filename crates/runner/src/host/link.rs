@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -223,6 +224,8 @@ pub async fn run(
     let from = tokio::select! {
         from = session.attached_at() => from,
         _ = shutdown.cancelled(), if !end_on_shutdown => return stop(writing, forwarding),
+        // Stopping with HQ out of reach before it ever asked for output: the host keeps it all.
+        _ = session.outcome() => return stop(writing, forwarding),
     };
     if to_host.send(ToHost::Attach { version: wire::VERSION, from }).await.is_err() {
         session.mark_lost("its session host went away".to_owned());
@@ -251,11 +254,19 @@ pub async fn run(
                 }
             },
             outcome = session.outcome() => {
-                // HQ gave the session up before its end: the host ends it and goes.
-                if outcome == Outcome::GivenUp {
-                    let _ = to_host.send(ToHost::Release).await;
-                    return stop(writing, forwarding);
+                match outcome {
+                    // HQ gave the session up before its end: the host ends it and goes.
+                    Outcome::GivenUp => {
+                        let _ = to_host.send(ToHost::Release).await;
+                    }
+                    // Stopping with HQ out of reach: the host ends the session if asked to, and
+                    // keeps its exit for the next runner.
+                    Outcome::Undelivered if end_on_shutdown && !ending => {
+                        let _ = to_host.send(ToHost::Kill).await;
+                    }
+                    Outcome::Undelivered | Outcome::Recorded => {}
                 }
+                return flush(to_host, forwarding, writing).await;
             }
             _ = shutdown.cancelled(), if !ending => {
                 if !end_on_shutdown {
@@ -267,20 +278,25 @@ pub async fn run(
             }
         }
     }
-    // The exit is the session's; once HQ has it, the host may remove its files and go.
+    // The exit is the session's; once HQ has it, the host may remove its files and go. A runner
+    // stopping with HQ out of reach leaves it with the host, for the next runner to report.
     tokio::select! {
-        _ = session.outcome() => {
+        outcome = session.outcome() => if outcome != Outcome::Undelivered {
             let _ = to_host.send(ToHost::Release).await;
-        }
+        },
         _ = shutdown.cancelled(), if !end_on_shutdown => {}
     }
+    flush(to_host, forwarding, writing).await;
+}
+
+/// Lets what was sent to the host reach it before the socket closes.
+async fn flush(to_host: mpsc::Sender<ToHost>, forwarding: JoinHandle<()>, writing: JoinHandle<()>) {
     drop(to_host);
     forwarding.abort();
-    // The release reaches the host before the socket closes.
     let _ = tokio::time::timeout(Duration::from_secs(5), writing).await;
 }
 
-fn stop(writing: tokio::task::JoinHandle<()>, forwarding: tokio::task::JoinHandle<()>) {
+fn stop(writing: JoinHandle<()>, forwarding: JoinHandle<()>) {
     writing.abort();
     forwarding.abort();
 }
