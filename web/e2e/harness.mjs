@@ -197,10 +197,30 @@ export async function startStack(options = {}) {
     },
     async stop() {
       await browser.close().catch(() => {});
-      for (const child of children) child.kill("SIGTERM");
-      await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once("exit", r)) : null)));
+      // Runners first: with HQ still up they report their sessions' ends, as a user's would.
+      const runners = children.filter((c) => c !== hq);
+      const stopping = (list) => Promise.all(list.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once("exit", r)) : null)));
+      for (const child of runners) child.kill("SIGTERM");
+      // A process that does not stop on SIGTERM is a bug to report, not a reason to hang the suite.
+      const late = [];
+      const deadline = (list) =>
+        new Promise((done) =>
+          setTimeout(() => {
+            for (const child of list) {
+              if (child.exitCode === null && child.signalCode === null) {
+                late.push(child.spawnargs.slice(0, 2).join(" "));
+                child.kill("SIGKILL");
+              }
+            }
+            done();
+          }, 20000).unref(),
+        );
+      await Promise.race([stopping(runners), deadline(runners)]);
+      if (hq) hq.kill("SIGTERM");
+      await Promise.race([stopping(children), deadline(children)]);
       hookServer?.close();
       rmSync(dir, { recursive: true, force: true });
+      if (late.length) throw new Error(`did not stop within 20 s of SIGTERM: ${late.join("; ")}`);
     },
   };
 }
