@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Cluster;
-use crate::bus::{BusError, answer};
+use crate::bus::{BusError, Subscription, answer};
 use crate::session::replica::Stepped;
 use crate::session::{Session, ToRunner};
 use crate::state::AppState;
@@ -312,25 +312,27 @@ pub async fn serve_orders(cluster: Arc<Cluster>, session: Arc<Session>, stop: Ca
     }
 }
 
+/// Subscribes to the control messages other replicas send for `runner`, whose control
+/// connection is here: before the runner is announced online, so that an order sent the moment
+/// another replica sees it online finds the subscription there.
+pub async fn subscribe_control(cluster: &Cluster, runner: Uuid) -> Option<Subscription> {
+    match cluster.bus.subscribe(cluster.subjects.control(runner)).await {
+        Ok(messages) => Some(messages),
+        Err(error) => {
+            tracing::warn!(%runner, %error, "cannot take control messages from other replicas");
+            None
+        }
+    }
+}
+
 /// Takes start orders (and other control messages) other replicas send for a runner whose
-/// control connection is here, until `stop`.
+/// control connection is here, from `messages` ([`subscribe_control`]), until `stop`.
 pub async fn serve_control(
     cluster: Arc<Cluster>,
-    runner: Uuid,
+    mut messages: Subscription,
     tx: mpsc::Sender<HqMessage>,
     stop: CancellationToken,
 ) {
-    let subscribed = tokio::select! {
-        subscribed = cluster.bus.subscribe(cluster.subjects.control(runner)) => subscribed,
-        () = stop.cancelled() => return,
-    };
-    let mut messages = match subscribed {
-        Ok(messages) => messages,
-        Err(error) => {
-            tracing::warn!(%runner, %error, "cannot take control messages from other replicas");
-            return;
-        }
-    };
     loop {
         let message = tokio::select! {
             message = messages.next() => match message {

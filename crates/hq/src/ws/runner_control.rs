@@ -79,6 +79,10 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
     // A runner token of a user's own enrolls their personal runner; the static runner token and
     // shared runner tokens enroll shared runners.
     let owner = if principal.shared { None } else { principal.user.clone() };
+    let control = match &state.cluster {
+        Some(cluster) => crate::cluster::stream::subscribe_control(cluster, hello.id).await,
+        None => None,
+    };
     let registration = match state.registry.connect(&hello, owner) {
         Ok(registration) => registration,
         Err(refusal) => {
@@ -106,8 +110,11 @@ async fn serve(state: &AppState, mut socket: WebSocket, principal: Principal) ->
         take_back_sessions(state, &hello, said_hello_at);
         // In a cluster, start orders for this runner come from every replica through this one.
         let connected = state.shutdown.child_token();
-        if let (Some(cluster), Some(tx)) = (&state.cluster, state.registry.sender(id)) {
-            let serving = crate::cluster::stream::serve_control(cluster.clone(), id, tx, connected.clone());
+        if let (Some(cluster), Some(messages), Some(tx)) =
+            (&state.cluster, control, state.registry.sender(id))
+        {
+            let serving =
+                crate::cluster::stream::serve_control(cluster.clone(), messages, tx, connected.clone());
             state.tasks.spawn(serving);
         }
         let result = run(state, &mut socket, id, registration, &principal).await;
