@@ -166,6 +166,10 @@ impl Stack {
         let hq = TestHq::start_with(&["--webhook-url", &hooks.url]).await;
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let runner = runner_command(&hq, name, &world.state)
+            // `make test` on CI runs with CI=true, which no user's runner has: Gemini CLI takes it
+            // to mean headless, and refuses its trust menu (exit 55) even in a terminal.
+            .env_remove("CI")
+            .env_remove("GITHUB_ACTIONS")
             .env("PATH", path)
             .envs(&world.env)
             .stdin(std::process::Stdio::null())
