@@ -53,7 +53,7 @@ pub struct Delivery {
     pub kind: WebhookEvent,
     /// A live session whose menu is not known yet, and its quiet checks so far.
     #[serde(skip)]
-    menu_from: Option<(Arc<crate::session::Session>, u64)>,
+    menu_from: Option<(Arc<crate::session::Session>, u64, u64)>,
 }
 
 /// What was last seen of a session, to post only changes.
@@ -124,7 +124,7 @@ pub async fn run(url: String, state: AppState) {
             {
                 delivery.menu = live.menu();
                 if delivery.menu.is_none() {
-                    delivery.menu_from = Some((live.clone(), live.quiet_checks()));
+                    delivery.menu_from = Some((live.clone(), live.quiet_checks(), live.output_end()));
                 }
             }
             if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(delivery) {
@@ -222,9 +222,9 @@ async fn deliver(
             next = deliveries.recv() => match next { Some(next) => next, None => return },
             () = shutdown.cancelled() => return,
         };
-        if let Some((session, checks)) = next.menu_from.take() {
+        if let Some((session, checks, end)) = next.menu_from.take() {
             tokio::select! {
-                menu = menu_after(&session, checks, menu_wait) => next.menu = menu,
+                menu = menu_after(&session, checks, end, menu_wait) => next.menu = menu,
                 () = shutdown.cancelled() => return,
             }
         }
@@ -246,13 +246,40 @@ async fn deliver(
     }
 }
 
+/// How long a reading without a menu waits for more output: an agent's hook tells of a dialog as
+/// it opens, and on a busy machine the dialog is drawn after the screen was next read.
+const STILL_DRAWING: Duration = Duration::from_millis(300);
+
 /// The menu the tracker's next reading of the session's screen finds, if it still waits by then
-/// and within `wait`. The tracker reads the screen off this task; this only looks at its count
-/// of readings, every 50 ms.
-async fn menu_after(session: &crate::session::Session, checks: u64, wait: Duration) -> Option<Menu> {
+/// and within `wait`. Output after `end` (the output's end when the wait began) that no reading
+/// has shown a menu in yet means the agent is still drawing: the next reading decides. The
+/// tracker reads the screen off this task; this only looks at its count of readings and at the
+/// output's end, every 50 ms.
+async fn menu_after(
+    session: &crate::session::Session,
+    mut checks: u64,
+    mut end: u64,
+    wait: Duration,
+) -> Option<Menu> {
     let deadline = tokio::time::Instant::now() + wait;
-    while session.quiet_checks() == checks && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    loop {
+        while session.quiet_checks() == checks && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let menu = session.menu();
+        if menu.is_some() || tokio::time::Instant::now() >= deadline {
+            return menu;
+        }
+        checks = session.quiet_checks();
+        if session.output_end() == end {
+            let settled = (tokio::time::Instant::now() + STILL_DRAWING).min(deadline);
+            while session.output_end() == end && tokio::time::Instant::now() < settled {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if session.output_end() == end {
+                return None;
+            }
+        }
+        end = session.output_end();
     }
-    session.menu()
 }
