@@ -258,6 +258,41 @@ impl Stack {
         }
     }
 
+    /// Types `key` to answer `menu`, and again while the same menu stays up: a dialog can be drawn
+    /// before it listens (Claude Code, on a loaded machine, took no key typed the moment its
+    /// approval showed), and a person would press again too.
+    async fn answer(&self, id: Uuid, menu: &Menu, key: &str) {
+        let deadline = tokio::time::Instant::now() + AGENT_TIMEOUT;
+        loop {
+            self.type_text(id, key, false).await;
+            let pressed = tokio::time::Instant::now();
+            loop {
+                let response = self
+                    .hq
+                    .request(Method::GET, &format!("/api/sessions/{id}/screen?format=json"))
+                    .send()
+                    .await
+                    .unwrap();
+                if response.status() == StatusCode::CONFLICT {
+                    self.ended(id, "the answer").await;
+                }
+                let screen: Screen = response.json().await.unwrap();
+                if screen.menu.as_ref() != Some(menu) {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} never took {key:?} for {menu:?}",
+                    self.name
+                );
+                if pressed.elapsed() > Duration::from_secs(3) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     /// Fails saying how the agent ended before `stage`: its exit and the end of its output.
     async fn ended(&self, id: Uuid, stage: &str) -> ! {
         let session = self.hq.session(id).await;
@@ -381,7 +416,7 @@ async fn task_with_approval(stack: &mut Stack, id: Uuid, since: Since, expect: E
     assert!(!stack.world.work.join("made-by-agent").exists(), "ran before it was approved");
 
     let answered = chrono::Utc::now();
-    stack.type_text(id, &menu.options[0].key, false).await;
+    stack.answer(id, &menu, &menu.options[0].key).await;
     let made = stack.world.work.join("made-by-agent");
     let (done, screen) = stack.wait_for_waiting(id, false, answered, "done").await;
     assert!(made.exists(), "the approved command did not run");
