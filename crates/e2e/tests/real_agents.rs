@@ -197,16 +197,7 @@ impl Stack {
         let deadline = tokio::time::Instant::now() + AGENT_TIMEOUT;
         loop {
             let session = self.hq.session(id).await;
-            let response = self
-                .hq
-                .request(Method::GET, &format!("/api/sessions/{id}/screen?format=json"))
-                .send()
-                .await
-                .unwrap();
-            if response.status() == StatusCode::CONFLICT {
-                self.ended(id, stage).await;
-            }
-            let screen: Screen = response.json().await.unwrap();
+            let screen = self.screen(id, stage).await;
             let new = session.activity_since.is_some_and(|at| at > since);
             if session.activity == Some(Activity::WaitingForInput)
                 && screen.menu.is_some() == with_menu
@@ -267,16 +258,7 @@ impl Stack {
             self.type_text(id, key, false).await;
             let pressed = tokio::time::Instant::now();
             loop {
-                let response = self
-                    .hq
-                    .request(Method::GET, &format!("/api/sessions/{id}/screen?format=json"))
-                    .send()
-                    .await
-                    .unwrap();
-                if response.status() == StatusCode::CONFLICT {
-                    self.ended(id, "the answer").await;
-                }
-                let screen: Screen = response.json().await.unwrap();
+                let screen = self.screen(id, "the answer").await;
                 if screen.menu.as_ref() != Some(menu) {
                     return;
                 }
@@ -291,6 +273,16 @@ impl Stack {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+
+    /// The session's screen; an agent that has ended fails the test, saying how, before `stage`.
+    async fn screen(&self, id: Uuid, stage: &str) -> Screen {
+        let path = format!("/api/sessions/{id}/screen?format=json");
+        let response = self.hq.request(Method::GET, &path).send().await.unwrap();
+        if response.status() == StatusCode::CONFLICT {
+            self.ended(id, stage).await;
+        }
+        response.json().await.unwrap()
     }
 
     /// Fails saying how the agent ended before `stage`: its exit and the end of its output.
