@@ -683,6 +683,31 @@ impl Viewer {
     }
 }
 
+/// A request with `token`; status and JSON body (`null` when there is none).
+pub async fn call(
+    hq: &HqClient,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut request = hq.http.request(method, hq.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Starts `command` on `runner` through `hq` as the holder of `token`.
+pub async fn start_as(hq: &HqClient, token: &str, runner: Uuid, command: &[&str]) -> Session {
+    let body = json!({ "runner_id": runner, "command": command });
+    let (status, session) = call(hq, token, reqwest::Method::POST, "/api/sessions", Some(body)).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{session}");
+    serde_json::from_value(session).unwrap()
+}
+
 /// Whether `haystack` contains `needle`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)

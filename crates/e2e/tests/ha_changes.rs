@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use agentrelay_e2e::deps::{TestDatabase, TestNats};
 use agentrelay_e2e::{
-    ADMIN_TOKEN, Frame, HqClient, HqProcess, TestRunner, Viewer, WebhookReceiver, eventually, read_events,
+    ADMIN_TOKEN, Frame, HqClient, HqProcess, TestRunner, Viewer, WebhookReceiver, call, eventually,
+    read_events, start_as,
 };
-use agentrelay_protocol::{Session, SessionStatus};
+use agentrelay_protocol::SessionStatus;
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Two replicas of one cluster, each started with `extra` as well (the first leads: it takes the
 /// leader's lock as it starts, before the second exists).
@@ -51,31 +52,6 @@ impl Pair {
                 .await;
         Self { a, b, _dirs: dirs, _nats: nats, _database: database }
     }
-}
-
-/// A request with `token`; status and JSON body (`null` when there is none).
-async fn call(
-    hq: &HqClient,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = hq.http.request(method, hq.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Starts `command` on `runner` through `hq` as the holder of `token`.
-async fn start_as(hq: &HqClient, token: &str, runner: uuid::Uuid, command: &[&str]) -> Session {
-    let body = json!({ "runner_id": runner, "command": command });
-    let (status, session) = call(hq, token, Method::POST, "/api/sessions", Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{session}");
-    serde_json::from_value(session).unwrap()
 }
 
 /// A viewer of `session` on `hq` with `token`, once `hq` knows the token and the session.

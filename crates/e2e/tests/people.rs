@@ -6,34 +6,9 @@ use std::time::{Duration, Instant};
 
 use agentrelay_e2e::*;
 use agentrelay_protocol::viewer::{FrameErrorCode, ServerFrame};
-use agentrelay_protocol::{Runner, Session, SessionStatus, User};
+use agentrelay_protocol::{Runner, SessionStatus, User};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
-/// A request with `token`; status and JSON body (`null` when there is none).
-async fn call(
-    hq: &HqClient,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = hq.http.request(method, hq.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Starts `command` on `runner` as the holder of `token`.
-async fn start_as(hq: &HqClient, token: &str, runner: uuid::Uuid, command: &[&str]) -> Session {
-    let body = json!({ "runner_id": runner, "command": command });
-    let (status, session) = call(hq, token, Method::POST, "/api/sessions", Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{session}");
-    serde_json::from_value(session).unwrap()
-}
+use serde_json::json;
 
 /// A runner token the holder of `token` makes for themself.
 async fn own_runner_token(hq: &HqClient, token: &str, name: &str) -> String {
