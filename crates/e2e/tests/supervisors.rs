@@ -208,7 +208,7 @@ fn kill_command(output: &str) {
 }
 
 #[tokio::test]
-async fn a_newer_runner_adopts_a_host_that_still_speaks_its_version_and_refuses_one_that_does_not() {
+async fn a_runner_adopts_hosts_of_older_and_newer_builds_and_refuses_one_it_cannot_speak_to() {
     let hq = TestHq::start_with(&["--lost-after", "1h"]).await;
     let state = tempfile::tempdir().unwrap();
     let start = |versions: Option<&str>| {
@@ -218,9 +218,17 @@ async fn a_newer_runner_adopts_a_host_that_still_speaks_its_version_and_refuses_
         }
         command.spawn().unwrap()
     };
+    // A host as the previous release started it: version 1, which takes keystrokes as frames
+    // rather than handing its PTY over.
+    let mut previous = start(Some("1-1"));
+    let runner = hq.wait_for_runner("mixed", RunnerStatus::Online).await;
+    let first = hq.start_session(runner.id, &["sh", "-c", "echo ready; read x; echo first-$x"]).await;
+    hq.attach(first.id, None).await.read_until("ready").await.unwrap();
+    previous.start_kill().unwrap();
+    previous.wait().await.unwrap();
     // A host from a build that speaks versions 1 to 9 (a later release that kept version 1).
     let mut older = start(Some("1-9"));
-    let runner = hq.wait_for_runner("mixed", RunnerStatus::Online).await;
+    hq.wait_for_runner("mixed", RunnerStatus::Online).await;
     let kept = hq.start_session(runner.id, &["sh", "-c", "echo ready; read x; echo kept-$x"]).await;
     hq.attach(kept.id, None).await.read_until("ready").await.unwrap();
     // And one from a build this runner cannot speak to.
@@ -238,10 +246,12 @@ async fn a_newer_runner_adopts_a_host_that_still_speaks_its_version_and_refuses_
     let lost = hq.wait_for_session(foreign.id, SessionStatus::Lost).await;
     let reason = lost.error.unwrap_or_default();
     assert!(reason.contains("protocol 90–99") && reason.contains("this runner"), "{reason}");
-    let mut viewer = hq.attach(kept.id, None).await;
-    viewer.type_text("yes\r").await;
-    viewer.read_to_exit().await.unwrap();
-    assert!(viewer.text().contains("kept-yes"), "{}", viewer.text());
+    for (session, expected) in [(first.id, "first-yes"), (kept.id, "kept-yes")] {
+        let mut viewer = hq.attach(session, None).await;
+        viewer.type_text("yes\r").await;
+        viewer.read_to_exit().await.unwrap();
+        assert!(viewer.text().contains(expected), "{}", viewer.text());
+    }
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! a previous runner process left (adoption), and driving one session through its host: output
 //! into the session's ring, orders to the host, the exit last.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use agentrelay_protocol::runner::{EndedSession, StartSession};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
@@ -16,12 +18,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::handover::{self, PtyInput};
 use super::wire::{self, FromHost, HostHello, ToHost};
 use crate::policy::Launch;
 use crate::session::{Outcome, PtyOrder, Session};
 
 /// How long a host may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The buffer output frames are read through: one of the host's largest frames, and its head.
+const READ_BUFFER: usize = 64 * 1024 + 5;
 
 /// How the runner starts and finds its session hosts.
 #[derive(Debug, Clone)]
@@ -54,6 +59,8 @@ pub struct Link {
     stream: UnixStream,
     /// What the host said when the link was made.
     pub hello: HostHello,
+    /// The PTY, when the host handed it over.
+    pty: Option<OwnedFd>,
 }
 
 impl HostConfig {
@@ -192,16 +199,14 @@ impl HostConfig {
 impl Link {
     /// Connects to the host listening on `socket` and reads its hello.
     async fn connect(socket: &Path) -> anyhow::Result<Self> {
-        let mut stream = UnixStream::connect(socket)
+        let stream = UnixStream::connect(socket)
             .await
             .with_context(|| format!("cannot reach {}", socket.display()))?;
-        let hello = match tokio::time::timeout(HELLO_TIMEOUT, FromHost::read(&mut stream)).await {
-            Ok(Ok(Some(FromHost::Hello(hello)))) => hello,
-            Ok(Ok(other)) => bail!("the session host said {other:?} before its hello"),
-            Ok(Err(error)) => return Err(error),
+        let (hello, pty) = match tokio::time::timeout(HELLO_TIMEOUT, handover::receive_hello(&stream)).await {
+            Ok(said) => said?,
             Err(_) => bail!("the session host did not say hello within {HELLO_TIMEOUT:?}"),
         };
-        Ok(Self { stream, hello })
+        Ok(Self { stream, hello, pty })
     }
 }
 
@@ -216,11 +221,19 @@ pub async fn run(
     shutdown: CancellationToken,
     end_on_shutdown: bool,
 ) {
-    let (mut reader, writer) = link.stream.into_split();
+    let (reader, writer) = link.stream.into_split();
+    // Output arrives as a frame head and its payload: read through a buffer, most frames cost
+    // one system call, not three.
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let (to_host, to_host_rx) = mpsc::channel::<ToHost>(64);
     // Orders go out beside the output coming in, so neither waits for the other.
     let writing = tokio::spawn(write_host(writer, to_host_rx));
-    let forwarding = tokio::spawn(forward_orders(orders, to_host.clone()));
+    let pty = link.pty.and_then(|fd| {
+        PtyInput::new(fd)
+            .inspect_err(|e| tracing::warn!(session = %session.id, error = %format!("{e:#}"), "input goes through the session host"))
+            .ok()
+    });
+    let forwarding = tokio::spawn(forward_orders(orders, to_host.clone(), pty));
     let from = tokio::select! {
         from = session.attached_at() => from,
         _ = shutdown.cancelled(), if !end_on_shutdown => return stop(writing, forwarding),
@@ -309,17 +322,55 @@ async fn write_host(mut writer: OwnedWriteHalf, mut frames: mpsc::Receiver<ToHos
     }
 }
 
-async fn forward_orders(mut orders: mpsc::Receiver<PtyOrder>, to_host: mpsc::Sender<ToHost>) {
-    while let Some(order) = orders.recv().await {
-        let frame = match order {
-            PtyOrder::Input(bytes) => ToHost::Input(bytes),
-            PtyOrder::Resize(size) => ToHost::Resize(size),
-            PtyOrder::Kill => ToHost::Kill,
-        };
-        if to_host.send(frame).await.is_err() {
-            return;
+/// Sends the session's orders on: keystrokes and sizes to the PTY itself when the host handed it
+/// over, else to the host, and a kill always to the host (it signals the process group).
+async fn forward_orders(
+    mut orders: mpsc::Receiver<PtyOrder>,
+    to_host: mpsc::Sender<ToHost>,
+    pty: Option<PtyInput>,
+) {
+    let Some(mut pty) = pty else {
+        while let Some(order) = orders.recv().await {
+            let frame = match order {
+                PtyOrder::Input(bytes) => ToHost::Input(bytes),
+                PtyOrder::Resize(size) => ToHost::Resize(size),
+                PtyOrder::Kill => ToHost::Kill,
+            };
+            if to_host.send(frame).await.is_err() {
+                return;
+            }
         }
-    }
+        return;
+    };
+    // The PTY is written apart, so a command that stops reading its input (its terminal's
+    // buffer full) cannot hold a kill back.
+    let (to_pty, mut pty_orders) = mpsc::channel::<PtyOrder>(64);
+    let writing = async move {
+        let mut writable = true;
+        while let Some(order) = pty_orders.recv().await {
+            match order {
+                PtyOrder::Input(bytes) if writable => writable = pty.write_all(&bytes).await.is_ok(),
+                PtyOrder::Resize(size) => {
+                    let _ = pty.resize(size);
+                }
+                // The command has gone: input no longer matters.
+                PtyOrder::Input(_) | PtyOrder::Kill => {}
+            }
+        }
+    };
+    let routing = async move {
+        while let Some(order) = orders.recv().await {
+            let sent = match order {
+                PtyOrder::Kill => to_host.send(ToHost::Kill).await.is_ok(),
+                order => to_pty.send(order).await.is_ok(),
+            };
+            if !sent {
+                return;
+            }
+        }
+    };
+    // Both end with the session's orders (or its host).
+    tokio::join!(writing, routing);
 }
 
 /// The runner's own secrets, which a session must never inherit.

@@ -10,12 +10,14 @@
 //!   with it;
 //! * it serves one runner at a time on a Unix socket in the runner's state dir (mode 0600, in a
 //!   0700 directory, and only to its own user), speaking a versioned protocol ([`wire`]); the
-//!   runner side is [`link`].
+//!   runner side is [`link`]. It hands the runner the PTY to write to ([`handover`]), and keeps
+//!   reading it itself.
 //!
 //! A host whose runner does not come back within `--orphan-after`, or whose socket is gone from
 //! the state dir, ends its session; one whose session has ended and been recorded by HQ removes
 //! its files and exits.
 
+pub mod handover;
 pub mod link;
 pub mod reaper;
 pub mod spool;
@@ -24,11 +26,13 @@ pub mod wire;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentrelay_protocol::{ExitStatus, TermSize};
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -44,8 +48,10 @@ use uuid::Uuid;
 use spool::Spool;
 use wire::{FromHost, HostHello, ToHost};
 
-/// Read size per PTY read.
+/// Most output read into one chunk.
 const READ_CHUNK: usize = 64 * 1024;
+/// Room worth another read while a chunk fills (a PTY read returns at most about 4 KiB).
+const MIN_READ: usize = 4096;
 /// After the command exits, stop waiting for the PTY's end once it has been quiet this long (a
 /// background process may keep the terminal open forever).
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
@@ -126,8 +132,10 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
     };
     let command_pid = process.id();
     let group = command_pid.and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
-    // The master once more, to ask the kernel (not the runtime) whether output waits.
-    let master = pty.as_fd().try_clone_to_owned().context("cannot duplicate the PTY")?;
+    // The master once more: to ask the kernel (not the runtime) whether output waits, and to
+    // hand to each runner.
+    let master = Arc::new(pty.as_fd().try_clone_to_owned().context("cannot duplicate the PTY")?);
+    let handover = (args.versions.1 >= wire::PTY_HANDOVER).then(|| master.clone());
     let (mut reader, writer) = pty.into_split();
     let (pty_tx, pty_rx) = mpsc::channel(256);
     // Ends with the process.
@@ -195,7 +203,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
                     failed: None,
                 };
                 // A new runner replaces the old (which may be a dead one whose socket lingers).
-                attached = Some(attach(stream, hello));
+                attached = Some(attach(stream, hello, handover.clone()));
                 alone_since = None;
             }
             Event::Accepted(_) => {}
@@ -261,6 +269,15 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
             }
             Event::Read(Ok(0)) => eof = true,
             Event::Read(Ok(_)) => {
+                // What else the PTY holds already goes in the same chunk: a busy command's output
+                // crosses to the runner in fewer, larger frames. Never waits.
+                while buf.capacity() - buf.len() >= MIN_READ {
+                    match reader.read_buf(&mut buf).now_or_never() {
+                        Some(Ok(n)) if n > 0 => {}
+                        // The end (or EIO) is seen again by the next read, after this chunk.
+                        _ => break,
+                    }
+                }
                 let chunk = buf.split().freeze();
                 if buf.capacity() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
@@ -404,13 +421,15 @@ fn same_user(stream: &UnixStream) -> bool {
     stream.peer_cred().is_ok_and(|cred| cred.uid() == nix::unistd::geteuid().as_raw())
 }
 
-/// Starts serving a runner on `stream`: its reader and writer tasks, and the hello.
-fn attach(stream: UnixStream, hello: HostHello) -> Attachment {
+/// Starts serving a runner on `stream`: its reader and writer tasks, and the hello, with the PTY
+/// when the host hands it over.
+fn attach(stream: UnixStream, hello: HostHello, pty: Option<Arc<OwnedFd>>) -> Attachment {
     let (mut read_half, mut write_half) = stream.into_split();
     let (out, mut out_rx) = mpsc::channel::<FromHost>(8);
     let (frames_tx, frames) = mpsc::channel(64);
     let writer = tokio::spawn(async move {
-        if FromHost::Hello(hello).write(&mut write_half).await.is_err() {
+        let pty = pty.as_ref().map(|fd| fd.as_fd());
+        if handover::send_hello(write_half.as_ref(), hello, pty).await.is_err() {
             return;
         }
         while let Some(frame) = out_rx.recv().await {

@@ -9,16 +9,22 @@
 //!
 //! A frame is a kind byte, a big-endian `u32` length and the payload: raw bytes for output and
 //! input, JSON for the rest.
+//!
+//! Version 2 adds one thing: the host sends the PTY's master with its hello (`SCM_RIGHTS`, see
+//! [`super::handover`]), and a runner that takes it writes keystrokes and sizes to the PTY
+//! itself, sparing them a hop through the host. Output still comes through the host, which keeps
+//! every byte in its spool until HQ has it. A version 1 runner never asks for the descriptor (the
+//! kernel closes it unread) and sends `Input` and `Resize` frames, which hosts still apply.
 
 use agentrelay_protocol::{ExitStatus, TermSize};
 use anyhow::{Context, bail};
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use uuid::Uuid;
 
 /// The version this build speaks.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The oldest version this build still speaks.
 pub const MIN_VERSION: u32 = 1;
 
@@ -110,15 +116,34 @@ struct AttachFrame {
     from: u64,
 }
 
-/// Writes one frame.
-async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, kind: u8, payload: &[u8]) -> std::io::Result<()> {
+/// The first version whose host hands its PTY to the runner with the hello.
+pub const PTY_HANDOVER: u32 = 2;
+
+/// A frame's head: its kind and its payload's length.
+fn head(kind: u8, payload: &[u8]) -> std::io::Result<[u8; 5]> {
     let len = u32::try_from(payload.len()).map_err(|_| std::io::Error::other("frame too large"))?;
     let mut head = [0u8; 5];
     head[0] = kind;
     head[1..].copy_from_slice(&len.to_be_bytes());
-    writer.write_all(&head).await?;
-    writer.write_all(payload).await?;
+    Ok(head)
+}
+
+/// Writes one frame, head and payload in one system call where the writer can.
+async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, kind: u8, payload: Bytes) -> std::io::Result<()> {
+    let head = head(kind, &payload)?;
+    let mut frame = Buf::chain(&head[..], payload);
+    writer.write_all_buf(&mut frame).await?;
     writer.flush().await
+}
+
+/// The first whole frame at the start of `buf`, and its length: `None` while it is incomplete.
+fn split_frame(buf: &[u8]) -> anyhow::Result<Option<(u8, &[u8], usize)>> {
+    let Some((&[kind, a, b, c, d], rest)) = buf.split_first_chunk::<5>() else { return Ok(None) };
+    let len = u32::from_be_bytes([a, b, c, d]);
+    if len > MAX_PAYLOAD {
+        bail!("a frame of {len} bytes is larger than {MAX_PAYLOAD}");
+    }
+    Ok(rest.get(..len as usize).map(|payload| (kind, payload, 5 + len as usize)))
 }
 
 /// Reads one frame: `None` at a clean end of stream.
@@ -138,34 +163,67 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> anyhow::Result<Opti
 }
 
 impl FromHost {
-    /// Writes this frame.
-    pub async fn write<W: AsyncWrite + Unpin>(&self, writer: &mut W) -> anyhow::Result<()> {
-        let (kind, payload) = match self {
+    /// This frame's kind and payload.
+    fn encode(&self) -> anyhow::Result<(u8, Bytes)> {
+        Ok(match self {
             Self::Hello(hello) => (kind::HELLO, serde_json::to_vec(hello)?.into()),
             Self::Output(bytes) => (kind::OUTPUT, bytes.clone()),
             Self::Gap { from, to } => {
                 (kind::GAP, serde_json::to_vec(&GapFrame { from: *from, to: *to })?.into())
             }
             Self::Exit(exit) => (kind::EXIT, serde_json::to_vec(exit)?.into()),
-        };
-        write_frame(writer, kind, &payload).await.context("writing to the runner")
+        })
+    }
+
+    /// The frame of kind `kind`: `None` for a kind from a newer host, which is not for us.
+    fn decode(kind: u8, payload: Bytes) -> anyhow::Result<Option<Self>> {
+        Ok(Some(match kind {
+            kind::HELLO => Self::Hello(serde_json::from_slice(&payload).context("a bad hello")?),
+            kind::OUTPUT => Self::Output(payload),
+            kind::GAP => {
+                let gap: GapFrame = serde_json::from_slice(&payload).context("a bad gap")?;
+                Self::Gap { from: gap.from, to: gap.to }
+            }
+            kind::EXIT => Self::Exit(serde_json::from_slice(&payload).context("a bad exit")?),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// This frame as bytes, for a write that carries a descriptor along.
+    pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        let (kind, payload) = self.encode()?;
+        let mut bytes = head(kind, &payload)?.to_vec();
+        bytes.extend_from_slice(&payload);
+        Ok(bytes)
+    }
+
+    /// The first frame a runner understands in `buf`, and how many bytes it took: `None` while
+    /// no whole frame is there.
+    pub fn parse(mut buf: &[u8]) -> anyhow::Result<Option<(Self, usize)>> {
+        let mut used = 0;
+        while let Some((kind, payload, len)) = split_frame(buf)? {
+            used += len;
+            if let Some(frame) = Self::decode(kind, Bytes::copy_from_slice(payload))? {
+                return Ok(Some((frame, used)));
+            }
+            buf = &buf[len..];
+        }
+        Ok(None)
+    }
+
+    /// Writes this frame.
+    pub async fn write<W: AsyncWrite + Unpin>(&self, writer: &mut W) -> anyhow::Result<()> {
+        let (kind, payload) = self.encode()?;
+        write_frame(writer, kind, payload).await.context("writing to the runner")
     }
 
     /// Reads the next frame a runner understands: `None` at the end of the stream.
     pub async fn read<R: AsyncRead + Unpin>(reader: &mut R) -> anyhow::Result<Option<Self>> {
         loop {
             let Some((kind, payload)) = read_frame(reader).await? else { return Ok(None) };
-            return Ok(Some(match kind {
-                kind::HELLO => Self::Hello(serde_json::from_slice(&payload).context("a bad hello")?),
-                kind::OUTPUT => Self::Output(payload),
-                kind::GAP => {
-                    let gap: GapFrame = serde_json::from_slice(&payload).context("a bad gap")?;
-                    Self::Gap { from: gap.from, to: gap.to }
-                }
-                kind::EXIT => Self::Exit(serde_json::from_slice(&payload).context("a bad exit")?),
-                // From a newer host: not for us.
-                _ => continue,
-            }));
+            if let Some(frame) = Self::decode(kind, payload)? {
+                return Ok(Some(frame));
+            }
         }
     }
 }
@@ -182,7 +240,7 @@ impl ToHost {
             Self::Kill => (kind::KILL, Bytes::new()),
             Self::Release => (kind::RELEASE, Bytes::new()),
         };
-        write_frame(writer, kind, &payload).await.context("writing to the session host")
+        write_frame(writer, kind, payload).await.context("writing to the session host")
     }
 
     /// Reads the next frame a host understands: `None` at the end of the stream.
@@ -233,7 +291,7 @@ mod tests {
             FromHost::Exit(ExitStatus { code: Some(3), signal: None }),
         ];
         let mut buf = Vec::new();
-        write_frame(&mut buf, 200, b"from the future").await.expect("write");
+        write_frame(&mut buf, 200, Bytes::from_static(b"from the future")).await.expect("write");
         for frame in &from_host {
             frame.write(&mut buf).await.expect("write");
         }
@@ -268,7 +326,7 @@ mod tests {
         let cut = [kind::OUTPUT, 0, 0, 0, 9, b'a'];
         assert!(FromHost::read(&mut cut.as_slice()).await.is_err());
         let mut bad = Vec::new();
-        write_frame(&mut bad, kind::HELLO, b"{not json").await.expect("write");
+        write_frame(&mut bad, kind::HELLO, Bytes::from_static(b"{not json")).await.expect("write");
         assert!(FromHost::read(&mut bad.as_slice()).await.is_err());
     }
 
