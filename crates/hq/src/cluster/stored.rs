@@ -268,18 +268,23 @@ pub async fn stored_end(client: &tokio_postgres::Client, session: Uuid) -> anyho
 /// Up to `max` bytes of a session's stored output from `offset`.
 pub async fn read(pg: &Pg, session: Uuid, offset: u64, max: usize) -> anyhow::Result<StoredRead> {
     let client = pg.get().await?;
+    // Only the rows that overlap `[offset, offset + max)`, and only their bytes in it: a chunk
+    // can hold a megabyte, and a viewer catching up reads 64 KiB at a time.
+    let max_len = i32::try_from(max).unwrap_or(i32::MAX);
     let rows = client
         .query(
-            "SELECT start_offset, data FROM output_chunks WHERE session_id = $1 AND end_offset > $2
-             ORDER BY end_offset LIMIT $3",
-            &[&session, &(offset as i64), &READ_ROWS],
+            "SELECT start_offset, substring(data FROM (GREATEST($2 - start_offset, 0) + 1)::int FOR $3)
+             FROM output_chunks WHERE session_id = $1 AND end_offset > $2 AND start_offset < $4
+             ORDER BY end_offset LIMIT $5",
+            &[&session, &(offset as i64), &max_len, &(offset.saturating_add(max as u64) as i64), &READ_ROWS],
         )
         .await
         .context("reading stored output")?;
     let mut out = BytesMut::new();
     let mut at = offset;
     for row in &rows {
-        let start = row.get::<_, i64>(0).max(0) as u64;
+        // The bytes returned start at the row's start or at `offset`, whichever is later.
+        let start = (row.get::<_, i64>(0).max(0) as u64).max(offset);
         let data: &[u8] = row.get(1);
         if start > at {
             if out.is_empty() {
