@@ -447,13 +447,22 @@ impl Drop for ClusterDeps {
 
 /// A viewer on the stack's viewing replica, retried while it has not heard of the session yet.
 async fn attach_when_known(stack: &Stack, id: &str) -> anyhow::Result<stack::Socket> {
-    for _ in 0..100 {
+    Ok(attach_when_known_timed(stack, id).await?.0)
+}
+
+/// The same, and how long after the call the viewing replica knew the session (the change feed's
+/// delay, at most).
+async fn attach_when_known_timed(stack: &Stack, id: &str) -> anyhow::Result<(stack::Socket, Duration)> {
+    let started = Instant::now();
+    // Long enough for a loaded cluster's feed; how long it took is what the run reports.
+    while started.elapsed() < Duration::from_secs(30) {
         if let Ok(socket) = stack.attach(id).await {
-            return Ok(socket);
+            return Ok((socket, started.elapsed()));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stack.attach(id).await
+    let socket = stack.attach(id).await.with_context(|| format!("replica never knew session {id}"))?;
+    Ok((socket, started.elapsed()))
 }
 
 /// Keystroke echo through `stack`: `samples` round trips, sorted.
@@ -609,11 +618,14 @@ pub(crate) async fn cluster_scale(plan: &Plan) -> anyhow::Result<Value> {
     let me = std::env::current_exe()?;
     let me = me.to_str().context("path is not UTF-8")?.to_owned();
     let mut readers = Vec::with_capacity(plan.scale_sessions);
+    let mut known_after = Vec::with_capacity(plan.scale_sessions);
     for _ in 0..plan.scale_sessions {
         let id = cluster.start_session(&[&me, "tick", "100"]).await?;
-        let mut viewer = attach_when_known(&cluster, &id).await?;
+        let (mut viewer, after) = attach_when_known_timed(&cluster, &id).await?;
+        known_after.push(after);
         readers.push(tokio::spawn(async move { while let Some(Ok(_)) = viewer.next().await {} }));
     }
+    known_after.sort();
     // Everything published on the cluster's subjects, counted by a client of NATS's own.
     let nats = async_nats::connect(&deps.nats_url).await.context("connecting to NATS")?;
     let mut subjects = nats.subscribe(format!("{prefix}.>")).await.context("subscribing to NATS")?;
@@ -653,6 +665,13 @@ pub(crate) async fn cluster_scale(plan: &Plan) -> anyhow::Result<Value> {
         connect_time.as_secs_f64(),
         plan.scale_sessions,
     );
+    let known = |q| quantile(&known_after, q).as_secs_f64() * 1e3;
+    println!(
+        "  a new session known on the viewers' replica after: p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms (target: within a second)",
+        known(0.5),
+        known(0.99),
+        known(1.0)
+    );
     let mut per_replica = Vec::new();
     for (i, (pid, before)) in pids.iter().zip(&cpu0).enumerate() {
         let cpu = percent(cpu_ticks(*pid).saturating_sub(*before));
@@ -691,6 +710,7 @@ pub(crate) async fn cluster_scale(plan: &Plan) -> anyhow::Result<Value> {
     Ok(json!({
         "idle_runners": plan.idle_runners, "online": online, "sessions": plan.scale_sessions,
         "connect_seconds": connect_time.as_secs_f64(),
+        "session_known_after_ms": {"p50": known(0.5), "p99": known(0.99), "max": known(1.0)},
         "replicas": per_replica,
         "runner": {"cpu_percent": runner_cpu, "rss_kib": runner_rss},
         "postgres": {"transactions_per_s": commits, "rows_written_per_s": written, "rows_read_per_s": read},
