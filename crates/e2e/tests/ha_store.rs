@@ -259,3 +259,21 @@ fn a_stale_view_never_takes_a_session_back_in_postgres() {
     assert_eq!((back.status, back.exit_code), (SessionStatus::Exited, Some(7)));
     assert_eq!(back.name.as_deref(), Some("renamed"), "the rest of the view still counts");
 }
+
+#[test]
+fn stored_output_is_compressed_with_lz4_not_pglz() {
+    let database = TestDatabase::create();
+    drop(PgStore::open(&database.url).unwrap());
+    let mut client = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
+    let row = client
+        .query_one(
+            "SELECT attcompression::text, attstorage::text FROM pg_attribute
+             WHERE attrelid = 'output_chunks'::regclass AND attname = 'data'",
+            &[],
+        )
+        .unwrap();
+    let (compression, storage): (String, String) = (row.get(0), row.get(1));
+    // lz4, or on a server built without it no compression at all: never pglz, the default, which
+    // capped how fast output could be stored.
+    assert!(compression == "l" || storage == "e", "compression {compression:?}, storage {storage:?}");
+}
