@@ -185,9 +185,15 @@ impl Runner {
         if let Some(state_dir) = self.report_socket.parent() {
             agent_hooks::wire(&mut launch, state_dir);
         }
+        // Held before its command starts: a command may report its activity at once, and the
+        // report socket answers only for sessions it knows.
+        self.sessions.insert(session.clone());
         let link = match self.host.spawn(&start, &launch, &self.report_socket).await {
             Ok(link) => link,
-            Err(e) => return failed(NotStarted::Invalid(format!("{e:#}"))),
+            Err(e) => {
+                self.sessions.remove(start.session_id);
+                return failed(NotStarted::Invalid(format!("{e:#}")));
+            }
         };
         tracing::info!(session = %start.session_id, command = ?launch.command, "session started");
         if start.workspace {
