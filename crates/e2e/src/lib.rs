@@ -187,7 +187,7 @@ impl HqProcess {
             .args(extra)
             .env("AGENTRELAY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUNNER_TOKEN", RUNNER_TOKEN)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("AGENTRELAY_TEST_HQ_LOG").unwrap_or_else(|_| "warn".into()))
             .kill_on_drop(true)
             .spawn()
             .unwrap();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use agentrelay_e2e::deps::{TestDatabase, TestNats};
-use agentrelay_e2e::{HqProcess, TIMEOUT, TcpProxy, TestRunner, eventually};
+use agentrelay_e2e::{HqProcess, RUNNER_TOKEN, TIMEOUT, TcpProxy, TestRunner, eventually};
 use agentrelay_protocol::{RunnerStatus, SessionStatus};
 
 /// The flags that make a replica of the cluster on `database` and `nats`.
@@ -345,6 +345,58 @@ async fn admin_migrate_moves_a_single_hq_into_postgres() {
         .await
         .unwrap();
     assert!(!again.status.success());
+}
+
+/// A replica that loses a session's stream while its runner is still connected to it (another
+/// replica took the lease: here a data connection for the session opened on B) closes that
+/// connection. The runner redials, the lease comes back with it, and it resends what was not
+/// stored. A fenced replica that kept the connection would store and acknowledge nothing more, so
+/// the session's exit, which waits for its output to be stored, would never be recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_loses_the_stream_closes_the_runners_connection_and_the_runner_follows() {
+    use agentrelay_protocol::runner::{DataDown, DataUp, OpenData};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let database = TestDatabase::create();
+    let nats = TestNats::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = HqProcess::spawn(dir_a.path(), None, &replica_args(&database.url, &nats, "a")).await;
+    let b = HqProcess::spawn(dir_b.path(), None, &replica_args(&database.url, &nats, "b")).await;
+    let runner = TestRunner::spawn(&a, "loyal", &["--hq", &a.url(""), "--buffer-size", "64KiB"]);
+    b.wait_for_runner("loyal", RunnerStatus::Online).await;
+    let lines = 1500;
+    let script = format!("for i in $(seq 1 {lines}); do echo \"line $i\"; sleep 0.001; done; exit 7");
+    let session = a.start_session(runner.id, &["sh", "-c", &script]).await;
+    let mut viewer = a.attach(session.id, Some(0)).await;
+    viewer.read_until("line 100\r\n").await.unwrap();
+
+    // B takes the stream's lease for a data connection of its own.
+    let mut usurper =
+        b.ws(&format!("/api/v1/ws/runner/session/{}", session.id), Some(RUNNER_TOKEN), None).await.unwrap();
+    let open =
+        DataUp::Open(OpenData { runner_id: runner.id, session_id: session.id, start: 0, end: 0, acks: true });
+    usurper.send(Message::text(serde_json::to_string(&open).unwrap())).await.unwrap();
+    loop {
+        match tokio::time::timeout(TIMEOUT, usurper.next()).await.expect("resume in time") {
+            Some(Ok(Message::Text(text))) => {
+                if let Ok(DataDown::Resume(_)) = serde_json::from_str(text.as_str()) {
+                    break;
+                }
+            }
+            other => panic!("expected resume, got {other:?}"),
+        }
+    }
+
+    let exit = tokio::time::timeout(TIMEOUT * 2, viewer.read_to_exit()).await.expect("exit in time").unwrap();
+    assert_eq!(exit.code, Some(7));
+    assert_every_line_once(&viewer.text(), lines);
+    let ended = a.wait_for_session(session.id, SessionStatus::Exited).await;
+    assert_eq!(ended.exit_code, Some(7));
+    let mut replay = b.attach(session.id, Some(0)).await;
+    replay.read_to_exit().await.unwrap();
+    assert_every_line_once(&replay.text(), lines);
+    drop(runner);
 }
 
 /// A network partition mid-stream: the replica holding the stream (A) is cut off from the runner

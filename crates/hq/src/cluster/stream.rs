@@ -151,12 +151,15 @@ impl Cluster {
     /// Takes the session's output over for a data connection that just opened here: ends this
     /// replica's earlier taking (an older connection's), takes the lease, starts the ring where
     /// the stored output ends and starts storing. Returns that offset, which the runner resumes
-    /// from.
+    /// from, and a token cancelled if this replica stops storing before the session's end (another
+    /// replica took the lease, or a newer connection here): the connection must then close, so
+    /// the runner redials and resends from wherever the lease is now, rather than wait forever for
+    /// acknowledgements this replica will never give.
     pub async fn take_stream(
         self: &Arc<Self>,
         state: &AppState,
         session: &Arc<Session>,
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<(u64, CancellationToken)> {
         let earlier = crate::lock(&self.streams.held).remove(&session.id);
         if let Some(earlier) = earlier {
             earlier.stop.cancel();
@@ -175,6 +178,8 @@ impl Cluster {
         crate::lock(&self.streams.held).insert(session.id, Held { taking, stop: stop.clone(), done });
         let cluster = self.clone();
         let storing = session.clone();
+        let stepped_back = CancellationToken::new();
+        let stepped_back_tx = stepped_back.clone();
         state.tasks.spawn(async move {
             let announce = cluster.announce_stored(&storing, stop.clone());
             let stepped = tokio::select! {
@@ -191,10 +196,12 @@ impl Cluster {
             drop(held);
             if stepped == Stepped::Finished {
                 tracing::debug!(session = %storing.id, "all output stored");
+            } else {
+                stepped_back_tx.cancel();
             }
             let _ = done_tx.send(true);
         });
-        Ok(end)
+        Ok((end, stepped_back))
     }
 
     /// Tells followers how far the stored output reaches, after each write, until `stop`.

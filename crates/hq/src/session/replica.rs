@@ -125,12 +125,17 @@ impl Session {
                 }
             }
             let now = *progress.borrow_and_update();
-            if now.end > offset {
-                continue;
-            }
             if now.status.is_final() {
                 lock(&self.output).shrink_to(1);
-                return Stepped::Finished;
+                // Everything this replica received is stored. If the session's output goes
+                // further, another replica stored the rest and recorded the end: this one held a
+                // stale lease it never wrote under again.
+                return if now.end > offset { Stepped::Back } else { Stepped::Finished };
+            }
+            // Pushed since the ring was read (the change is marked seen already). Not `now.end`:
+            // another replica's notices move that, and this replica has nothing of it to store.
+            if lock(&self.output).end() > offset {
+                continue;
             }
             tokio::select! {
                 changed = progress.changed() => if changed.is_err() { return Stepped::Back },

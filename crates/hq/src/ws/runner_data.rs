@@ -16,6 +16,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Close, SESSION_READ_BUFFER, close, json_message, read_first, send_json};
@@ -98,23 +99,36 @@ async fn serve(
     // for the session while it holds the runner.
     let connected = state.shutdown.child_token();
     let result = async {
-        let from = match &state.cluster {
+        let (from, stepped_back) = match &state.cluster {
             // The stored output's end, under this replica's lease: a replica that died with
             // output it had not stored yet costs nothing, the runner still has it.
             Some(cluster) => {
-                let from = cluster.take_stream(state, &session).await?;
+                let (from, stepped_back) = cluster.take_stream(state, &session).await?;
                 let serving =
                     crate::cluster::stream::serve_orders(cluster.clone(), session.clone(), connected.clone());
                 state.tasks.spawn(serving);
-                from
+                (from, stepped_back)
             }
-            None => session.output_end(),
+            // A single HQ stores its own output for as long as it runs.
+            None => (session.output_end(), CancellationToken::new()),
         };
         resume(&session, &mut socket, from, acks).await?;
         if let Some(order) = session.take_carried() {
             send_order(&mut socket, order).await?;
         }
-        pump(state, &session, &mut socket, &mut rx, &principal, acks).await
+        let pumped = tokio::select! {
+            pumped = pump(state, &session, &mut socket, &mut rx, &principal, acks) => Some(pumped),
+            () = stepped_back.cancelled() => None,
+        };
+        match pumped {
+            Some(pumped) => pumped,
+            None => {
+                // Another replica holds the stream now: the runner goes there (or here again,
+                // taking the lease back) and resends what was not stored.
+                close(&mut socket, Close::ShuttingDown, "another replica holds this session's output").await;
+                bail!("another replica took the session's output over")
+            }
+        }
     }
     .await;
     connected.cancel();
