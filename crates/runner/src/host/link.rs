@@ -25,8 +25,9 @@ use crate::session::{Outcome, PtyOrder, Session};
 
 /// How long a host may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// The buffer output frames are read through: one of the host's largest frames, and its head.
-const READ_BUFFER: usize = 64 * 1024 + 5;
+/// The buffer output frames are read through: a frame's head and small frames come in one read,
+/// a larger payload is read straight into its own buffer. Small, as every session keeps one.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// How the runner starts and finds its session hosts.
 #[derive(Debug, Clone)]
