@@ -142,6 +142,8 @@ test("Claude Code asks in the dashboard, the badge says so once, and the approve
     },
     AGENT_WAIT,
   );
+  // The API may say so a moment before the dashboard's event stream does.
+  await waitFor("the badge to follow", async () => (await page.evaluate(() => window.__badges.at(-1))) === "waiting_for_input", AGENT_WAIT);
 
   const badges = await page.evaluate(() => window.__badges);
   const asking = badges.slice(typedAt, answeredAt);
