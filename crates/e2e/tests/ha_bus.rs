@@ -74,9 +74,16 @@ async fn a_request_is_answered_by_its_subscriber_or_finds_nobody() {
 async fn the_change_feed_delivers_every_change_in_order() {
     for (name, a, b, subjects, _nats) in both().await {
         let mut feed = b.follow(subjects.feed_all()).await.unwrap();
+        let mut acks = Vec::new();
         for i in 0..50u32 {
             let kind = if i % 2 == 0 { "session" } else { "runner" };
-            a.publish_durable(subjects.feed(kind), Bytes::from(i.to_be_bytes().to_vec())).await.unwrap();
+            // Acknowledged later: publishes may overlap, and the order still holds.
+            acks.push(
+                a.publish_durable(subjects.feed(kind), Bytes::from(i.to_be_bytes().to_vec())).await.unwrap(),
+            );
+        }
+        for ack in acks {
+            ack.await.unwrap();
         }
         for i in 0..50u32 {
             assert_eq!(next(&mut feed).await, Bytes::from(i.to_be_bytes().to_vec()), "{name}: in order");

@@ -55,6 +55,9 @@ pub enum BusError {
     Down(String),
 }
 
+/// The feed's acknowledgement of one durable publish.
+pub type DurableAck = BoxFuture<'static, Result<(), BusError>>;
+
 /// The transport between replicas. Cheap to share (`Arc<dyn Bus>`).
 pub trait Bus: Send + Sync + 'static {
     /// Sends `payload` to whoever subscribes to `subject` now.
@@ -69,8 +72,12 @@ pub trait Bus: Send + Sync + 'static {
         payload: Bytes,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<Bytes, BusError>>;
-    /// Appends to the change feed; returns once the feed has it (durably, for NATS).
-    fn publish_durable(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), BusError>>;
+    /// Appends to the change feed: resolves once the message is on its way, after every one
+    /// published before it, to the acknowledgement that resolves once the feed has it (durably,
+    /// for NATS). Callers may publish more meanwhile: waiting for each acknowledgement in turn
+    /// would cap the feed at one message per round trip.
+    fn publish_durable(&self, subject: String, payload: Bytes)
+    -> BoxFuture<'_, Result<DurableAck, BusError>>;
     /// The change feed's messages on subjects matching `pattern`, from now on, in order, none
     /// missed across an outage of the bus.
     fn follow(&self, pattern: String) -> BoxFuture<'_, Result<Subscription, BusError>>;
@@ -164,8 +171,13 @@ impl Bus for MemoryBus {
         .boxed()
     }
 
-    fn publish_durable(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), BusError>> {
-        self.publish(subject, payload)
+    fn publish_durable(
+        &self,
+        subject: String,
+        payload: Bytes,
+    ) -> BoxFuture<'_, Result<DurableAck, BusError>> {
+        self.deliver(BusMessage { subject, payload, reply: None });
+        futures_util::future::ready(Ok(futures_util::future::ready(Ok(())).boxed())).boxed()
     }
 
     fn follow(&self, pattern: String) -> BoxFuture<'_, Result<Subscription, BusError>> {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
-use super::{Bus, BusError, BusMessage, Subjects, Subscription};
+use super::{Bus, BusError, BusMessage, DurableAck, Subjects, Subscription};
 
 /// How long the change feed keeps a change: a replica away longer reloads from PostgreSQL.
 const FEED_AGE: Duration = Duration::from_secs(3600);
@@ -128,11 +128,14 @@ impl Bus for NatsBus {
         .boxed()
     }
 
-    fn publish_durable(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), BusError>> {
+    fn publish_durable(
+        &self,
+        subject: String,
+        payload: Bytes,
+    ) -> BoxFuture<'_, Result<DurableAck, BusError>> {
         async move {
             let ack = self.jetstream.publish(subject, payload).await.map_err(down)?;
-            ack.await.map_err(down)?;
-            Ok(())
+            Ok(async move { ack.await.map(|_| ()).map_err(down) }.boxed())
         }
         .boxed()
     }

@@ -4,6 +4,7 @@
 //! across a NATS outage. Each replica applies what the others send to its own picture and tells
 //! its own `/api/events` subscribers; the replica that made a change has saved it already.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +13,13 @@ use agentrelay_protocol::{Access, Runner, Session as SessionView};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Cluster;
+use crate::bus::DurableAck;
 use crate::events::Event;
 use crate::session::start::{self, Origin, SessionSpec};
 use crate::state::AppState;
@@ -151,18 +154,48 @@ pub fn unhex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Sends this replica's changes to the feed, in order; a change the bus does not take is
-/// retried until it does (the bus's client buffers across a short outage anyway).
+/// Sends this replica's changes to the feed, in order, up to [`IN_FLIGHT`] at a time waiting for
+/// their acknowledgement (one at a time capped the feed at a message per round trip, and a burst,
+/// 10,000 runners connecting, kept a new session from the other replicas for seconds). A change the
+/// feed may have missed is sent again with every one after it, in order, until the feed takes
+/// them: each carries its whole new state, so one seen twice leaves the same picture.
 pub async fn publish(
     cluster: Arc<Cluster>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<FeedMessage>,
     shutdown: CancellationToken,
 ) {
+    // Sent and not yet acknowledged, oldest first, and their acknowledgements in the same order.
+    let mut unacked: VecDeque<FeedMessage> = VecDeque::new();
+    let mut acks = FuturesOrdered::new();
     loop {
-        let message = tokio::select! {
-            message = rx.recv() => match message {
-                Some(message) => message,
-                None => return,
+        tokio::select! {
+            acked = acks.next(), if !acks.is_empty() => match acked {
+                Some(Ok(())) => {
+                    unacked.pop_front();
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the change feed did not take a change; sending it and those after it again");
+                    acks = FuturesOrdered::new();
+                    if !resend(&cluster, &mut unacked, &mut acks, &shutdown).await {
+                        return;
+                    }
+                }
+                None => {}
+            },
+            message = rx.recv(), if unacked.len() < IN_FLIGHT => {
+                let Some(message) = message else { return };
+                let sent = send(&cluster, &message).await;
+                unacked.push_back(message);
+                match sent {
+                    Ok(ack) => acks.push_back(ack),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot send a change to the other replicas; retrying");
+                        acks = FuturesOrdered::new();
+                        if !resend(&cluster, &mut unacked, &mut acks, &shutdown).await {
+                            return;
+                        }
+                    }
+                }
             },
             () = shutdown.cancelled() => {
                 // What was queued before the stop still goes out, if the bus takes it now.
@@ -171,20 +204,42 @@ pub async fn publish(
                 }
                 return;
             }
-        };
-        let mut delay = Duration::from_millis(50);
-        while let Err(error) = send(&cluster, &message).await {
-            tracing::warn!(%error, "cannot send a change to the other replicas; retrying");
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = shutdown.cancelled() => return,
-            }
-            delay = (delay * 2).min(Duration::from_secs(2));
         }
     }
 }
 
-async fn send(cluster: &Cluster, message: &FeedMessage) -> Result<(), crate::bus::BusError> {
+/// Changes sent but not yet acknowledged.
+const IN_FLIGHT: usize = 256;
+
+/// Sends `unacked` again, in order, retrying with backoff until the bus takes each; their
+/// acknowledgements go to `acks`. False if HQ shut down meanwhile.
+async fn resend(
+    cluster: &Cluster,
+    unacked: &mut VecDeque<FeedMessage>,
+    acks: &mut FuturesOrdered<DurableAck>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut delay = Duration::from_millis(50);
+    for message in unacked.iter() {
+        loop {
+            match send(cluster, message).await {
+                Ok(ack) => {
+                    acks.push_back(ack);
+                    break;
+                }
+                Err(error) => tracing::warn!(%error, "cannot send a change to the other replicas; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.cancelled() => return false,
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+    true
+}
+
+async fn send(cluster: &Cluster, message: &FeedMessage) -> Result<DurableAck, crate::bus::BusError> {
     let envelope = Envelope { origin: cluster.instance, message: message.clone() };
     let payload = serde_json::to_vec(&envelope).map_err(|e| crate::bus::BusError::Down(e.to_string()))?;
     cluster.bus.publish_durable(cluster.subjects.feed(message.kind()), Bytes::from(payload)).await
