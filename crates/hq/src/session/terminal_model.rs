@@ -46,6 +46,8 @@ pub struct TerminalModel {
     watched_at: Mutex<Option<std::time::Instant>>,
     /// Cancelled when the session lets the model go; its feeding task stops.
     retired: CancellationToken,
+    /// Whether it keeps scrollback (for viewers' snapshots) or only the screen.
+    history: bool,
 }
 
 /// A model nobody has watched for this long is dropped after an activity check (and made again
@@ -61,15 +63,18 @@ fn dims(size: TermSize) -> (NonZeroU16, NonZeroU16) {
 }
 
 impl TerminalModel {
-    /// A blank terminal of `size` at output offset 0.
-    pub fn new(size: TermSize) -> Self {
+    /// A blank terminal of `size` at output offset 0, with [`SCROLLBACK`] lines of history when
+    /// `history` (a viewer's snapshot replays them), else only the screen: reading it for a
+    /// prompt or a menu needs no more, and the history is most of a model's memory.
+    pub fn new(size: TermSize, history: bool) -> Self {
         let (rows, cols) = dims(size);
-        let parser = vt100::Parser::new(rows, cols, SCROLLBACK);
+        let parser = vt100::Parser::new(rows, cols, if history { SCROLLBACK } else { 0 });
         Self {
             state: Mutex::new(State { parser, offset: 0, resizes: VecDeque::new() }),
             fed: tokio::sync::watch::Sender::new(0),
             watched_at: Mutex::new(None),
             retired: CancellationToken::new(),
+            history,
         }
     }
 
@@ -179,17 +184,23 @@ impl TerminalModel {
 
 impl Session {
     /// The terminal model of a live session, created on first use (the first viewer that needs
-    /// a snapshot): `true` when it is new and needs a [`follow`] task to feed it. A session no
-    /// viewer attaches to late never pays for one.
-    fn start_model(&self) -> Option<(Arc<TerminalModel>, bool)> {
+    /// a snapshot, or an activity check): `true` when it is new and needs a [`follow`] task to
+    /// feed it. A session no viewer attaches to late never pays for one. One made without
+    /// history is made again with it when a viewer needs that.
+    fn start_model(&self, history: bool) -> Option<(Arc<TerminalModel>, bool)> {
         if self.status().is_final() {
             return None;
         }
         let mut model = lock(&self.model);
-        if let Some(existing) = model.as_ref() {
+        if let Some(existing) = model.as_ref()
+            && (existing.history || !history)
+        {
             return Some((existing.clone(), false));
         }
-        let created = Arc::new(TerminalModel::new(*self.size.borrow()));
+        if let Some(screen_only) = model.take() {
+            screen_only.retire();
+        }
+        let created = Arc::new(TerminalModel::new(*self.size.borrow(), history));
         *model = Some(created.clone());
         Some((created, true))
     }
@@ -214,8 +225,8 @@ impl Session {
 }
 
 /// The live session's terminal model, caught up to `offset` (or as far as it got within `wait`):
-/// created on first use, with its feeding task owned by HQ's task tracker. `None` once the
-/// session has ended.
+/// created on first use, with its feeding task owned by HQ's task tracker; with history when
+/// `watched` (a person's view), else perhaps only the screen. `None` once the session has ended.
 pub async fn current(
     state: &crate::state::AppState,
     session: &Arc<Session>,
@@ -223,7 +234,7 @@ pub async fn current(
     wait: std::time::Duration,
     watched: bool,
 ) -> Option<Arc<TerminalModel>> {
-    let (model, created) = session.start_model()?;
+    let (model, created) = session.start_model(watched)?;
     if watched {
         model.mark_watched();
     }
@@ -326,9 +337,33 @@ mod tests {
     }
 
     #[test]
+    fn a_screen_read_keeps_no_history_and_a_viewer_gets_a_model_with_it() {
+        let session = crate::session::tests::bare_session();
+        let (screen_only, created) = session.start_model(false).expect("live");
+        assert!(created && !screen_only.history);
+        let (again, created) = session.start_model(false).expect("live");
+        assert!(!created && Arc::ptr_eq(&again, &screen_only), "reused");
+        let (viewed, created) = session.start_model(true).expect("live");
+        assert!(created && viewed.history, "made again, with history");
+        assert!(screen_only.retired.is_cancelled(), "the screen-only model stops");
+        let (reused, created) = session.start_model(false).expect("live");
+        assert!(!created && Arc::ptr_eq(&reused, &viewed), "a screen read uses the viewer's model");
+
+        let lines: String = (0..100).map(|i| format!("line {i}\r\n")).collect();
+        let kept = |history| {
+            let model = TerminalModel::new(TermSize { rows: 10, cols: 40 }, history);
+            model.feed(lines.as_bytes());
+            let mut screen = model.lock().parser.screen().clone();
+            screen.set_scrollback(usize::MAX);
+            screen.scrollback()
+        };
+        assert_eq!((kept(false), kept(true)), (0, 91), "lines scrolled off the screen");
+    }
+
+    #[test]
     fn snapshot_redraws_screen_cursor_and_alternate_screen() {
         let size = TermSize { rows: 10, cols: 40 };
-        let model = TerminalModel::new(size);
+        let model = TerminalModel::new(size, true);
         let first = b"line one\r\n\x1b[31mred\x1b[0m\r\n";
         model.feed(first);
         let (offset, snapshot) = model.snapshot();
@@ -348,7 +383,7 @@ mod tests {
     #[test]
     fn scrollback_comes_back_and_resizes_apply_at_their_offset() {
         let size = TermSize { rows: 5, cols: 20 };
-        let model = TerminalModel::new(size);
+        let model = TerminalModel::new(size, true);
         let text: String = (1..=12).map(|i| format!("row-{i}\r\n")).collect();
         model.feed(text.as_bytes());
         let (_, snapshot) = model.snapshot();
