@@ -85,6 +85,21 @@ after(async () => {
 
 const screen = (p, id) => p.evaluate((sid) => window.__agentrelay?.screenText(sid) ?? "", id);
 
+// Presses `key` like a person would: again if the same dialog is still up a few seconds later.
+// Claude Code draws its dialog a moment before it listens, and a key typed in that moment is lost
+// (about one loaded run in five).
+async function answer(page, id, key, prompt) {
+  for (let attempt = 1; ; attempt++) {
+    await page.keyboard.type(key);
+    try {
+      await waitFor("the dialog to take the answer", async () => !(await screen(page, id)).includes(prompt), 5000);
+      return;
+    } catch (error) {
+      if (attempt === 3) throw error;
+    }
+  }
+}
+
 // Samples the tab's badge every 20 ms into window.__badges, each change once.
 function recordBadges() {
   window.__badges = [];
@@ -131,7 +146,7 @@ test("Claude Code asks in the dashboard, the badge says so once, and the approve
   await page.screenshot({ path: join(ARTIFACTS, "claude-approval.png") });
 
   const answeredAt = await page.evaluate(() => window.__badges.length);
-  await page.keyboard.type(shown.menu.options[0].key);
+  await answer(page, id, shown.menu.options[0].key, shown.menu.prompt);
   await waitFor("the approved command's file", async () => existsSync(join(world.work, "made-by-claude")), AGENT_WAIT);
   await waitFor("the answer", async () => (await screen(page, id)).includes("The file is made."), AGENT_WAIT);
   await waitFor(
