@@ -22,6 +22,20 @@ fn replica_args<'a>(database: &'a str, nats: &'a TestNats, name: &'a str) -> Vec
 }
 
 /// `line 1` … `line N`, each exactly once and in order, then nothing but the prompt-less end.
+/// What two replicas stand on: their data dirs, their NATS prefix and their database.
+type Backing = ([tempfile::TempDir; 2], TestNats, TestDatabase);
+
+/// Replicas A and B on a database and a NATS prefix of their own. Bind the backing first, so it
+/// is dropped after them.
+async fn two_replicas() -> (Backing, HqProcess, HqProcess) {
+    let database = TestDatabase::create();
+    let nats = TestNats::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = HqProcess::spawn(dirs[0].path(), None, &replica_args(&database.url, &nats, "a")).await;
+    let b = HqProcess::spawn(dirs[1].path(), None, &replica_args(&database.url, &nats, "b")).await;
+    ((dirs, nats, database), a, b)
+}
+
 fn assert_every_line_once(text: &str, lines: usize) {
     let got: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()).collect();
     let want: Vec<String> = (1..=lines).map(|i| format!("line {i}")).collect();
@@ -47,11 +61,7 @@ fn counting(lines: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_runners_replica_mid_stream_loses_and_repeats_no_byte() {
-    let database = TestDatabase::create();
-    let nats = TestNats::start();
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = HqProcess::spawn(dir_a.path(), None, &replica_args(&database.url, &nats, "a")).await;
-    let b = HqProcess::spawn(dir_b.path(), None, &replica_args(&database.url, &nats, "b")).await;
+    let (_backing, a, b) = two_replicas().await;
     // The runner knows both, and reaches A first.
     let (url_a, url_b) = (a.url(""), b.url(""));
     // A small buffer: only what HQ acknowledged as stored may leave it.
@@ -86,11 +96,7 @@ async fn kill_9_of_the_runners_replica_mid_stream_loses_and_repeats_no_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_on_one_replica_closes_its_viewers_on_another() {
-    let database = TestDatabase::create();
-    let nats = TestNats::start();
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = HqProcess::spawn(dir_a.path(), None, &replica_args(&database.url, &nats, "a")).await;
-    let b = HqProcess::spawn(dir_b.path(), None, &replica_args(&database.url, &nats, "b")).await;
+    let (_backing, a, b) = two_replicas().await;
     let runner = TestRunner::start(&a, "ha-tokens").await;
     let session = a.start_session(runner.id, &["sh", "-c", "echo ready; sleep 60"]).await;
     b.wait_for_session(session.id, SessionStatus::Running).await;
@@ -358,11 +364,7 @@ async fn a_replica_that_loses_the_stream_closes_the_runners_connection_and_the_r
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
 
-    let database = TestDatabase::create();
-    let nats = TestNats::start();
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = HqProcess::spawn(dir_a.path(), None, &replica_args(&database.url, &nats, "a")).await;
-    let b = HqProcess::spawn(dir_b.path(), None, &replica_args(&database.url, &nats, "b")).await;
+    let (_backing, a, b) = two_replicas().await;
     let runner = TestRunner::spawn(&a, "loyal", &["--hq", &a.url(""), "--buffer-size", "64KiB"]);
     b.wait_for_runner("loyal", RunnerStatus::Online).await;
     let lines = 1500;

@@ -175,7 +175,6 @@ pub async fn publish(
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "the change feed did not take a change; sending it and those after it again");
-                    acks = FuturesOrdered::new();
                     if !resend(&cluster, &mut unacked, &mut acks, &shutdown).await {
                         return;
                     }
@@ -190,7 +189,6 @@ pub async fn publish(
                     Ok(ack) => acks.push_back(ack),
                     Err(error) => {
                         tracing::warn!(%error, "cannot send a change to the other replicas; retrying");
-                        acks = FuturesOrdered::new();
                         if !resend(&cluster, &mut unacked, &mut acks, &shutdown).await {
                             return;
                         }
@@ -212,13 +210,14 @@ pub async fn publish(
 const IN_FLIGHT: usize = 256;
 
 /// Sends `unacked` again, in order, retrying with backoff until the bus takes each; their
-/// acknowledgements go to `acks`. False if HQ shut down meanwhile.
+/// acknowledgements replace those in `acks`. False if HQ shut down meanwhile.
 async fn resend(
     cluster: &Cluster,
     unacked: &mut VecDeque<FeedMessage>,
     acks: &mut FuturesOrdered<DurableAck>,
     shutdown: &CancellationToken,
 ) -> bool {
+    *acks = FuturesOrdered::new();
     let mut delay = Duration::from_millis(50);
     for message in unacked.iter() {
         loop {

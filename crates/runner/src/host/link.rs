@@ -326,25 +326,37 @@ async fn write_host(mut writer: OwnedWriteHalf, mut frames: mpsc::Receiver<ToHos
 /// Sends the session's orders on: keystrokes and sizes to the PTY itself when the host handed it
 /// over, else to the host, and a kill always to the host (it signals the process group).
 async fn forward_orders(
-    mut orders: mpsc::Receiver<PtyOrder>,
+    orders: mpsc::Receiver<PtyOrder>,
     to_host: mpsc::Sender<ToHost>,
     pty: Option<PtyInput>,
 ) {
-    let Some(mut pty) = pty else {
-        while let Some(order) = orders.recv().await {
-            let frame = match order {
-                PtyOrder::Input(bytes) => ToHost::Input(bytes),
-                PtyOrder::Resize(size) => ToHost::Resize(size),
-                PtyOrder::Kill => ToHost::Kill,
-            };
-            if to_host.send(frame).await.is_err() {
-                return;
-            }
+    match pty {
+        Some(pty) => forward_to_pty(orders, to_host, pty).await,
+        None => forward_to_host(orders, to_host).await,
+    }
+}
+
+/// Every order as a frame to the host (a host of protocol version 1).
+async fn forward_to_host(mut orders: mpsc::Receiver<PtyOrder>, to_host: mpsc::Sender<ToHost>) {
+    while let Some(order) = orders.recv().await {
+        let frame = match order {
+            PtyOrder::Input(bytes) => ToHost::Input(bytes),
+            PtyOrder::Resize(size) => ToHost::Resize(size),
+            PtyOrder::Kill => ToHost::Kill,
+        };
+        if to_host.send(frame).await.is_err() {
+            return;
         }
-        return;
-    };
-    // The PTY is written apart, so a command that stops reading its input (its terminal's
-    // buffer full) cannot hold a kill back.
+    }
+}
+
+/// Keystrokes and sizes to the PTY, kills to the host. The PTY is written apart, so a command
+/// that stops reading its input (its terminal's buffer full) cannot hold a kill back.
+async fn forward_to_pty(
+    mut orders: mpsc::Receiver<PtyOrder>,
+    to_host: mpsc::Sender<ToHost>,
+    mut pty: PtyInput,
+) {
     let (to_pty, mut pty_orders) = mpsc::channel::<PtyOrder>(64);
     let writing = async move {
         let mut writable = true;

@@ -136,14 +136,20 @@ async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, kind: u8, payload: B
     writer.flush().await
 }
 
-/// The first whole frame at the start of `buf`, and its length: `None` while it is incomplete.
-fn split_frame(buf: &[u8]) -> anyhow::Result<Option<(u8, &[u8], usize)>> {
-    let Some((&[kind, a, b, c, d], rest)) = buf.split_first_chunk::<5>() else { return Ok(None) };
-    let len = u32::from_be_bytes([a, b, c, d]);
+/// A payload's length from its frame's head, refused past [`MAX_PAYLOAD`].
+fn payload_len(len: [u8; 4]) -> anyhow::Result<usize> {
+    let len = u32::from_be_bytes(len);
     if len > MAX_PAYLOAD {
         bail!("a frame of {len} bytes is larger than {MAX_PAYLOAD}");
     }
-    Ok(rest.get(..len as usize).map(|payload| (kind, payload, 5 + len as usize)))
+    Ok(len as usize)
+}
+
+/// The first whole frame at the start of `buf`, and its length: `None` while it is incomplete.
+fn split_frame(buf: &[u8]) -> anyhow::Result<Option<(u8, &[u8], usize)>> {
+    let Some((&[kind, a, b, c, d], rest)) = buf.split_first_chunk::<5>() else { return Ok(None) };
+    let len = payload_len([a, b, c, d])?;
+    Ok(rest.get(..len).map(|payload| (kind, payload, 5 + len)))
 }
 
 /// Reads one frame: `None` at a clean end of stream.
@@ -153,11 +159,9 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> anyhow::Result<Opti
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e).context("reading a frame"),
     };
-    let len = reader.read_u32().await.context("reading a frame's length")?;
-    if len > MAX_PAYLOAD {
-        bail!("a frame of {len} bytes is larger than {MAX_PAYLOAD}");
-    }
-    let mut payload = vec![0u8; len as usize];
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len).await.context("reading a frame's length")?;
+    let mut payload = vec![0u8; payload_len(len)?];
     reader.read_exact(&mut payload).await.context("reading a frame")?;
     Ok(Some((kind, Bytes::from(payload))))
 }
