@@ -130,6 +130,9 @@ test("Claude Code asks in the dashboard, the badge says so once, and the approve
   const session = async () => (await stack.api("GET", `/api/sessions/${id}`)).json;
   await waitFor("Claude Code's input box", async () => (await screen(page, id)).includes("? for shortcuts"), AGENT_WAIT);
   await waitFor("it to wait for a task", async () => (await session()).activity === "waiting_for_input", AGENT_WAIT);
+  // The badge, not only the API: Claude Code may draw once more after its first quiet screen (a
+  // clean-clone CI run typed while the tab still said "working" from that, and saw no change to it).
+  await waitFor("the badge to say so", async () => (await page.evaluate(() => window.__badges.at(-1))) === "waiting_for_input", AGENT_WAIT);
 
   await page.locator(`[data-session="${id}"] .xterm`).click();
   const typedAt = await page.evaluate(() => window.__badges.length);
