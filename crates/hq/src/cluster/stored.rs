@@ -26,6 +26,9 @@ use super::pg::Pg;
 
 /// Largest batch of output one transaction writes.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// A batch smaller than this waits up to [`LINGER`] for more before it is written.
+const LINGER_BELOW: usize = 64 * 1024;
+const LINGER: Duration = Duration::from_millis(5);
 /// Chunks read per query.
 const READ_ROWS: i64 = 64;
 
@@ -134,6 +137,7 @@ async fn run(pg: Arc<Pg>, mut rx: mpsc::UnboundedReceiver<Job>, stop: tokio_util
         let mut appends = Vec::new();
         let mut timings = Vec::new();
         let mut bytes = 0;
+        let linger_until = tokio::time::Instant::now() + LINGER;
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
@@ -148,6 +152,11 @@ async fn run(pg: Arc<Pg>, mut rx: mpsc::UnboundedReceiver<Job>, stop: tokio_util
             }
             if bytes < BATCH_BYTES {
                 next = rx.try_recv().ok();
+            }
+            // Keystroke echoes and ticking agents: a moment's wait gathers many into one
+            // transaction instead of a commit (and a disk flush) for each.
+            if next.is_none() && bytes < LINGER_BELOW && !stop.is_cancelled() {
+                next = tokio::time::timeout_at(linger_until, rx.recv()).await.ok().flatten();
             }
         }
         // Retried until PostgreSQL takes it: meanwhile the sessions' rings hold their output and
