@@ -515,6 +515,8 @@ pub(crate) async fn cluster(plan: &Plan) -> anyhow::Result<Value> {
     let mut ratios = Vec::new();
     let mut rates = Vec::new();
     let mut commits_per_s = Vec::new();
+    // Where a cluster run's time goes: known on B, first byte, last byte, exit.
+    let mut phases = Vec::new();
     for _ in 0..plan.pairs {
         let started = Instant::now();
         let id = single.start_session(&["cat", &file]).await?;
@@ -523,8 +525,17 @@ pub(crate) async fn cluster(plan: &Plan) -> anyhow::Result<Value> {
         let commits = deps.commits();
         let started = Instant::now();
         let id = cluster.start_session(&["cat", &file]).await?;
-        let cluster_bytes = stack::drain_to_exit(&mut attach_when_known(&cluster, &id).await?).await?;
+        let (mut viewer, known) = attach_when_known_timed(&cluster, &id).await?;
+        let drained = stack::drain_to_exit_timed(&mut viewer).await?;
         let elapsed = started.elapsed().as_secs_f64();
+        let cluster_bytes = drained.bytes;
+        let since = |at: Option<Instant>| at.map_or(f64::NAN, |at| (at - started).as_secs_f64() * 1e3);
+        phases.push(json!({
+            "known_ms": known.as_secs_f64() * 1e3,
+            "first_byte_ms": since(drained.first_byte),
+            "last_byte_ms": since(drained.last_byte),
+            "exit_ms": elapsed * 1e3,
+        }));
         if cluster_bytes != single_bytes {
             bail!("the cluster relayed {cluster_bytes} bytes, the single HQ {single_bytes}");
         }
@@ -539,12 +550,17 @@ pub(crate) async fn cluster(plan: &Plan) -> anyhow::Result<Value> {
     let single_echo = echo_samples(&single, samples).await?;
     let cluster_echo = echo_samples(&cluster, samples).await?;
     println!("\ncluster: runner on replica A, viewer on replica B (PostgreSQL and NATS), beside a single HQ");
-    for (i, p) in rates.iter().enumerate() {
+    for (i, (p, t)) in rates.iter().zip(&phases).enumerate() {
+        let ms = |key: &str| t[key].as_f64().unwrap_or(f64::NAN);
         println!(
-            "  pair {i}: single {:>8.1} MB/s   cluster {:>8.1} MB/s   bytes {}",
+            "  pair {i}: single {:>8.1} MB/s   cluster {:>8.1} MB/s   bytes {}   cluster ms: known {:.0}, first byte {:.0}, last byte {:.0}, exit {:.0}",
             p["single_bytes_per_s"].as_f64().unwrap_or(0.0) / 1e6,
             p["cluster_bytes_per_s"].as_f64().unwrap_or(0.0) / 1e6,
-            p["bytes"]
+            p["bytes"],
+            ms("known_ms"),
+            ms("first_byte_ms"),
+            ms("last_byte_ms"),
+            ms("exit_ms"),
         );
     }
     println!(
@@ -565,7 +581,7 @@ pub(crate) async fn cluster(plan: &Plan) -> anyhow::Result<Value> {
     println!("  over single-node: p50 {over50:+.1} µs (target ≤ +300), p99 {over99:+.1} µs (target ≤ +1000)");
     drop(cluster);
     Ok(json!({
-        "throughput": {"pairs": rates, "median_ratio": ratio},
+        "throughput": {"pairs": rates, "phases": phases, "median_ratio": ratio},
         "postgres_commits_per_s": commits,
         "echo": {
             "single": {"p50_us": p(&single_echo, 0.5), "p99_us": p(&single_echo, 0.99)},

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentrelay_protocol::viewer::ServerFrame;
 use anyhow::{Context, bail};
@@ -172,20 +172,37 @@ impl Stack {
 
 /// Reads a viewer until the exit frame; returns the output byte count.
 pub(crate) async fn drain_to_exit(socket: &mut Socket) -> anyhow::Result<u64> {
-    let mut bytes = 0u64;
+    Ok(drain_to_exit_timed(socket).await?.bytes)
+}
+
+/// What a viewer read up to the exit, and when its first and last bytes came.
+pub(crate) struct Drained {
+    pub(crate) bytes: u64,
+    pub(crate) first_byte: Option<Instant>,
+    pub(crate) last_byte: Option<Instant>,
+}
+
+/// The same, with the times of the first and the last byte.
+pub(crate) async fn drain_to_exit_timed(socket: &mut Socket) -> anyhow::Result<Drained> {
+    let mut drained = Drained { bytes: 0, first_byte: None, last_byte: None };
     while let Some(message) = socket.next().await {
         match message? {
-            Message::Binary(data) => bytes += data.len() as u64,
+            Message::Binary(data) => {
+                let now = Instant::now();
+                drained.first_byte.get_or_insert(now);
+                drained.last_byte = Some(now);
+                drained.bytes += data.len() as u64;
+            }
             Message::Text(text) => {
                 if let Ok(ServerFrame::Exit(_)) = serde_json::from_str(text.as_str()) {
-                    return Ok(bytes);
+                    return Ok(drained);
                 }
             }
             Message::Close(_) => break,
             _ => {}
         }
     }
-    bail!("closed before exit after {bytes} bytes")
+    bail!("closed before exit after {} bytes", drained.bytes)
 }
 
 /// Polls `check` every 20 ms for up to 30 s.
