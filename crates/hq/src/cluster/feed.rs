@@ -355,3 +355,82 @@ async fn reload_users(state: &AppState) {
         tracing::warn!(error = format!("{error:#}"), "cannot reread users");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    /// What a replica of the previous release sends (and this one sends too).
+    fn fixture() -> Value {
+        serde_json::from_str(include_str!("fixtures/replicas-v1.json")).expect("valid fixture")
+    }
+
+    /// Whether `actual` holds everything `expected` does (and maybe more).
+    fn holds(actual: &Value, expected: &Value) -> bool {
+        match (actual, expected) {
+            (Value::Object(a), Value::Object(e)) => {
+                e.iter().all(|(k, v)| a.get(k).is_some_and(|got| holds(got, v)))
+            }
+            (Value::Array(a), Value::Array(e)) => {
+                a.len() == e.len() && a.iter().zip(e).all(|(x, y)| holds(x, y))
+            }
+            _ => actual == expected,
+        }
+    }
+
+    fn kind(message: &FeedMessage) -> &'static str {
+        // Exhaustive: a new kind of change must be added to the fixture, and here.
+        match message {
+            FeedMessage::Runner(_) => "runner",
+            FeedMessage::Session(_) => "session",
+            FeedMessage::SessionRemoved(_) => "session_removed",
+            FeedMessage::Changes { .. } => "changes",
+            FeedMessage::Tokens => "tokens",
+            FeedMessage::Users => "users",
+            FeedMessage::UserCut(_) => "user_cut",
+            FeedMessage::Grant { .. } => "grant",
+            FeedMessage::LoginAdded { .. } => "login_added",
+            FeedMessage::LoginRemoved(_) => "login_removed",
+        }
+    }
+
+    /// A rolling upgrade runs two releases at once: this one must read every change the previous
+    /// one sends, losing no field, and the previous one must read this one's (which may carry
+    /// fields it does not know).
+    #[test]
+    fn replicas_of_adjacent_releases_read_each_others_changes() {
+        let fixture = fixture();
+        let sent = fixture["feed"].as_array().expect("a list of changes");
+        let mut kinds = std::collections::BTreeSet::new();
+        for change in sent {
+            let envelope: Envelope = serde_json::from_value(change.clone())
+                .unwrap_or_else(|e| panic!("{e}: cannot read {change}"));
+            kinds.insert(kind(&envelope.message));
+            let read = serde_json::to_value(&envelope).expect("serializes");
+            assert!(holds(&read, change), "lost a field of {change}: read back as {read}");
+
+            let mut newer = change.clone();
+            newer["added_later"] = Value::from(1);
+            if let Some(payload) = newer["payload"].as_object_mut() {
+                payload.insert("added_later".into(), Value::from(1));
+            }
+            serde_json::from_value::<Envelope>(newer)
+                .unwrap_or_else(|e| panic!("{e}: refused {change} with a new field"));
+        }
+        let all = [
+            "changes",
+            "grant",
+            "login_added",
+            "login_removed",
+            "runner",
+            "session",
+            "session_removed",
+            "tokens",
+            "user_cut",
+            "users",
+        ];
+        assert_eq!(kinds.into_iter().collect::<Vec<_>>(), all, "every kind of change is in the fixture");
+    }
+}

@@ -421,4 +421,44 @@ mod tests {
         }
         assert!(decode_order(&Bytes::from_static(&[1, 0])).is_none());
     }
+
+    fn unhex(hex: &serde_json::Value) -> Bytes {
+        let hex = hex.as_str().expect("hex");
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
+    }
+
+    /// The bus's frames are read and written by replicas of adjacent releases during a rolling
+    /// upgrade: these are the previous release's, byte for byte.
+    #[test]
+    fn frames_are_the_previous_releases() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("fixtures/replicas-v1.json")).expect("valid fixture");
+        for sent in fixture["output"].as_array().expect("output frames") {
+            let (offset, data, frame) =
+                (sent["offset"].as_u64().expect("offset"), unhex(&sent["data"]), unhex(&sent["frame"]));
+            assert_eq!(encode_output(offset, &data), frame);
+            assert!(
+                matches!(decode_output(&frame), Some(OutputFrame::Data(o, d)) if o == offset && d == data)
+            );
+        }
+        for sent in fixture["stored"].as_array().expect("stored frames") {
+            let (end, frame) = (sent["end"].as_u64().expect("end"), unhex(&sent["frame"]));
+            assert_eq!(encode_stored(end), frame);
+            assert!(matches!(decode_output(&frame), Some(OutputFrame::Stored(e)) if e == end));
+        }
+        for sent in fixture["orders"].as_array().expect("orders") {
+            let order = if let Some(input) = sent.get("input") {
+                ToRunner::Input(unhex(input))
+            } else if let Some([rows, cols]) = sent["resize"].as_array().map(Vec::as_slice) {
+                let size = |v: &serde_json::Value| u16::try_from(v.as_u64().expect("size")).expect("u16");
+                ToRunner::Resize(TermSize { rows: size(rows), cols: size(cols) })
+            } else {
+                ToRunner::Kill
+            };
+            let frame = unhex(&sent["frame"]);
+            assert_eq!(encode_order(&order), frame);
+            let read = decode_order(&frame).expect("decodes");
+            assert_eq!(format!("{read:?}"), format!("{order:?}"));
+        }
+    }
 }
