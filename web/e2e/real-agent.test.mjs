@@ -165,12 +165,10 @@ test("Claude Code asks in the dashboard, the badge says so once, and the approve
 
   const badges = await page.evaluate(() => window.__badges);
   const asking = badges.slice(typedAt, answeredAt);
-  assert.deepEqual(
-    asking.filter((b) => b === "waiting_for_input"),
-    ["waiting_for_input"],
-    `the badge between the task and the answer: ${asking}`,
-  );
-  assert.ok(asking.includes("working"), `the badge between the task and the answer: ${asking}`);
+  // The whole history in the message: what the badge said before the task matters too.
+  const history = `the badge between the task and the answer: ${asking} (before the task: ${badges.slice(0, typedAt)})`;
+  assert.deepEqual(asking.filter((b) => b === "waiting_for_input"), ["waiting_for_input"], history);
+  assert.ok(asking.includes("working"), history);
   // After the answer it works, then waits for the next task.
   const after = badges.slice(answeredAt);
   assert.deepEqual([after[0], after.at(-1)], ["working", "waiting_for_input"], `after the answer: ${after}`);
