@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 fn spawn(command: &[&str]) -> anyhow::Result<(pty_process::Pty, tokio::process::Child)> {
     let (pty, pts) = pty_process::open()?;
@@ -37,55 +37,85 @@ pub(crate) const ECHO_PROGRAM: &str = "stty raw -echo; printf echo-ready; exec c
 /// What [`ECHO_PROGRAM`] prints once the terminal is raw.
 pub(crate) const READY: &[u8] = b"echo-ready";
 
-/// Round trips of one byte through a PTY running [`ECHO_PROGRAM`].
-pub(crate) async fn pty_echo(samples: usize) -> anyhow::Result<Vec<Duration>> {
-    let (mut pty, mut child) = spawn(&["sh", "-c", ECHO_PROGRAM])?;
-    let mut byte = [0u8; 1];
-    let mut seen = Vec::new();
-    while !seen.ends_with(READY) {
-        let mut got = [0u8; 64];
-        let n = tokio::time::timeout(Duration::from_secs(10), pty.read(&mut got)).await??;
-        seen.extend_from_slice(&got[..n]);
-    }
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let sent = b'a' + (i % 26) as u8;
-        let start = Instant::now();
-        pty.write_all(&[sent]).await?;
-        pty.read_exact(&mut byte).await?;
-        times.push(start.elapsed());
-    }
-    child.start_kill()?;
-    let _ = child.wait().await;
-    Ok(times)
+/// A raw PTY running [`ECHO_PROGRAM`], sampled in rounds between the other echo measurements.
+pub(crate) struct PtyEcho {
+    pty: pty_process::Pty,
+    child: tokio::process::Child,
+    sent: usize,
 }
 
-/// Round trips of one byte over loopback TCP (an echo task in this process).
-pub(crate) async fn tcp_round_trips(samples: usize) -> anyhow::Result<Vec<Duration>> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(async move {
-        if let Ok((mut socket, _)) = listener.accept().await {
-            let _ = socket.set_nodelay(true);
-            let mut byte = [0u8; 1];
-            while socket.read_exact(&mut byte).await.is_ok() {
-                if socket.write_all(&byte).await.is_err() {
-                    break;
+impl PtyEcho {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
+        let (mut pty, child) = spawn(&["sh", "-c", ECHO_PROGRAM])?;
+        let mut seen = Vec::new();
+        while !seen.ends_with(READY) {
+            let mut got = [0u8; 64];
+            let n = tokio::time::timeout(Duration::from_secs(10), pty.read(&mut got)).await??;
+            seen.extend_from_slice(&got[..n]);
+        }
+        Ok(Self { pty, child, sent: 0 })
+    }
+
+    /// `samples` round trips of one byte, into `times`.
+    pub(crate) async fn sample(&mut self, samples: usize, times: &mut Vec<Duration>) -> anyhow::Result<()> {
+        let mut byte = [0u8; 1];
+        for _ in 0..samples {
+            let sent = b'a' + (self.sent % 26) as u8;
+            self.sent += 1;
+            let start = Instant::now();
+            self.pty.write_all(&[sent]).await?;
+            self.pty.read_exact(&mut byte).await?;
+            times.push(start.elapsed());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PtyEcho {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Loopback TCP to an echo thread in this process, sampled like [`PtyEcho`]. A thread of its
+/// own, blocking on its socket: each round trip wakes another thread through the kernel, as the
+/// hops to HQ and the runner wake other processes. An echo task on the bench's own runtime may
+/// run on the same worker as the client and skip that wakeup (16 µs against 64 µs here).
+pub(crate) struct TcpEcho {
+    client: TcpStream,
+}
+
+impl TcpEcho {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        // Ends when the client's socket closes.
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            if let Ok((mut socket, _)) = listener.accept() {
+                let _ = socket.set_nodelay(true);
+                let mut byte = [0u8; 1];
+                while socket.read_exact(&mut byte).is_ok() {
+                    if socket.write_all(&byte).is_err() {
+                        break;
+                    }
                 }
             }
-        }
-    });
-    let mut client = TcpStream::connect(addr).await?;
-    client.set_nodelay(true)?;
-    let mut byte = [0u8; 1];
-    let mut times = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let start = Instant::now();
-        client.write_all(b"x").await?;
-        client.read_exact(&mut byte).await?;
-        times.push(start.elapsed());
+        });
+        let client = TcpStream::connect(addr).await?;
+        client.set_nodelay(true)?;
+        Ok(Self { client })
     }
-    drop(client);
-    server.abort();
-    Ok(times)
+
+    /// `samples` round trips of one byte, into `times`.
+    pub(crate) async fn sample(&mut self, samples: usize, times: &mut Vec<Duration>) -> anyhow::Result<()> {
+        let mut byte = [0u8; 1];
+        for _ in 0..samples {
+            let start = Instant::now();
+            self.client.write_all(b"x").await?;
+            self.client.read_exact(&mut byte).await?;
+            times.push(start.elapsed());
+        }
+        Ok(())
+    }
 }

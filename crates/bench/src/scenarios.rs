@@ -76,33 +76,16 @@ pub(crate) async fn throughput(plan: &Plan) -> anyhow::Result<Value> {
 /// Keystroke echo: one byte through viewer → HQ → runner → PTY and back, against the floor.
 pub(crate) async fn echo(plan: &Plan) -> anyhow::Result<Value> {
     let stack = Stack::start(&[]).await?;
-    let id = stack.start_session(&["sh", "-c", raw::ECHO_PROGRAM]).await?;
-    let mut viewer = stack.attach(&id).await?;
-    // Start measuring once the terminal is raw and `cat` runs.
-    let mut seen = Vec::new();
-    while !seen.ends_with(raw::READY) {
-        match tokio::time::timeout(Duration::from_secs(10), viewer.next()).await? {
-            Some(Ok(Message::Binary(bytes))) => seen.extend_from_slice(&bytes),
-            Some(Ok(_)) => continue,
-            other => bail!("the echo program did not start: {other:?}"),
-        }
+    let mut relay_echo = ViewerEcho::start(&stack).await?;
+    let mut pty_echo = raw::PtyEcho::start().await?;
+    let mut tcp_echo = raw::TcpEcho::start().await?;
+    // In rounds, each measurement in turn: a moment of noise on the VM lands on all three.
+    let (mut relay, mut pty, mut tcp) = (Vec::new(), Vec::new(), Vec::new());
+    for samples in rounds(plan.echo_samples) {
+        relay_echo.sample(samples, &mut relay).await?;
+        pty_echo.sample(samples, &mut pty).await?;
+        tcp_echo.sample(samples, &mut tcp).await?;
     }
-    let mut relay = Vec::with_capacity(plan.echo_samples);
-    for i in 0..plan.echo_samples {
-        let byte = [b'a' + (i % 26) as u8];
-        let start = Instant::now();
-        viewer.send(Message::Binary(Bytes::copy_from_slice(&byte))).await?;
-        loop {
-            match tokio::time::timeout(Duration::from_secs(10), viewer.next()).await? {
-                Some(Ok(Message::Binary(bytes))) if bytes.as_ref() == byte => break,
-                Some(Ok(_)) => continue,
-                other => bail!("echo failed: {other:?}"),
-            }
-        }
-        relay.push(start.elapsed());
-    }
-    let mut pty = raw::pty_echo(plan.echo_samples).await?;
-    let mut tcp = raw::tcp_round_trips(plan.echo_samples).await?;
     for list in [&mut relay, &mut pty, &mut tcp] {
         list.sort();
     }
@@ -465,34 +448,56 @@ async fn attach_when_known_timed(stack: &Stack, id: &str) -> anyhow::Result<(sta
     Ok((socket, started.elapsed()))
 }
 
-/// Keystroke echo through `stack`: `samples` round trips, sorted.
-async fn echo_samples(stack: &Stack, samples: usize) -> anyhow::Result<Vec<Duration>> {
-    let id = stack.start_session(&["sh", "-c", raw::ECHO_PROGRAM]).await?;
-    let mut viewer = attach_when_known(stack, &id).await?;
-    let mut seen = Vec::new();
-    while !seen.ends_with(raw::READY) {
-        match tokio::time::timeout(Duration::from_secs(10), viewer.next()).await? {
-            Some(Ok(Message::Binary(bytes))) => seen.extend_from_slice(&bytes),
-            Some(Ok(_)) => continue,
-            other => bail!("the echo program did not start: {other:?}"),
-        }
-    }
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let byte = [b'a' + (i % 26) as u8];
-        let start = Instant::now();
-        viewer.send(Message::Binary(Bytes::copy_from_slice(&byte))).await?;
-        loop {
+/// Echo measurements take turns in this many rounds.
+const ECHO_ROUNDS: usize = 20;
+
+/// `samples` split into [`ECHO_ROUNDS`] rounds.
+fn rounds(samples: usize) -> impl Iterator<Item = usize> {
+    let per = samples.div_ceil(ECHO_ROUNDS).max(1);
+    (0..samples).step_by(per).map(move |done| per.min(samples - done))
+}
+
+/// A session running the echo program with a viewer through `stack`: keystroke round trips
+/// through HQ and the runner, sampled in rounds.
+struct ViewerEcho {
+    viewer: stack::Socket,
+    sent: usize,
+}
+
+impl ViewerEcho {
+    async fn start(stack: &Stack) -> anyhow::Result<Self> {
+        let id = stack.start_session(&["sh", "-c", raw::ECHO_PROGRAM]).await?;
+        let mut viewer = attach_when_known(stack, &id).await?;
+        // Measuring starts once the terminal is raw and `cat` runs.
+        let mut seen = Vec::new();
+        while !seen.ends_with(raw::READY) {
             match tokio::time::timeout(Duration::from_secs(10), viewer.next()).await? {
-                Some(Ok(Message::Binary(bytes))) if bytes.as_ref() == byte => break,
+                Some(Ok(Message::Binary(bytes))) => seen.extend_from_slice(&bytes),
                 Some(Ok(_)) => continue,
-                other => bail!("echo failed: {other:?}"),
+                other => bail!("the echo program did not start: {other:?}"),
             }
         }
-        times.push(start.elapsed());
+        Ok(Self { viewer, sent: 0 })
     }
-    times.sort();
-    Ok(times)
+
+    /// `samples` round trips of one keystroke, into `times`.
+    async fn sample(&mut self, samples: usize, times: &mut Vec<Duration>) -> anyhow::Result<()> {
+        for _ in 0..samples {
+            let byte = [b'a' + (self.sent % 26) as u8];
+            self.sent += 1;
+            let start = Instant::now();
+            self.viewer.send(Message::Binary(Bytes::copy_from_slice(&byte))).await?;
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), self.viewer.next()).await? {
+                    Some(Ok(Message::Binary(bytes))) if bytes.as_ref() == byte => break,
+                    Some(Ok(_)) => continue,
+                    other => bail!("echo failed: {other:?}"),
+                }
+            }
+            times.push(start.elapsed());
+        }
+        Ok(())
+    }
 }
 
 /// Two replicas on PostgreSQL and NATS, the runner on one and the viewer on the other, beside a
@@ -547,8 +552,15 @@ pub(crate) async fn cluster(plan: &Plan) -> anyhow::Result<Value> {
     let ratio = median(&mut ratios);
     let commits = median(&mut commits_per_s);
     let samples = plan.echo_samples.min(2000);
-    let single_echo = echo_samples(&single, samples).await?;
-    let cluster_echo = echo_samples(&cluster, samples).await?;
+    let (mut single_echo, mut cluster_echo) = (Vec::new(), Vec::new());
+    let mut single_viewer = ViewerEcho::start(&single).await?;
+    let mut cluster_viewer = ViewerEcho::start(&cluster).await?;
+    for round in rounds(samples) {
+        single_viewer.sample(round, &mut single_echo).await?;
+        cluster_viewer.sample(round, &mut cluster_echo).await?;
+    }
+    single_echo.sort();
+    cluster_echo.sort();
     println!("\ncluster: runner on replica A, viewer on replica B (PostgreSQL and NATS), beside a single HQ");
     for (i, (p, t)) in rates.iter().zip(&phases).enumerate() {
         let ms = |key: &str| t[key].as_f64().unwrap_or(f64::NAN);
