@@ -181,6 +181,21 @@ async fn two_sessions_edit_the_same_file_each_in_its_own_worktree_and_get_their_
     viewer_b.read_until("got: marker").await.unwrap();
     assert!(!viewer_b.text().contains("Why a comma"), "{}", viewer_b.text());
 
+    // A message git would take as empty, or one too long, is refused before anything is committed.
+    let before = git(&repo.path, &["rev-parse", workspace["branch"].as_str().unwrap()]);
+    for message in ["\u{c} \n".to_owned(), "x".repeat(65537)] {
+        let response = hq
+            .request(Method::POST, &format!("/api/sessions/{a_id}/workspace/commit"))
+            .json(&json!({ "message": message }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["field"], "message", "{error}");
+    }
+    assert_eq!(git(&repo.path, &["rev-parse", workspace["branch"].as_str().unwrap()]), before);
+
     // Commit, then push to the bare repository standing in for the remote.
     let response = hq
         .request(Method::POST, &format!("/api/sessions/{a_id}/workspace/commit"))

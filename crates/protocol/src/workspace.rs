@@ -165,10 +165,13 @@ pub struct Review {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitRequest {
-    /// The commit message.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
+    /// The commit message: 1 to [`MAX_COMMIT_MESSAGE`] characters, not all white space.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 65536))]
     pub message: String,
 }
+
+/// The longest commit message taken, in characters.
+pub const MAX_COMMIT_MESSAGE: usize = 65536;
 
 /// What a workspace commit made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

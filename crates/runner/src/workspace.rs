@@ -18,8 +18,8 @@ use agentrelay_protocol::runner::{
     ChangesReport, RunnerMessage, WorkspaceError, WorkspaceFailure, WorkspaceOp, WorkspaceOutcome,
 };
 use agentrelay_protocol::workspace::{
-    ChangeSummary, ChangedFile, Changes, Committed, Diff, FileStatus, Pushed, RepoInfo, Workspace,
-    WorkspaceSpec,
+    ChangeSummary, ChangedFile, Changes, Committed, Diff, FileStatus, MAX_COMMIT_MESSAGE, Pushed, RepoInfo,
+    Workspace, WorkspaceSpec,
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -41,8 +41,6 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
 /// Without inotify (no watches left), how often the watcher looks.
 const POLL_EVERY: Duration = Duration::from_secs(3);
-/// The longest commit message taken.
-const MAX_MESSAGE: usize = 64 * 1024;
 
 /// A failed workspace operation, as sent to HQ.
 type Failure = WorkspaceFailure;
@@ -318,8 +316,11 @@ impl Workspaces {
     /// Commits everything in the worktree on the session's branch.
     async fn commit(&self, session: Uuid, message: &str) -> Result<Committed, Failure> {
         let (workspace, dir) = self.open(session)?;
-        if message.trim().is_empty() || message.len() > MAX_MESSAGE {
-            return Err(fail(WorkspaceError::BadMessage, "the commit message must have 1 to 65536 bytes"));
+        if message.trim().is_empty() || message.chars().count() > MAX_COMMIT_MESSAGE {
+            let why = format!(
+                "the commit message must have 1 to {MAX_COMMIT_MESSAGE} characters, not all white space"
+            );
+            return Err(fail(WorkspaceError::BadMessage, why));
         }
         git(&dir, &["add", "--all"], GIT_TIMEOUT).await?;
         let staged = git(&dir, &["diff", "--cached", "--name-only", "-z"], GIT_TIMEOUT).await?;

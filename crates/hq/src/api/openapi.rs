@@ -186,12 +186,13 @@ impl Modify for RequestBodies {
             .build();
         wrap_all_of(schemas, "Input", [input.into()]);
 
-        // Workspaces and reviews: every text has something in it besides white space, and the
-        // names in a workspace are at most 200 characters.
+        // Workspaces, reviews and commits: every text has something in it besides white space,
+        // and the names in a workspace are at most 200 characters.
         let non_blank = format!("[^{RUST_WHITE_SPACE}]");
         for (name, fields, max) in [
             ("WorkspaceSpec", &["repo", "branch", "base"][..], Some(200)),
             ("ReviewComment", &["path", "body"][..], None),
+            ("CommitRequest", &["message"][..], None),
         ] {
             let Some(object) = object_mut(schemas, name) else { continue };
             for field in fields {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use agentrelay_protocol::requests::{InputWhen, QueuedInput};
 use agentrelay_protocol::runner::{WorkspaceOp, WorkspaceOutcome};
 use agentrelay_protocol::workspace::{
-    Changes, CommitRequest, Committed, Diff, Pushed, Review, ReviewComment, Workspace, WorkspaceSpec,
+    Changes, CommitRequest, Committed, Diff, MAX_COMMIT_MESSAGE, Pushed, Review, ReviewComment, Workspace,
+    WorkspaceSpec,
 };
 use agentrelay_protocol::{ErrorResponse, Runner};
 use axum::extract::{Path, Query, State};
@@ -359,7 +360,11 @@ pub async fn commit(
     body.finish()?;
     let message = message
         .filter(|m| !m.trim().is_empty())
-        .ok_or_else(|| AppError::bad_field("message", "'message' is required"))?;
+        .ok_or_else(|| AppError::bad_field("message", "'message' is required, not all white space"))?;
+    if message.chars().count() > MAX_COMMIT_MESSAGE {
+        let why = format!("'message' is at most {MAX_COMMIT_MESSAGE} characters");
+        return Err(AppError::bad_field("message", why));
+    }
     let (session, _) = with_workspace(&state, &principal, &id, Need::Drive)?;
     let outcome = ask_session(&state, &session, WorkspaceOp::Commit { message }, SLOW_ANSWER_TIMEOUT).await?;
     match outcome {
