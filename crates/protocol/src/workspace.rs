@@ -165,7 +165,7 @@ pub struct Review {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitRequest {
-    /// The commit message: 1 to [`MAX_COMMIT_MESSAGE`] characters, not all white space.
+    /// The commit message: 1 to 65,536 characters, not all white space.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 65536))]
     pub message: String,
 }

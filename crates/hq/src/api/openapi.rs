@@ -198,7 +198,7 @@ impl Modify for RequestBodies {
             for field in fields {
                 if let Some(RefOr::T(Schema::Object(text))) = object.properties.get_mut(*field) {
                     text.pattern = Some(non_blank.clone());
-                    text.max_length = max;
+                    text.max_length = max.or(text.max_length);
                 }
             }
         }
