@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use agentrelay_e2e::deps::{TestDatabase, TestNats};
-use agentrelay_e2e::{HqProcess, RUNNER_TOKEN, TIMEOUT, TcpProxy, TestRunner, eventually};
+use agentrelay_e2e::{HqProcess, RUNNER_TOKEN, TIMEOUT, TcpProxy, TestRunner, Viewer, eventually};
 use agentrelay_protocol::{RunnerStatus, SessionStatus};
 
 /// The flags that make a replica of the cluster on `database` and `nats`.
@@ -51,6 +51,21 @@ fn assert_every_line_once(text: &str, lines: usize) {
     }
 }
 
+/// The viewer reads to the exit of a `counting` session within `limit`: exit code 7, every line
+/// once.
+async fn assert_exits_with_every_line(viewer: &mut Viewer, limit: Duration, lines: usize) {
+    let exit = tokio::time::timeout(limit, viewer.read_to_exit()).await.expect("exit in time").unwrap();
+    assert_eq!(exit.code, Some(7));
+    assert_every_line_once(&viewer.text(), lines);
+}
+
+/// A fresh viewer on `hq` replays the ended session from its start: every line once.
+async fn assert_replays_every_line(hq: &HqProcess, session: uuid::Uuid, lines: usize) {
+    let mut replay = hq.attach(session, Some(0)).await;
+    replay.read_to_exit().await.unwrap();
+    assert_every_line_once(&replay.text(), lines);
+}
+
 /// Prints `lines` numbered lines in bursts of 1,000 (so a replica dies with output it has not
 /// stored yet), then exits 7.
 fn counting(lines: usize) -> String {
@@ -77,15 +92,11 @@ async fn kill_9_of_the_runners_replica_mid_stream_loses_and_repeats_no_byte() {
     a.kill().await;
     // The runner redials B, which takes the session's output over from what is stored: the
     // viewer on B sees every line once, and the exit.
-    let exit = tokio::time::timeout(TIMEOUT * 2, viewer.read_to_exit()).await.expect("exit in time").unwrap();
-    assert_eq!(exit.code, Some(7));
-    assert_every_line_once(&viewer.text(), lines);
+    assert_exits_with_every_line(&mut viewer, TIMEOUT * 2, lines).await;
     // The whole output is stored: a fresh viewer on B replays it from PostgreSQL.
     let ended = b.wait_for_session(session.id, SessionStatus::Exited).await;
     assert_eq!(ended.exit_code, Some(7));
-    let mut replay = b.attach(session.id, Some(0)).await;
-    replay.read_to_exit().await.unwrap();
-    assert_every_line_once(&replay.text(), lines);
+    assert_replays_every_line(&b, session.id, lines).await;
     // So does its log, from PostgreSQL.
     let log =
         b.request(reqwest::Method::GET, &format!("/api/sessions/{}/log", session.id)).send().await.unwrap();
@@ -299,12 +310,8 @@ async fn an_outage_of_postgres_and_nats_mid_stream_loses_no_output() {
     for proxy in [&pg_proxy, &nats_proxy] {
         proxy.refuse(false);
     }
-    let exit = tokio::time::timeout(TIMEOUT * 3, viewer.read_to_exit()).await.expect("exit in time").unwrap();
-    assert_eq!(exit.code, Some(7));
-    assert_every_line_once(&viewer.text(), lines);
-    let mut replay = hq.attach(session.id, Some(0)).await;
-    replay.read_to_exit().await.unwrap();
-    assert_every_line_once(&replay.text(), lines);
+    assert_exits_with_every_line(&mut viewer, TIMEOUT * 3, lines).await;
+    assert_replays_every_line(&hq, session.id, lines).await;
     drop(runner);
 }
 
@@ -390,14 +397,10 @@ async fn a_replica_that_loses_the_stream_closes_the_runners_connection_and_the_r
         }
     }
 
-    let exit = tokio::time::timeout(TIMEOUT * 2, viewer.read_to_exit()).await.expect("exit in time").unwrap();
-    assert_eq!(exit.code, Some(7));
-    assert_every_line_once(&viewer.text(), lines);
+    assert_exits_with_every_line(&mut viewer, TIMEOUT * 2, lines).await;
     let ended = a.wait_for_session(session.id, SessionStatus::Exited).await;
     assert_eq!(ended.exit_code, Some(7));
-    let mut replay = b.attach(session.id, Some(0)).await;
-    replay.read_to_exit().await.unwrap();
-    assert_every_line_once(&replay.text(), lines);
+    assert_replays_every_line(&b, session.id, lines).await;
     drop(runner);
 }
 
@@ -443,9 +446,7 @@ async fn a_partitioned_replica_is_fenced_and_the_runner_carries_on_through_anoth
         proxy.refuse(true);
         proxy.freeze();
     }
-    let exit = tokio::time::timeout(TIMEOUT * 2, viewer.read_to_exit()).await.expect("exit in time").unwrap();
-    assert_eq!(exit.code, Some(7));
-    assert_every_line_once(&viewer.text(), lines);
+    assert_exits_with_every_line(&mut viewer, TIMEOUT * 2, lines).await;
 
     // A is back: its frozen connections drop and it dials PostgreSQL again.
     for proxy in [&pg_proxy, &to_a] {
@@ -461,9 +462,7 @@ async fn a_partitioned_replica_is_fenced_and_the_runner_carries_on_through_anoth
         .get(0);
     assert_eq!(holder, "b");
     a.wait_for_session(session.id, SessionStatus::Exited).await;
-    let mut replay = a.attach(session.id, Some(0)).await;
-    replay.read_to_exit().await.unwrap();
-    assert_every_line_once(&replay.text(), lines);
+    assert_replays_every_line(&a, session.id, lines).await;
     let overlapping: i64 = client
         .query_one(
             "SELECT count(*) FROM output_chunks x JOIN output_chunks y ON x.session_id = y.session_id
